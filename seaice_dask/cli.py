@@ -1,0 +1,170 @@
+"""The ``seaice-dask`` command line: parse, load the config, open the cluster, call the library.
+
+Every verb is a thin wrapper around a library function that a notebook can call too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from seaice_dask.errors import SeaIceError
+
+app = typer.Typer(
+    name="seaice-dask",
+    help="Sea-ice type classification of Sentinel-1 SAR time series at cluster scale.\n\n"
+    "Pipeline: simulate → ingest → charts → features → train → predict → evaluate "
+    "(or `run` for all of them, `demo` for an offline end-to-end example).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline config (YAML).", show_default=False)]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Connect to a running scheduler (tcp://host:port or tls://…)."),
+]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    if not verbose and not quiet:
+        level = logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "numba", "fiona", "rasterio", "matplotlib"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _not_yet(verb: str) -> None:
+    console.print(f"[yellow]`seaice-dask {verb}` is not available yet.[/yellow]")
+    raise typer.Exit(2)
+
+
+def _fail(exc: SeaIceError) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def info(scheduler: SchedulerOpt = None) -> None:
+    """Versions of the key libraries and the cluster the pipeline would use."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from seaice_dask.config import ClusterConfig
+
+    for pkg in (
+        "seaice-dask", "dask", "distributed", "xarray", "zarr", "numpy", "numba", "rasterio",
+        "rioxarray", "geopandas", "shapely", "pyproj", "scikit-learn", "dask-ml", "skops",
+    ):
+        try:
+            v = version(pkg)
+        except PackageNotFoundError:
+            v = "not installed"
+        typer.echo(f"{pkg:14s} {v}")
+    typer.echo(f"{'python':14s} {sys.version.split()[0]}")
+    cfg = ClusterConfig()
+    import os
+
+    target = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if target:
+        typer.echo(f"cluster        scheduler at {target}")
+    else:
+        typer.echo(
+            f"cluster        LocalCluster: {cfg.n_workers} workers × {cfg.threads_per_worker} "
+            f"thread(s), {cfg.memory_limit} each (override in the config's `cluster` section)"
+        )
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("simulated"),
+    scenes: Annotated[int, typer.Option("--scenes", min=1, help="Number of scenes.")] = 29,
+    size: Annotated[str, typer.Option("--size", help="full | small")] = "small",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Render simulated Sentinel-1 EW GRD products, SIGRID-3 charts and the truth."""
+    _not_yet("simulate")
+
+
+@app.command()
+def ingest(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Calibrate, denoise and geocode scenes into the Zarr cube (incremental, resumable)."""
+    _not_yet("ingest")
+
+
+@app.command()
+def charts(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Decode SIGRID-3 charts and rasterise training labels into the cube."""
+    _not_yet("charts")
+
+
+@app.command()
+def features(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Compute GLCM texture features of the cube's sigma0 (resumable)."""
+    _not_yet("features")
+
+
+@app.command()
+def train(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Train the configured classifiers on the labelled stack."""
+    _not_yet("train")
+
+
+@app.command()
+def predict(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Classify every scene of the cube; write classes, probabilities and GeoTIFFs."""
+    _not_yet("predict")
+
+
+@app.command()
+def evaluate(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Scores per model, scene and month; confusion matrices and figures."""
+    _not_yet("evaluate")
+
+
+@app.command()
+def run(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+    """Every stage in order: ingest, charts, features, train, predict, evaluate."""
+    _not_yet("run")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+    scenes: Annotated[int, typer.Option("--scenes", min=2, help="Number of simulated scenes.")] = 12,
+) -> None:
+    """Offline end-to-end example: simulated scenes on a LocalCluster, every stage."""
+    _not_yet("demo")
+
+
+@app.command()
+def search() -> None:
+    """Find Sentinel-1 scenes in a catalogue (needs network access)."""
+    _not_yet("search")
+
+
+@app.command()
+def download() -> None:
+    """Download Sentinel-1 scenes and ice charts (needs network access)."""
+    _not_yet("download")
+
+
+@app.command()
+def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")]) -> None:
+    """Check a cube's consistency (grid, variables, completed slices)."""
+    _not_yet("validate")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,200 @@
+"""The pipeline configuration: one YAML file, validated on load.
+
+Unknown keys and wrong types raise :class:`~seaice_dask.errors.ConfigError` naming the key and
+the file. Relative paths are resolved against the folder of the config file. The documented
+example is ``seaice_dask/example-config.yaml`` (``seaice-dask demo`` writes one next to its
+outputs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from seaice_dask.errors import ConfigError
+from seaice_dask.grid import DENMARK_STRAIT_BOUNDS, Grid
+
+EXAMPLE_CONFIG = Path(__file__).with_name("example-config.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(_Section):
+    workdir: Path = Path(".")
+    scenes: list[str] = Field(default_factory=lambda: ["scenes/*.zip", "scenes/*.SAFE"])
+    charts: list[str] = Field(default_factory=lambda: ["charts/*.zip"])
+    store: Path = Path("cube.zarr")
+    models: Path = Path("models")
+    reports: Path = Path("reports")
+    land: Path | None = None  # land polygons; None = the file shipped with the package
+
+
+class GridConfig(_Section):
+    crs: str = "EPSG:32626"
+    resolution_m: float = Field(80.0, gt=0)
+    bounds: tuple[float, float, float, float] | None = DENMARK_STRAIT_BOUNDS  # None: union of footprints
+    chunk: int = Field(512, gt=0)
+
+    def to_grid(self) -> Grid:
+        if self.bounds is None:
+            raise ConfigError("grid.bounds is null: derive the grid from the scene footprints")
+        return Grid.from_bounds(self.crs, self.bounds, self.resolution_m)
+
+
+class DatesConfig(_Section):
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+
+class PreprocessConfig(_Section):
+    denoise: Literal["esa", "none"] = "esa"
+    polarisations: list[Literal["HH", "HV", "VV", "VH"]] = Field(default_factory=lambda: ["HH", "HV"])
+    multilook: int = Field(2, ge=1)
+    resampling: Literal["bilinear", "average"] = "bilinear"
+    land_buffer_m: float = Field(0.0, ge=0)
+    engine: Literal["native", "snap"] = "native"
+
+
+class ChartsConfig(_Section):
+    scheme: Literal["sod4", "ai4arctic"] = "sod4"
+    dominance: float = Field(0.65, gt=0, le=1)
+    water_ct_max: float = Field(10.0, ge=0, le=100)  # total concentration (%) below which: water
+    max_days: float = Field(4.0, ge=0)
+    erosion_m: float = Field(0.0, ge=0)
+    crs: str | None = None  # CRS for charts without a .prj
+    dates: dict[str, dt.date] = Field(default_factory=dict)  # explicit file name → chart date
+
+
+class FeaturesConfig(_Section):
+    window: int = Field(11, ge=3)
+    levels: int = Field(32, ge=2, le=256)
+    distances: list[int] = Field(default_factory=lambda: [1])
+    angles: list[int] = Field(default_factory=lambda: [0, 45, 90, 135])
+    features: list[str] = Field(
+        default_factory=lambda: ["contrast", "homogeneity", "ASM", "correlation", "entropy"]
+    )
+    quantizer: Literal["linear", "equalprob"] = "linear"
+    ranges_db: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"hh": (-30.0, 0.0), "hv": (-35.0, -5.0)}
+    )
+    mode: Literal["standard", "snap"] = "standard"
+
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("window must be odd")
+        return v
+
+
+class ModelConfig(_Section):
+    learners: list[Literal["sgd", "mlp", "gnb", "rf", "hgb", "svm"]] = Field(
+        default_factory=lambda: ["sgd", "mlp", "gnb", "rf", "hgb"]
+    )
+    inputs: list[str] = Field(
+        default_factory=lambda: ["glcm_hh", "glcm_hv", "sigma0_hh", "sigma0_hv", "incidence"]
+    )
+    cap_per_class: int = Field(20_000, gt=0)
+    balanced: bool = True
+    validation: Literal["temporal", "random"] = "temporal"
+    test_fraction: float = Field(0.33, gt=0, lt=1)
+    seed: int = 0
+
+
+class TLSConfig(_Section):
+    ca_file: Path
+    cert: Path
+    key: Path
+
+
+class ClusterConfig(_Section):
+    kind: Literal["local", "address", "slurm", "pbs", "kubernetes", "ssh"] = "local"
+    address: str | None = None  # tcp://host:8786 or tls://…; also DASK_SCHEDULER_ADDRESS
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "4GiB"
+    hosts: list[str] = Field(default_factory=list)  # ssh: first host runs the scheduler
+    tls: TLSConfig | None = None
+    dashboard: bool = True
+
+
+class SimulateConfig(_Section):
+    enabled: bool = False
+    n_scenes: int = Field(29, ge=1)
+    start: dt.date = dt.date(2020, 10, 5)
+    end: dt.date = dt.date(2021, 3, 22)
+    size: Literal["full", "small"] = "small"
+    product: Literal["GRDM", "GRDH"] = "GRDM"
+    seed: int = 0
+
+
+class PipelineConfig(_Section):
+    name: str = "seaice-dask"
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    dates: DatesConfig = Field(default_factory=DatesConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    charts: ChartsConfig = Field(default_factory=ChartsConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+
+    def resolve(self, base: Path) -> PipelineConfig:
+        """Return a copy whose paths are absolute, relative ones taken from ``base``."""
+        cfg = self.model_copy(deep=True)
+        p = cfg.paths
+        p.workdir = (base / p.workdir).resolve()
+        for name in ("store", "models", "reports", "land"):
+            value = getattr(p, name)
+            if value is not None and not value.is_absolute():
+                setattr(p, name, p.workdir / value)
+        return cfg
+
+    def path(self, pattern: str) -> Path:
+        """A path or glob pattern from the config, relative to ``paths.workdir``."""
+        q = Path(pattern).expanduser()
+        return q if q.is_absolute() else self.paths.workdir / q
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "<top level>"
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML pipeline config; paths come back absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections", path)
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_location(err['loc'])}: "
+            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+            for err in exc.errors()
+        )
+        raise ConfigError(problems, path) from None
+    return cfg.resolve(path.parent)
+
+
+def dump_config(cfg: PipelineConfig, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML (atomically); ``load_config`` reads it back unchanged."""
+    path = Path(path)
+    data = cfg.model_dump(mode="json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,324 @@
+"""The Zarr (v3) time-series cube: one store, one grid, every stage writes its own variables.
+
+Layout (dims ``time, [extra], y, x``, chunks ``(1, [full extra], chunk, chunk)``):
+
+* coordinates ``time`` (UTC acquisition start), ``y``/``x`` (pixel centres, metres),
+  ``spatial_ref`` (CRS), per-scene metadata along ``time`` (``product_id``, ``mission``, …);
+* data variables written by the stages (``sigma0_hh``, ``labels``, ``glcm_hh``, ``class``, …);
+* completion flags ``done_<stage>`` (bool per time slice), set by :func:`mark_done` only after a
+  stage has written every variable of a slice, so a crash never leaves a half-written slice that
+  looks finished. Every region write is idempotent: re-running a stage rewrites the same bytes.
+
+Writes go straight through zarr into chunk-aligned regions, so different time slices can be
+written concurrently by different workers or processes without locks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from seaice_dask.errors import CubeError
+from seaice_dask.grid import Grid, write_crs
+
+TIME_UNITS = "microseconds since 1970-01-01T00:00:00"
+FLAG_PREFIX = "done_"
+_NAT = np.iinfo("int64").min  # how xarray stores NaT in an int64 date array
+_GRID_ATTR = "grid"
+
+
+def _time_encoding() -> dict[str, Any]:
+    return {"units": TIME_UNITS, "calendar": "proleptic_gregorian", "dtype": "int64"}
+
+
+def _encode_times(times: Sequence[Any]) -> np.ndarray:
+    stamps = pd.DatetimeIndex(pd.to_datetime(list(times))).as_unit("us")
+    return stamps.asi8.astype("int64")
+
+
+def _coord_values(values: Sequence[Any]) -> np.ndarray:
+    """Coordinate values; text as variable-length strings (zarr v3 has no fixed-width spec)."""
+    array = np.asarray(values)
+    return array.astype(object) if array.dtype.kind == "U" else array
+
+
+def _group(path: str | Path, mode: str = "r+") -> zarr.Group:
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise CubeError("no cube here (create it with `seaice-dask ingest`)", path) from exc
+    if _GRID_ATTR not in group.attrs:
+        raise CubeError("not a seaice-dask cube (no grid attribute)", path)
+    return group
+
+
+def create_cube(
+    path: str | Path,
+    grid: Grid,
+    times: Sequence[Any],
+    scene_coords: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    chunk: int = 512,
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Create an empty cube with its coordinates; refuses to overwrite an existing store.
+
+    Written under a temporary name, then renamed, so a crash never leaves a half-made cube.
+    """
+    path = Path(path)
+    if path.exists():
+        raise CubeError("a store already exists here; open it or choose another path", path)
+    time_index = pd.DatetimeIndex(pd.to_datetime(list(times))).as_unit("ns")
+    coords: dict[str, Any] = {"time": ("time", time_index.values, {"long_name": "acquisition start (UTC)"})}
+    coords.update(grid.coords())
+    for name, values in (scene_coords or {}).items():
+        if len(values) != len(time_index):
+            raise CubeError(f"scene coordinate {name!r} has {len(values)} values for {len(time_index)} times", path)
+        coords[name] = ("time", _coord_values(values))
+    ds = xr.Dataset(coords=coords, attrs={**(attrs or {}), "Conventions": "CF-1.10"})
+    ds.attrs[_GRID_ATTR] = grid.to_attrs()
+    ds.attrs["chunk"] = int(chunk)
+    ds = write_crs(ds, grid.crs)
+    encoding: dict[str, Any] = {"time": {**_time_encoding(), "chunks": (1,)}}
+    for name in scene_coords or {}:
+        encoding[name] = {"chunks": (1,)}
+    tmp = path.with_name(f".{path.name}.creating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
+    tmp.rename(path)
+
+
+def open_cube(path: str | Path) -> xr.Dataset:
+    """Open the cube lazily (dask-backed); per-scene metadata become coordinates."""
+    _group(path, mode="r")
+    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={})
+    per_scene = [
+        v for v in ds.data_vars if ds[v].dims == ("time",) and not str(v).startswith(FLAG_PREFIX)
+    ]
+    # per-scene metadata is tiny: load it so callers can index and compare without computing
+    return ds.set_coords(per_scene).assign_coords({v: ds[v].load() for v in per_scene})
+
+
+def cube_grid(cube: str | Path | xr.Dataset) -> Grid:
+    """The grid a cube was created on."""
+    attrs = cube.attrs if isinstance(cube, xr.Dataset) else dict(_group(cube, mode="r").attrs)
+    return Grid.from_attrs(attrs[_GRID_ATTR])
+
+
+def _n_times(group: zarr.Group) -> int:
+    return int(group["time"].shape[0])
+
+
+def ensure_variable(
+    path: str | Path,
+    name: str,
+    *,
+    dtype: Any,
+    fill_value: Any,
+    attrs: Mapping[str, Any] | None = None,
+    extra_dims: Mapping[str, Sequence[Any]] | None = None,
+    static: bool = False,
+) -> None:
+    """Declare variable ``name`` with dims ``(time, *extra_dims, y, x)`` if it is missing.
+
+    Only metadata (and the coordinates of ``extra_dims``) is written; unwritten chunks read as
+    ``fill_value``. ``static=True`` drops the ``time`` dimension (e.g. a land mask).
+    """
+    group = _group(path)
+    if name in group:
+        existing = tuple(group[name].metadata.dimension_names or ())
+        wanted = (() if static else ("time",)) + tuple(extra_dims or {}) + ("y", "x")
+        if existing != wanted:
+            raise CubeError(f"variable {name!r} exists with dims {existing}, not {wanted}", path)
+        return
+    grid = Grid.from_attrs(group.attrs[_GRID_ATTR])
+    chunk = int(group.attrs["chunk"])
+    shape: list[int] = [] if static else [_n_times(group)]
+    chunks: list[int] = [] if static else [1]
+    dims: list[str] = [] if static else ["time"]
+    coords: dict[str, Any] = {}
+    for dim, values in (extra_dims or {}).items():
+        dims.append(dim)
+        shape.append(len(values))
+        chunks.append(len(values))
+        coords[dim] = (dim, _coord_values(values))
+    dims += ["y", "x"]
+    shape += list(grid.shape)
+    chunks += [min(chunk, grid.shape[0]), min(chunk, grid.shape[1])]
+    lazy = da.full(shape, fill_value, dtype=dtype, chunks=chunks)
+    var = xr.Variable(dims, lazy, attrs=dict(attrs or {}))
+    if np.issubdtype(np.dtype(dtype), np.floating) or np.issubdtype(np.dtype(dtype), np.integer):
+        var.attrs.setdefault("grid_mapping", "spatial_ref")
+    ds = xr.Dataset({name: var}, coords=coords, attrs=dict(group.attrs))
+    ds.to_zarr(
+        path,
+        mode="a",
+        zarr_format=3,
+        consolidated=False,
+        compute=False,
+        encoding={name: {"chunks": tuple(chunks), "fill_value": fill_value}},
+    )
+
+
+def write_slice(path: str | Path, name: str, t: int | None, data: Any) -> None:
+    """Write ``data`` (shape ``(*extra, y, x)``) into time slice ``t`` of variable ``name``.
+
+    ``t=None`` writes a static variable whole. Dask input is rechunked onto the store's chunks
+    and written chunk by chunk where it is computed (no gathering on the client).
+    """
+    group = _group(path)
+    if name not in group:
+        raise CubeError(f"variable {name!r} does not exist; call ensure_variable first", path)
+    array = group[name]
+    values = data.data if isinstance(data, xr.DataArray) else data
+    target_shape = array.shape if t is None else array.shape[1:]
+    if tuple(values.shape) != tuple(target_shape):
+        raise CubeError(f"{name}: data shape {tuple(values.shape)} does not match {tuple(target_shape)}", path)
+    if t is not None and not 0 <= t < array.shape[0]:
+        raise CubeError(f"{name}: time index {t} out of range 0..{array.shape[0] - 1}", path)
+    values = values.astype(array.dtype) if values.dtype != array.dtype else values
+    if isinstance(values, da.Array):
+        chunks = array.chunks if t is None else array.chunks[1:]
+        values = values.rechunk(chunks)
+        target = array if t is None else _TimeSlice(array, t)
+        da.store(values, target, lock=False)
+    elif t is None:
+        array[...] = np.asarray(values)
+    else:
+        array[t] = np.asarray(values)
+
+
+class _TimeSlice:
+    """``__setitem__`` view of one time slice of a zarr array (a target for ``dask.array.store``)."""
+
+    def __init__(self, array: zarr.Array, t: int):
+        self.array, self.t = array, t
+        self.shape = array.shape[1:]
+        self.dtype = array.dtype
+
+    def __setitem__(self, key: tuple, value: np.ndarray) -> None:
+        key = key if isinstance(key, tuple) else (key,)
+        self.array[(self.t, *key)] = value
+
+
+def _append_variable(path: Path | str, group: zarr.Group, name: str, values: Any, encoding: dict) -> None:
+    """Add one small variable along ``time``, keeping the store's attributes."""
+    var = values if isinstance(values, xr.Variable) else xr.Variable("time", values)
+    ds = xr.Dataset({name: var}, attrs=dict(group.attrs))
+    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding={name: encoding})
+
+
+def set_slice_coord(path: str | Path, name: str, t: int, value: Any) -> None:
+    """Set per-scene coordinate ``name`` at time index ``t`` (created on first use).
+
+    Strings, numbers and dates are supported; dates are stored as ``datetime64`` with CF units.
+    """
+    group = _group(path)
+    if name not in group:
+        n = _n_times(group)
+        is_date = isinstance(value, (np.datetime64, pd.Timestamp)) or hasattr(value, "isoformat")
+        if is_date:
+            values = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+            encoding = {**_time_encoding(), "chunks": (1,)}
+        elif isinstance(value, str):
+            values, encoding = np.full(n, "", dtype=object), {"chunks": (1,)}
+        else:
+            values, encoding = np.full(n, np.nan), {"chunks": (1,)}
+        _append_variable(path, group, name, values, encoding)
+        group = _group(path)
+    array = group[name]
+    units = array.attrs.get("units", "")
+    if "since" in str(units):
+        array[t] = _NAT if pd.isna(value) else _encode_times([value])[0]
+    else:
+        array[t] = value
+
+
+def mark_done(path: str | Path, stage: str, t: int) -> None:
+    """Flag time slice ``t`` as complete for ``stage``; call after all its writes."""
+    group = _group(path)
+    name = FLAG_PREFIX + stage
+    if name not in group:
+        n = _n_times(group)
+        flags = xr.Variable("time", np.zeros(n, dtype=bool), {"long_name": f"{stage} complete"})
+        _append_variable(path, group, name, flags, {"chunks": (1,)})
+        group = _group(path)
+    group[name][t] = True
+
+
+def done(path: str | Path, stage: str) -> np.ndarray:
+    """Bool per time slice: has ``stage`` completed it?"""
+    group = _group(path, mode="r")
+    name = FLAG_PREFIX + stage
+    n = _n_times(group)
+    if name not in group:
+        return np.zeros(n, dtype=bool)
+    flags = np.asarray(group[name][:], dtype=bool)
+    return np.pad(flags, (0, n - flags.size)) if flags.size < n else flags
+
+
+def append_times(
+    path: str | Path, times: Sequence[Any], scene_coords: Mapping[str, Sequence[Any]] | None = None
+) -> list[int]:
+    """Add new time slots at the end (for scenes ingested later); returns their indices.
+
+    Every time-dependent array is resized before the ``time`` coordinate itself, so an
+    interrupted append is completed by calling it again with the same times.
+    """
+    group = _group(path)
+    existing = set(group["time"][:].tolist())
+    encoded = _encode_times(times)
+    new = [i for i, v in enumerate(encoded) if int(v) not in existing]
+    if not new:
+        return []
+    start = _n_times(group)
+    target = start + len(new)
+    for name, array in group.arrays():
+        dims = tuple(array.metadata.dimension_names or ())
+        if name != "time" and dims[:1] == ("time",) and array.shape[0] < target:
+            array.resize((target, *array.shape[1:]))
+            if "since" in str(array.attrs.get("units", "")):  # per-scene dates: NaT, not 1970
+                array[start:target] = _NAT
+    for name, values in (scene_coords or {}).items():
+        if name in group:
+            group[name][start:target] = np.asarray([values[i] for i in new])
+    group["time"].resize((target,))
+    group["time"][start:target] = encoded[new]
+    return list(range(start, target))
+
+
+def validate_cube(path: str | Path) -> list[str]:
+    """Problems found in a cube (an empty list means consistent)."""
+    problems: list[str] = []
+    try:
+        group = _group(path, mode="r")
+        grid = Grid.from_attrs(group.attrs[_GRID_ATTR])
+    except Exception as exc:  # report, don't raise: this is a checker
+        return [str(exc)]
+    n = _n_times(group)
+    ny, nx = grid.shape
+    if group["y"].shape != (ny,) or group["x"].shape != (nx,):
+        problems.append(f"y/x lengths {group['y'].shape}/{group['x'].shape} differ from grid {grid.shape}")
+    elif not np.allclose(group["x"][:], grid.x) or not np.allclose(group["y"][:], grid.y):
+        problems.append("x/y coordinates do not match the grid attribute")
+    times = group["time"][:]
+    if len(np.unique(times)) != times.size:
+        problems.append("duplicate acquisition times")
+    for name, array in group.arrays():
+        dims = tuple(array.metadata.dimension_names or ())
+        if dims[:1] == ("time",) and array.shape[0] != n:
+            problems.append(f"{name}: {array.shape[0]} time slices, time has {n}")
+        if dims[-2:] == ("y", "x") and tuple(array.shape[-2:]) != (ny, nx):
+            problems.append(f"{name}: spatial shape {array.shape[-2:]} differs from grid {grid.shape}")
+    if "spatial_ref" not in group:
+        problems.append("no spatial_ref (CRS) variable")
+    return problems

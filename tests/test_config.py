@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from seaice_dask.config import EXAMPLE_CONFIG, PipelineConfig, dump_config, load_config
+from seaice_dask.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_the_default():
+    cfg = load_config(EXAMPLE_CONFIG)
+    defaults = PipelineConfig().resolve(EXAMPLE_CONFIG.parent)
+    assert cfg.model_dump(exclude={"name", "simulate"}) == defaults.model_dump(exclude={"name", "simulate"})
+    assert cfg.grid.to_grid().shape == (5000, 5000)
+
+
+def test_paths_are_resolved_against_the_config_folder(tmp_path):
+    cfg = load_config(write(tmp_path, "paths:\n  workdir: run1\n  store: out/cube.zarr\n"))
+    assert cfg.paths.store == (tmp_path / "run1" / "out" / "cube.zarr").resolve()
+    assert cfg.path("scenes/*.zip") == (tmp_path / "run1" / "scenes" / "*.zip").resolve()
+
+
+def test_unknown_key_is_named_with_the_file(tmp_path):
+    path = write(tmp_path, "grid:\n  resolution_m: 80\n  pixel_size: 40\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "grid.pixel_size: unknown key" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"features\.window"):
+        load_config(write(tmp_path, "features:\n  window: eleven\n"))
+    with pytest.raises(ConfigError, match=r"features\.window: Value error, window must be odd"):
+        load_config(write(tmp_path, "features:\n  window: 10\n"))
+    with pytest.raises(ConfigError, match=r"cluster\.kind"):
+        load_config(write(tmp_path, "cluster:\n  kind: cloud\n"))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "grid: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(write(tmp_path, "- a list\n"))
+
+
+def test_dump_round_trip(tmp_path):
+    cfg = load_config(write(tmp_path, "name: x\nmodel:\n  learners: [sgd, rf]\n"))
+    again = load_config(dump_config(cfg, tmp_path / "again.yaml"))
+    assert again == cfg

@@ -1,0 +1,80 @@
+"""Lazy, windowed reading of measurement TIFFs (DN) with rasterio; zip members via ``/vsizip/``.
+
+Each dask task opens the file and reads exactly its own window, so no task ever holds a whole
+band and only the blocks a computation needs are read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dask.array as da
+import numpy as np
+import rasterio
+import xarray as xr
+from rasterio.control import GroundControlPoint
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from seaice_dask.errors import ProductError
+
+if TYPE_CHECKING:
+    from seaice_dask.safe.product import Product
+
+
+def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Read band 1 of ``path`` for rows [r0, r1) × cols [c0, c1) as a 2-D array."""
+    (r0, r1), (c0, c1) = rows, cols
+    try:
+        with rasterio.open(path) as src:
+            return src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioIOError as exc:
+        raise ProductError(f"cannot read window rows {r0}:{r1}, cols {c0}:{c1}: {exc}", path) from None
+
+
+def _read_block(path: str, dtype: np.dtype, block_info=None) -> np.ndarray:
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    return read_window(path, (r0, r1), (c0, c1)).astype(dtype, copy=False)
+
+
+def inspect_tiff(path: str) -> tuple[tuple[int, int], np.dtype]:
+    """(rows, cols) and dtype of band 1; ProductError for a missing/corrupt/empty TIFF."""
+    try:
+        with rasterio.open(path) as src:
+            return (src.height, src.width), np.dtype(src.dtypes[0])
+    except RasterioIOError as exc:
+        raise ProductError(f"corrupt or unreadable measurement TIFF: {exc}", path) from None
+
+
+def read_gcps(path: str) -> list[GroundControlPoint]:
+    """GCPs stored in a measurement TIFF (ESA writes them in EPSG:4326)."""
+    try:
+        with rasterio.open(path) as src:
+            gcps, _crs = src.gcps
+    except RasterioIOError as exc:
+        raise ProductError(f"corrupt or unreadable measurement TIFF: {exc}", path) from None
+    return list(gcps)
+
+
+def lazy_dn(product: Product, pol: str, chunks: tuple[int, int]) -> xr.DataArray:
+    """DN of ``pol`` as a dask-backed (line, sample) DataArray with one read task per chunk."""
+    path = product.measurement_path(pol)
+    shape, dtype = inspect_tiff(path)
+    if shape != product.shape:
+        raise ProductError(f"measurement TIFF is {shape[0]}x{shape[1]}, annotation says {product.shape[0]}x{product.shape[1]}", path)
+    data = da.map_blocks(
+        _read_block,
+        path,
+        dtype,
+        chunks=da.core.normalize_chunks(chunks, shape),
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype),
+        name=f"dn-{product.name}-{pol}-{da.core.tokenize(path, chunks)}",
+    )
+    return xr.DataArray(
+        data,
+        dims=("line", "sample"),
+        coords={"line": np.arange(shape[0]), "sample": np.arange(shape[1])},
+        name=f"dn_{pol.lower()}",
+        attrs={"long_name": f"digital number {pol}", "units": "1", "product": product.name, "polarisation": pol},
+    )

@@ -1,0 +1,170 @@
+"""Read-only access to the files of one product: a ``.SAFE`` folder, a zipped SAFE or the
+AWS open-data layout (short names such as ``annotation/ew-hh.xml`` mapped from the SAFE names
+through ``productInfo.json``'s ``filenameMap``).
+
+Every file is addressed by its path relative to the SAFE root as the manifest writes it
+(``annotation/s1a-ew-grd-hh-….xml``); the store maps it to the real location. Zip members are
+read in place, never extracted; member names are validated on open.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from seaice_dask.errors import ProductError
+
+MANIFEST = "manifest.safe"
+
+
+def safe_relpath(name: str, source: str | Path) -> str:
+    """Normalise a product-relative path; refuse absolute paths and ``..`` escapes."""
+    cleaned = name.replace("\\", "/")
+    if cleaned.startswith("./"):
+        cleaned = cleaned[2:]
+    if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
+        raise ProductError(f"absolute path {name!r} inside the product is not allowed", source)
+    parts = PurePosixPath(cleaned).parts
+    if ".." in parts:
+        raise ProductError(f"path {name!r} escapes the product folder ('..')", source)
+    return posixpath.normpath(cleaned)
+
+
+class ProductStore:
+    """Base class: ``read``/``exists``/``gdal_path`` by SAFE-relative name."""
+
+    path: Path
+
+    def read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def gdal_path(self, name: str) -> str:
+        """A path GDAL/rasterio opens in place (``/vsizip/…`` for zip members)."""
+        raise NotImplementedError
+
+    def describe(self, name: str) -> str:
+        """Human-readable location of ``name``, for error messages."""
+        raise NotImplementedError
+
+    @property
+    def product_name(self) -> str:
+        raise NotImplementedError
+
+
+class FolderStore(ProductStore):
+    """A ``.SAFE`` folder, optionally with an AWS ``productInfo.json`` name map."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._map: dict[str, str] = {}
+        self._aws_id: str | None = None
+        info = path / "productInfo.json"
+        if info.is_file():
+            try:
+                meta = json.loads(info.read_text())
+                mapping = meta.get("filenameMap", {}) or {}
+                self._map = {
+                    safe_relpath(k, info): safe_relpath(v, info) for k, v in mapping.items()
+                }
+                self._aws_id = meta.get("id")
+            except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+                raise ProductError(f"corrupt productInfo.json: {exc}", info) from None
+
+    def _local(self, name: str) -> Path:
+        rel = safe_relpath(name, self.path)
+        return self.path / self._map.get(rel, rel)
+
+    def read(self, name: str) -> bytes:
+        local = self._local(name)
+        try:
+            return local.read_bytes()
+        except FileNotFoundError:
+            raise ProductError("missing file in product", local) from None
+        except OSError as exc:
+            raise ProductError(f"cannot read file: {exc}", local) from None
+
+    def exists(self, name: str) -> bool:
+        return self._local(name).is_file()
+
+    def gdal_path(self, name: str) -> str:
+        return str(self._local(name))
+
+    def describe(self, name: str) -> str:
+        return str(self._local(name))
+
+    @property
+    def product_name(self) -> str:
+        if self._aws_id:
+            return str(self._aws_id)
+        return self.path.name.removesuffix(".SAFE")
+
+
+class ZipStore(ProductStore):
+    """A zipped SAFE (``S1A_….zip`` holding ``S1A_….SAFE/…``), read in place."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ProductError(f"not a readable zip archive: {exc}", path) from None
+        for member in names:
+            safe_relpath(member, path)  # raises on absolute paths and '..'
+        manifests = [n for n in names if PurePosixPath(n).name == MANIFEST]
+        if not manifests:
+            raise ProductError(f"no {MANIFEST} inside the zip", path)
+        manifests.sort(key=lambda n: n.count("/"))
+        self._prefix = manifests[0][: -len(MANIFEST)]
+        self._members = set(names)
+        self._zip: zipfile.ZipFile | None = None
+
+    def _member(self, name: str) -> str:
+        return self._prefix + safe_relpath(name, self.path)
+
+    def read(self, name: str) -> bytes:
+        member = self._member(name)
+        if member not in self._members:
+            raise ProductError(f"missing member {member!r}", self.path)
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                return zf.read(member)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise ProductError(f"corrupt member {member!r}: {exc}", self.path) from None
+
+    def exists(self, name: str) -> bool:
+        return self._member(name) in self._members
+
+    def gdal_path(self, name: str) -> str:
+        return f"/vsizip/{self.path.resolve()}/{self._member(name)}"
+
+    def describe(self, name: str) -> str:
+        return f"{self.path}!{self._member(name)}"
+
+    @property
+    def product_name(self) -> str:
+        prefix = self._prefix.rstrip("/")
+        stem = PurePosixPath(prefix).name if prefix else self.path.stem
+        return stem.removesuffix(".SAFE")
+
+
+def open_store(path: str | Path) -> ProductStore:
+    """The store for a ``.SAFE`` folder, its ``manifest.safe``, a zip, or an AWS-layout folder."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ProductError("product not found", path)
+    if path.is_file() and path.name == MANIFEST:
+        path = path.parent
+    if path.is_dir():
+        if not (path / MANIFEST).is_file():
+            raise ProductError(f"no {MANIFEST} in folder: not a Sentinel-1 SAFE product", path)
+        return FolderStore(path)
+    if zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
+        return ZipStore(path)
+    raise ProductError("not a .SAFE folder, manifest.safe or .zip product", path)

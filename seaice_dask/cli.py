@@ -163,7 +163,19 @@ def download() -> None:
 @app.command()
 def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")]) -> None:
     """Check a cube's consistency (grid, variables, completed slices)."""
-    _not_yet("validate")
+    from seaice_dask.cube import done, open_cube, validate_cube
+
+    problems = validate_cube(store)
+    if problems:
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem}")
+        raise typer.Exit(1)
+    ds = open_cube(store)
+    flags = {str(v)[5:]: int(done(store, str(v)[5:]).sum()) for v in ds.data_vars if str(v).startswith("done_")}
+    typer.echo(f"{store}: consistent; {ds.sizes['time']} time slices on a {ds.sizes['y']}×{ds.sizes['x']} grid")
+    for stage, count in flags.items():
+        typer.echo(f"  {stage:12s} {count}/{ds.sizes['time']} slices complete")
+    typer.echo("  variables: " + ", ".join(str(v) for v in ds.data_vars if not str(v).startswith("done_")))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Benchmarks: one script per question, ``python -m benchmarks.<name>``; ratios in one run."""

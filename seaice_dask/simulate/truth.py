@@ -34,7 +34,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from seaice_dask.grid import Grid, default_grid
+from pyproj import CRS
+
+from seaice_dask.grid import DENMARK_STRAIT_BOUNDS, Grid, default_grid
 
 #: sod4 class ids and names (DESIGN.md); −1 marks land.
 SOD4_NAMES: dict[int, str] = {0: "open_water", 1: "young_ice", 2: "first_year_ice", 3: "multi_year_ice"}
@@ -64,6 +66,8 @@ _YOUNG_DAYS = 50.0  # ice younger than this is young ice
 _DRIFT_KM_PER_DAY = 15.0
 _STREAM_KM = 3000.0  # length of the periodic floe stream (floes re-enter after 200 days)
 _WIND_CALM_M_S = 5.0
+_WORLD_CRS = "EPSG:32626"
+_WORLD_PAD_M = 300_000.0
 
 
 def season_start(date: dt.date | dt.datetime | np.datetime64 | str) -> pd.Timestamp:
@@ -86,15 +90,29 @@ def _season_days(date) -> tuple[float, float]:
 
 
 class _Lattice:
-    """Regular km lattice covering a grid (plus margin); fields on it are interpolated bilinearly."""
+    """Regular km lattice the random fields live on; fields are interpolated bilinearly.
 
-    def __init__(self, grid: Grid):
-        m = _MARGIN_KM * 1000.0
+    The lattice is anchored to a fixed box (the default grid's bounds plus 300 km, in that CRS),
+    so any grid inside the box, at any resolution or extent, sees the same geography.
+    """
+
+    def __init__(self, bounds: tuple[float, float, float, float]):
         step = _LATTICE_KM * 1000.0
-        self.x = np.arange(grid.xmin - m, grid.xmax + m + step, step)
-        self.y = np.arange(grid.ymax + m, grid.ymin - m - step, -step)  # north first, like grids
+        xmin, ymin, xmax, ymax = (np.floor(b / step) * step if i < 2 else np.ceil(b / step) * step
+                                  for i, b in enumerate(bounds))
+        self.x = np.arange(xmin, xmax + step, step)
+        self.y = np.arange(ymax, ymin - step, -step)  # north first, like grids
         self.shape = (self.y.size, self.x.size)
-        self.grid = grid
+        self.centre = ((xmin + xmax) / 2, (ymin + ymax) / 2)
+
+    @classmethod
+    def for_grid(cls, grid: Grid) -> "_Lattice":
+        m = _MARGIN_KM * 1000.0
+        b = (grid.xmin - m, grid.ymin - m, grid.xmax + m, grid.ymax + m)
+        if CRS.from_user_input(grid.crs) == CRS.from_user_input(_WORLD_CRS):
+            w = tuple(v + d for v, d in zip(DENMARK_STRAIT_BOUNDS, (-_WORLD_PAD_M, -_WORLD_PAD_M, _WORLD_PAD_M, _WORLD_PAD_M)))
+            b = (min(b[0], w[0]), min(b[1], w[1]), max(b[2], w[2]), max(b[3], w[3]))
+        return cls(b)
 
     def gaussian_field(self, rng: np.random.Generator, length_km: float) -> np.ndarray:
         """Unit-variance Gaussian random field with a Gaussian covariance of ``length_km``.
@@ -111,9 +129,8 @@ class _Lattice:
         field = np.fft.irfft2(spectrum, s=(pad_y, pad_x))[:ny, :nx]
         return (field - field.mean()) / field.std()
 
-    def to_grid(self, field: np.ndarray, grid: Grid | None = None) -> np.ndarray:
+    def to_grid(self, field: np.ndarray, grid: Grid) -> np.ndarray:
         """Bilinear interpolation of a lattice field onto the pixel centres of ``grid`` (float32)."""
-        grid = grid or self.grid
         fy = (self.y[0] - grid.y) / (_LATTICE_KM * 1000.0)
         fx = (grid.x - self.x[0]) / (_LATTICE_KM * 1000.0)
         iy = np.clip(np.floor(fy).astype(int), 0, self.shape[0] - 2)
@@ -151,14 +168,20 @@ def land_mask(grid: Grid) -> np.ndarray:
     ).astype(bool)
 
 
+def _static_fields(grid: Grid, seed: int) -> dict:
+    """Date-independent lattice fields of one seed for a grid (see :func:`_lattice_fields`)."""
+    lat = _Lattice.for_grid(grid)
+    return _lattice_fields(grid.crs, (lat.x[0], lat.y[-1], lat.x[-1], lat.y[0]), seed)
+
+
 @lru_cache(maxsize=8)
-def _static_fields(grid: Grid, seed: int) -> dict[str, np.ndarray]:
-    """Date-independent lattice fields of one seed: coast distance (km) and random fields."""
+def _lattice_fields(crs: str, bounds: tuple[float, float, float, float], seed: int) -> dict:
+    """Coast distance (km) and the random fields of one seed on the lattice covering ``bounds``."""
     from rasterio.features import rasterize
     from scipy.ndimage import distance_transform_edt
 
-    lat = _Lattice(grid)
-    _, greenland = _land_shapes(grid.crs)
+    lat = _Lattice(bounds)
+    _, greenland = _land_shapes(crs)
     step = _LATTICE_KM * 1000.0
     from affine import Affine
 
@@ -200,7 +223,7 @@ def _floe_polygons(grid: Grid, seed: int, days: float):
     import shapely
 
     f = _floes(seed)
-    cx, cy = (grid.xmin + grid.xmax) / 2, (grid.ymin + grid.ymax) / 2
+    cx, cy = _static_fields(grid, seed)["lattice"].centre
     down = np.array([-1.0, -1.0]) / np.sqrt(2)  # south-west, along the East Greenland Current
     across = np.array([-down[1], down[0]])
     along = (f["along_km"] + _DRIFT_KM_PER_DAY * days) % _STREAM_KM - _STREAM_KM / 2
@@ -243,20 +266,20 @@ def truth_fields(
     lat: _Lattice = static["lattice"]
     days, length = _season_days(date)
 
-    d_km = lat.to_grid(static["coast_km"] - 30.0 * static["meander"])
+    d_km = lat.to_grid(static["coast_km"] - 30.0 * static["meander"], grid)
     edge_km = _D0_KM + (_D1_KM - _D0_KM) * np.clip(days / length, 0, 1) ** 0.8
     ice = d_km <= edge_km
     frac = np.clip((d_km - _D0_KM) / (_D1_KM - _D0_KM), 0, None) ** (1 / 0.8)
     freeze_day = np.where(d_km <= _D0_KM, -25.0, frac * length)
-    age_days = days - freeze_day + 10.0 * lat.to_grid(static["age_jitter"])
+    age_days = days - freeze_day + 10.0 * lat.to_grid(static["age_jitter"], grid)
 
     phase = 2 * np.pi * days / 60.0  # the lead pattern turns over in about two months
-    lead_field = lat.to_grid(np.cos(phase) * static["lead_a"] + np.sin(phase) * static["lead_b"])
+    lead_field = lat.to_grid(np.cos(phase) * static["lead_a"] + np.sin(phase) * static["lead_b"], grid)
     lead = np.abs(lead_field) < 0.12
-    nilas = (np.abs(lead_field) < 0.03) | (lat.to_grid(static["nilas"]) > 1.0) & (age_days < 10)
+    nilas = (np.abs(lead_field) < 0.03) | (lat.to_grid(static["nilas"], grid) > 1.0) & (age_days < 10)
 
     surface = np.full(grid.shape, Surface.LEVEL_FYI, dtype=np.int8)
-    surface[lat.to_grid(static["deformed"]) > 0.4] = Surface.DEFORMED_FYI
+    surface[lat.to_grid(static["deformed"], grid) > 0.65] = Surface.DEFORMED_FYI
     young = (age_days < _YOUNG_DAYS) | lead
     surface[young] = Surface.YOUNG_ICE
     surface[young & nilas] = Surface.NILAS
@@ -272,7 +295,7 @@ def truth_fields(
             ).astype(bool)
             surface[floes & ice] = Surface.MULTIYEAR_ICE
 
-    wind = lat.to_grid(_wind_speed(grid, seed, date))
+    wind = lat.to_grid(_wind_speed(grid, seed, date), grid)
     water = ~ice
     surface[water] = np.where(wind[water] < _WIND_CALM_M_S, Surface.WATER_CALM, Surface.WATER_WINDY)
     land = land_mask(grid)

@@ -1,0 +1,359 @@
+"""Fast GLCM kernel: exact incremental sliding window in Numba (``nogil`` so dask threads overlap).
+
+Same definitions and layout as :mod:`seaice_dask.features.reference` (read its docstring for the
+formulas); the tests pin the two together. How it stays fast and exact:
+
+* every feature is a function of a few running sums over the valid pairs of a group (an angle, or
+  all angles pooled in ``snap`` mode), with ``T`` pairs and ``S`` the symmetric counts (ΣS = 2T):
+  ``D2 = Σ (a−b)²``, ``AD = Σ |a−b|``, ``HOM = Σ 1/(1+(a−b)²)``, ``SI = Σ (a+b)``, ``SI2 = Σ (a²+b²)``
+  (so ``Σ_S i j = SI2 − D2``), plus ``Q = Σ S²``, ``E = Σ S ln S`` and ``max S``;
+  e.g. standard contrast ``D2/T``, entropy ``ln 2T − E/2T``, correlation
+  ``((SI2 − D2)·2T − SI²) / (SI2·2T − SI²)``;
+* the pair sums are box sums: per image row, column sums over the window's rows are updated by one
+  row entering and one leaving; along the row, the window sums by one column entering and one
+  leaving — O(1) per pixel;
+* ``Q``, ``E`` and ``max S`` need the counts: per group one L×L matrix of integer counts, updated
+  by the ``w − |dy|`` pairs of the column entering and leaving (O(w) per pixel), ``Q`` and ``E``
+  by their exact change, ``max S`` through a histogram of count values;
+* all running sums are integers (``HOM`` and ``E`` in fixed point, 2⁻³² resolution: error
+  < 1e-9), so a pixel's result depends only on its window, never on where a sweep started:
+  results are bit-identical for any chunking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from seaice_dask.features.reference import FEATURE_CODES, Layout
+
+#: Fixed-point scale of the ``HOM`` and ``E`` running sums.
+FIXED_ONE = float(2**32)
+
+_CONTRAST, _DISSIMILARITY, _HOMOGENEITY, _ASM, _ENERGY, _ENTROPY, _CORRELATION, _MEAN, _VARIANCE, _MAX = (
+    FEATURE_CODES[n]
+    for n in (
+        "contrast",
+        "dissimilarity",
+        "homogeneity",
+        "ASM",
+        "energy",
+        "entropy",
+        "correlation",
+        "mean",
+        "variance",
+        "max_prob",
+    )
+)
+# Pair-sum columns of the per-code table.
+_N, _D2, _AD, _HOM, _SI, _SI2 = range(6)
+
+
+def pair_tables(levels: int) -> np.ndarray:
+    """The six pair sums (int64; HOM in fixed point) of every pair code ``min(a,b)·L + max(a,b)``."""
+    a, b = np.divmod(np.arange(levels * levels, dtype=np.int64), levels)
+    d = a - b
+    return np.stack(
+        [
+            np.ones_like(a),
+            d * d,
+            np.abs(d),
+            np.round(FIXED_ONE / (1.0 + d * d)).astype(np.int64),
+            a + b,
+            a * a + b * b,
+        ],
+        axis=1,
+    )
+
+
+def entropy_tables(max_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``F[s] = round(s ln s · 2³²)`` for ``s = 0 … max_count`` and the exact changes of
+    ``E = Σ_S S ln S`` when a pair is added to an entry holding ``s``: row 0 off the diagonal
+    (``S[a, b]`` and ``S[b, a]`` both grow by 1: ``2 (F[s+1] − F[s])``), row 1 on it
+    (``S[a, a]`` grows by 2: ``F[s+2] − F[s]``)."""
+    s = np.arange(max_count + 3, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(s > 0, s * np.log(s), 0.0)
+    slogs = np.round(values * FIXED_ONE).astype(np.int64)
+    delta = np.zeros((2, max_count + 1), dtype=np.int64)
+    delta[0] = 2 * (slogs[1 : max_count + 2] - slogs[: max_count + 1])
+    delta[1] = slogs[2 : max_count + 3] - slogs[: max_count + 1]
+    return slogs[: max_count + 1], delta
+
+
+def max_pairs_per_group(window: int, layout: Layout) -> int:
+    per_offset = [(window - abs(int(dy))) * (window - abs(int(dx))) for dy, dx in layout.offsets]
+    totals = np.zeros(layout.n_groups, dtype=np.int64)
+    np.add.at(totals, layout.group_of_offset, per_offset)
+    return int(totals.max())
+
+
+# A column of pairs is stored as codes ``2·(min(a,b)·L + max(a,b)) + (a == b)`` (−1: no pair);
+# a diagonal entry ``S[a, a]`` moves by 2 per pair, an off-diagonal one by 1 (in S[a,b] and S[b,a]).
+# Q = Σ S² changes by 4s + 2·step when an entry holding s grows by step (by 4s − 2·step when it
+# shrinks), counting both S[a,b] and S[b,a] off the diagonal.
+
+
+@njit(nogil=True, cache=True)
+def _add_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
+    """Add the pairs of one column to one group's counts; returns (ΔQ, ΔE, new max count)."""
+    dq = 0
+    de = 0
+    for y in range(ylo, yhi + 1):
+        code = column[y]
+        if code < 0:
+            continue
+        k = code >> 1
+        diag = code & 1
+        step = diag + 1
+        s = counts[k]
+        counts[k] = s + step
+        dq += 4 * s + 2 * step
+        de += delta_e[diag, s]
+        if need_max:
+            hist[s] -= 1
+            hist[s + step] += 1
+            if s + step > max_count:
+                max_count = s + step
+    return dq, de, max_count
+
+
+@njit(nogil=True, cache=True)
+def _remove_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
+    """Remove the pairs of one column from one group's counts; returns (ΔQ, ΔE, new max count)."""
+    dq = 0
+    de = 0
+    for y in range(ylo, yhi + 1):
+        code = column[y]
+        if code < 0:
+            continue
+        k = code >> 1
+        diag = code & 1
+        step = diag + 1
+        s = counts[k]
+        s2 = s - step
+        counts[k] = s2
+        dq -= 4 * s - 2 * step
+        de -= delta_e[diag, s2]
+        if need_max:
+            hist[s] -= 1
+            hist[s2] += 1
+            if s == max_count and hist[s] == 0:
+                # the entry just lowered holds s2; with step 2, an entry at s − 1 may exist
+                if step == 2 and hist[s - 1] > 0:
+                    max_count = s - 1
+                else:
+                    max_count = s2
+    return dq, de, max_count
+
+
+@njit(nogil=True, cache=True)
+def _features(lin, q_sum, e_sum, max_count, slogs, feature_codes, snap, values):
+    """Write the features of one group (``lin`` = its six pair sums) into ``values``."""
+    t = lin[_N]
+    d2 = float(lin[_D2])
+    si = float(lin[_SI])
+    si2 = float(lin[_SI2])
+    # exact integers: SI2·2T − SI² is 0 exactly when the variance is 0
+    var_num = lin[_SI2] * 2 * t - lin[_SI] * lin[_SI]
+    inv_t = 1.0 / t
+    if snap:  # SNAP divides the symmetric counts by the number of pairs T
+        scale = 2.0 * inv_t
+        inv_n2 = inv_t * inv_t
+        entropy = (2 * slogs[t] - e_sum) / FIXED_ONE * inv_t
+        mean = si * inv_t
+        variance = si2 * inv_t
+        max_prob = max_count * inv_t
+        correlation = (si2 - d2) / si2 if si2 > 0 else np.nan
+    else:  # proper probabilities: divide by ΣS = 2T
+        scale = inv_t
+        inv_n2 = 0.25 * inv_t * inv_t
+        entropy = (slogs[2 * t] - e_sum) / FIXED_ONE * (0.5 * inv_t)
+        mean = si * (0.5 * inv_t)
+        variance = var_num * inv_n2
+        max_prob = max_count * (0.5 * inv_t)
+        correlation = ((lin[_SI2] - lin[_D2]) * 2 * t - lin[_SI] * lin[_SI]) / var_num if var_num > 0 else 1.0
+    for f in range(feature_codes.shape[0]):
+        code = feature_codes[f]
+        if code == _CONTRAST:
+            values[f] = d2 * scale
+        elif code == _DISSIMILARITY:
+            values[f] = lin[_AD] * scale
+        elif code == _HOMOGENEITY:
+            values[f] = lin[_HOM] / FIXED_ONE * scale
+        elif code == _ASM:
+            values[f] = q_sum * inv_n2
+        elif code == _ENERGY:
+            values[f] = np.sqrt(q_sum * inv_n2)
+        elif code == _ENTROPY:
+            values[f] = entropy
+        elif code == _CORRELATION:
+            values[f] = correlation
+        elif code == _MEAN:
+            values[f] = mean
+        elif code == _VARIANCE:
+            values[f] = variance
+        else:
+            values[f] = max_prob
+
+
+@njit(nogil=True, cache=True)
+def glcm_block(
+    q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+    pair_sums, slogs, delta_e, out,
+):  # fmt: skip
+    """GLCM features of every pixel of a block padded by ``half`` (= window // 2) on each side.
+
+    ``q``: (H, W) integer levels, −1 = no-data. ``out``: (n_features, n_slots, H − 2·half,
+    W − 2·half), fully written (NaN where no group of a slot has a valid pair).
+    """
+    height, width = q.shape
+    ny = height - 2 * half
+    nx = width - 2 * half
+    n_off = offsets.shape[0]
+    n_groups = slot_of_group.shape[0]
+    n_feat = feature_codes.shape[0]
+    need_counts = need_max = False
+    for f in range(n_feat):
+        c = feature_codes[f]
+        need_counts |= c == _ASM or c == _ENERGY or c == _ENTROPY or c == _MAX
+        need_max |= c == _MAX
+
+    # pair code of every first pixel, stored column-major so a column of pairs is contiguous
+    codes = np.full((n_off, width, height), -1, dtype=np.int32)
+    for o in range(n_off):
+        dy = offsets[o, 0]
+        dx = offsets[o, 1]
+        for x in range(max(0, -dx), width - max(0, dx)):
+            for y in range(max(0, -dy), height - max(0, dy)):
+                a = q[y, x]
+                b = q[y + dy, x + dx]
+                if a >= 0 and b >= 0:
+                    codes[o, x, y] = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
+
+    colsum = np.zeros((n_off, width, 6), dtype=np.int64)
+    lin = np.zeros((n_off, 6), dtype=np.int64)
+    glin = np.zeros((n_groups, 6), dtype=np.int64)
+    counts = np.zeros((n_groups, levels * levels), dtype=np.int32)
+    hist = np.zeros((n_groups, slogs.shape[0] + 2), dtype=np.int32)
+    q_sum = np.zeros(n_groups, dtype=np.int64)
+    e_sum = np.zeros(n_groups, dtype=np.int64)
+    max_count = np.zeros(n_groups, dtype=np.int64)
+    values = np.empty(n_feat, dtype=np.float64)
+    acc = np.zeros((n_feat, n_slots), dtype=np.float64)
+    n_acc = np.zeros(n_slots, dtype=np.int64)
+
+    for i in range(ny):
+        r = i + half
+        # column sums of the pair sums over this window's first-pixel rows
+        for o in range(n_off):
+            dy = offsets[o, 0]
+            ylo = r - half + max(0, -dy)
+            yhi = r + half - max(0, dy)
+            if i == 0:
+                for x in range(width):
+                    for y in range(ylo, yhi + 1):
+                        code = codes[o, x, y]
+                        if code >= 0:
+                            for s in range(6):
+                                colsum[o, x, s] += pair_sums[code >> 1, s]
+            else:
+                for x in range(width):
+                    code = codes[o, x, yhi]
+                    if code >= 0:
+                        for s in range(6):
+                            colsum[o, x, s] += pair_sums[code >> 1, s]
+                    code = codes[o, x, ylo - 1]
+                    if code >= 0:
+                        for s in range(6):
+                            colsum[o, x, s] -= pair_sums[code >> 1, s]
+        if need_counts:
+            counts[:, :] = 0
+            hist[:, :] = 0
+            q_sum[:] = 0
+            e_sum[:] = 0
+            max_count[:] = 0
+        for j in range(nx):
+            c = j + half
+            for o in range(n_off):
+                dy = offsets[o, 0]
+                dx = offsets[o, 1]
+                g = group_of_offset[o]
+                ylo = r - half + max(0, -dy)
+                yhi = r + half - max(0, dy)
+                xlo = c - half + max(0, -dx)
+                xhi = c + half - max(0, dx)
+                if j == 0:
+                    for s in range(6):
+                        lin[o, s] = 0
+                    for x in range(xlo, xhi + 1):
+                        for s in range(6):
+                            lin[o, s] += colsum[o, x, s]
+                        if need_counts:
+                            dq, de, mc = _add_column(
+                                codes[o, x], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
+                            )
+                            q_sum[g] += dq
+                            e_sum[g] += de
+                            max_count[g] = mc
+                else:
+                    for s in range(6):
+                        lin[o, s] += colsum[o, xhi, s] - colsum[o, xlo - 1, s]
+                    if need_counts:
+                        dq, de, mc = _remove_column(
+                            codes[o, xlo - 1], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
+                        )
+                        dq2, de2, mc = _add_column(
+                            codes[o, xhi], ylo, yhi, counts[g], delta_e, hist[g], mc, need_max
+                        )
+                        q_sum[g] += dq + dq2
+                        e_sum[g] += de + de2
+                        max_count[g] = mc
+            for g in range(n_groups):
+                for s in range(6):
+                    glin[g, s] = 0
+            for o in range(n_off):
+                for s in range(6):
+                    glin[group_of_offset[o], s] += lin[o, s]
+            for slot in range(n_slots):
+                n_acc[slot] = 0
+                for f in range(n_feat):
+                    acc[f, slot] = 0.0
+            for g in range(n_groups):
+                if glin[g, _N] == 0:
+                    continue
+                _features(glin[g], q_sum[g], e_sum[g], max_count[g], slogs, feature_codes, snap, values)
+                slot = slot_of_group[g]
+                n_acc[slot] += 1
+                for f in range(n_feat):
+                    acc[f, slot] += values[f]
+            for slot in range(n_slots):
+                for f in range(n_feat):
+                    if n_acc[slot] > 0:
+                        out[f, slot, i, j] = acc[f, slot] / n_acc[slot]
+                    else:
+                        out[f, slot, i, j] = np.nan
+
+
+def glcm_levels(
+    levels_padded: np.ndarray,
+    *,
+    half: int,
+    levels: int,
+    layout: Layout,
+    feature_codes: np.ndarray,
+    snap: bool,
+    max_pairs: int,
+) -> np.ndarray:
+    """NumPy-facing wrapper of :func:`glcm_block`: builds the tables, allocates the output."""
+    q = np.ascontiguousarray(levels_padded, dtype=np.int16)
+    sums = pair_tables(levels)
+    slogs, delta_e = entropy_tables(2 * max_pairs)
+    ny, nx = q.shape[0] - 2 * half, q.shape[1] - 2 * half
+    out = np.empty((feature_codes.size, layout.n_slots, max(ny, 0), max(nx, 0)), dtype=np.float32)
+    if ny > 0 and nx > 0:
+        glcm_block(
+            q, half, levels, layout.offsets, layout.group_of_offset, layout.slot_of_group,
+            layout.n_slots, feature_codes.astype(np.int64), snap, sums, slogs, delta_e, out,
+        )  # fmt: skip
+    return out

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from seaice_dask.errors import ProductError
 
 MANIFEST = "manifest.safe"
+PRODUCT_INFO = "productInfo.json"
 
 
 def safe_relpath(name: str, source: str | Path) -> str:
@@ -31,6 +32,17 @@ def safe_relpath(name: str, source: str | Path) -> str:
     if ".." in parts:
         raise ProductError(f"path {name!r} escapes the product folder ('..')", source)
     return posixpath.normpath(cleaned)
+
+
+def read_name_map(data: bytes, source: str | Path) -> tuple[dict[str, str], str | None]:
+    """AWS ``productInfo.json``: (SAFE name → stored name map, product id)."""
+    try:
+        meta = json.loads(data)
+        mapping = meta.get("filenameMap", {}) or {}
+        names = {safe_relpath(k, source): safe_relpath(v, source) for k, v in mapping.items()}
+        return names, meta.get("id")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+        raise ProductError(f"corrupt {PRODUCT_INFO}: {exc}", source) from None
 
 
 class ProductStore:
@@ -62,19 +74,8 @@ class FolderStore(ProductStore):
 
     def __init__(self, path: Path):
         self.path = path
-        self._map: dict[str, str] = {}
-        self._aws_id: str | None = None
-        info = path / "productInfo.json"
-        if info.is_file():
-            try:
-                meta = json.loads(info.read_text())
-                mapping = meta.get("filenameMap", {}) or {}
-                self._map = {
-                    safe_relpath(k, info): safe_relpath(v, info) for k, v in mapping.items()
-                }
-                self._aws_id = meta.get("id")
-            except (json.JSONDecodeError, AttributeError, TypeError) as exc:
-                raise ProductError(f"corrupt productInfo.json: {exc}", info) from None
+        info = path / PRODUCT_INFO
+        self._map, self._aws_id = read_name_map(info.read_bytes(), info) if info.is_file() else ({}, None)
 
     def _local(self, name: str) -> Path:
         rel = safe_relpath(name, self.path)
@@ -123,10 +124,16 @@ class ZipStore(ProductStore):
         manifests.sort(key=lambda n: n.count("/"))
         self._prefix = manifests[0][: -len(MANIFEST)]
         self._members = set(names)
-        self._zip: zipfile.ZipFile | None = None
+        self._map: dict[str, str] = {}
+        self._map, self._aws_id = (
+            read_name_map(self.read(PRODUCT_INFO), self.describe(PRODUCT_INFO))
+            if self.exists(PRODUCT_INFO)
+            else ({}, None)
+        )
 
     def _member(self, name: str) -> str:
-        return self._prefix + safe_relpath(name, self.path)
+        rel = safe_relpath(name, self.path)
+        return self._prefix + self._map.get(rel, rel)
 
     def read(self, name: str) -> bytes:
         member = self._member(name)
@@ -149,6 +156,8 @@ class ZipStore(ProductStore):
 
     @property
     def product_name(self) -> str:
+        if self._aws_id:
+            return str(self._aws_id)
         prefix = self._prefix.rstrip("/")
         stem = PurePosixPath(prefix).name if prefix else self.path.stem
         return stem.removesuffix(".SAFE")

@@ -1,0 +1,181 @@
+"""Prediction over the whole cube: class maps and class probabilities, then GeoTIFFs per date.
+
+The model is applied block by block (``dask.array.map_blocks`` over the ``(time, column, y, x)``
+input stack), so every worker only ever holds one block of inputs. Land, invalid and
+non-finite pixels get class −1 and NaN probabilities. The class is the most probable one
+(``argmax`` of ``predict_proba``), so ``class`` and ``proba`` always agree.
+
+Cube variables written: ``class`` (time, y, x) int8, and ``proba`` (time, class_id, y, x)
+float32. The probability dimension is ``class_id``, not ``class``: xarray cannot hold a data
+variable and a dimension coordinate of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+import time as clock
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import rasterio
+import xarray as xr
+
+from seaice_dask.config import PipelineConfig
+from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, write_slice
+from seaice_dask.errors import CubeError, ModelError
+from seaice_dask.grid import Grid
+from seaice_dask.learn._compute import persist
+from seaice_dask.learn.persist import load_model
+from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
+
+CLASS_VAR = "class"
+PROBA_VAR = "proba"
+PROBA_DIM = "class_id"
+STAGE = "predict"
+REPORT_NAME = "train_report.json"
+
+
+def _predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: np.ndarray) -> np.ndarray:
+    """One block: inputs (1, n_col, by, bx), usable (1, 1, by, bx) → (1, K + 1, by, bx) float32.
+
+    Channels 0…K−1 hold the probability of ``classes``; channel K the class id (−1 masked).
+    """
+    _, n_col, by, bx = inputs.shape
+    n_classes = classes.size
+    flat = inputs.reshape(n_col, -1).T
+    ok = usable.reshape(-1) & np.isfinite(flat).all(axis=1)
+    out = np.full((n_classes + 1, by * bx), np.nan, dtype=np.float32)
+    out[n_classes] = -1
+    if ok.any():
+        proba = model.predict_proba(flat[ok])
+        model_classes = np.asarray(model.classes_)
+        columns = np.searchsorted(classes, model_classes)
+        full = np.zeros((proba.shape[0], n_classes), dtype=np.float32)
+        full[:, columns] = proba
+        out[:n_classes, ok] = full.T
+        out[n_classes, ok] = model_classes[np.argmax(proba, axis=1)]
+    return out.reshape(1, n_classes + 1, by, bx)
+
+
+def predict_dataset(ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int]) -> xr.Dataset:
+    """Lazy ``class`` and ``proba`` for every date of ``ds`` (dask in, dask out)."""
+    stack = feature_stack(ds, inputs)
+    usable = usable_mask(ds)
+    stack, usable = xr.unify_chunks(stack, usable)
+    classes_arr = np.asarray(sorted(classes))
+    if not np.isin(np.asarray(model.classes_), classes_arr).all():
+        raise ModelError(f"the model predicts classes {list(model.classes_)} outside {list(classes_arr)}")
+    k = classes_arr.size
+    data = stack.data
+    both = da.map_blocks(
+        _predict_block,
+        data,
+        usable.data[:, None],
+        model=model,
+        classes=classes_arr,
+        dtype=np.float32,
+        chunks=(data.chunks[0], (k + 1,), data.chunks[2], data.chunks[3]),
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+    )
+    coords = {"time": ds["time"], "y": ds["y"], "x": ds["x"]}
+    cls = xr.DataArray(both[:, k].astype(np.int8), dims=("time", "y", "x"), coords=coords)
+    proba = xr.DataArray(
+        both[:, :k], dims=("time", PROBA_DIM, "y", "x"), coords={**coords, PROBA_DIM: classes_arr}
+    )
+    cls.attrs = {"long_name": "predicted sea-ice class", "flag_values": classes_arr.tolist(), "_FillValue_meaning": "-1 land/invalid"}
+    proba.attrs = {"long_name": "class probability", "units": "1"}
+    return xr.Dataset({CLASS_VAR: cls, PROBA_VAR: proba})
+
+
+def export_cog(cls: np.ndarray, grid: Grid, path: str | Path, tags: dict[str, str] | None = None) -> Path:
+    """Write a (y, x) int8 class map as a Cloud-Optimised GeoTIFF (nodata −1), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ny, nx = grid.shape
+    if cls.shape != (ny, nx):
+        raise CubeError(f"class map shape {cls.shape} differs from the grid {grid.shape}", path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with rasterio.open(
+        tmp, "w", driver="COG", height=ny, width=nx, count=1, dtype="int8", crs=grid.crs,
+        transform=grid.transform, nodata=-1, compress="deflate", overview_resampling="mode",
+    ) as dst:
+        dst.write(cls.astype(np.int8), 1)
+        dst.update_tags(**(tags or {}))
+    tmp.replace(path)
+    return path
+
+
+def best_model_path(models_dir: str | Path) -> Path:
+    """The model chosen by the last ``train`` run (its ``train_report.json``)."""
+    report = Path(models_dir) / REPORT_NAME
+    if not report.is_file():
+        raise ModelError("no trained models here (run `seaice-dask train` first)", report)
+    return Path(models_dir) / json.loads(report.read_text())["best_model"]
+
+
+@dataclass
+class PredictReport:
+    model: str
+    learner: str
+    dates: list[str]
+    cogs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict(
+    cfg: PipelineConfig,
+    model_path: str | Path | None = None,
+    *,
+    client: Any = None,
+    progress: bool = True,
+    export: bool = True,
+    times: list[int] | None = None,
+) -> PredictReport:
+    """Classify every date of the cube (or ``times``); write ``class``/``proba`` and COGs.
+
+    Each date is computed once on the workers (persisted), then written to the store by the
+    workers and, for the GeoTIFF, the int8 class map is gathered (one byte per pixel).
+    """
+    from rich.progress import track
+
+    start = clock.perf_counter()
+    store = cfg.paths.store
+    ds = open_cube(store)
+    model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
+    inputs = list(cfg.model.inputs)
+    names = [str(c) for c in feature_stack(ds, inputs)[COLUMN_DIM].values]
+    model, meta = load_model(model_path, feature_names=names)
+    classes = meta["classes"]
+    grid = cube_grid(ds)
+    out = predict_dataset(ds, model, inputs, classes)
+    attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref"}
+    ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**out[CLASS_VAR].attrs, **attrs})
+    ensure_variable(
+        store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**out[PROBA_VAR].attrs, **attrs},
+        extra_dims={PROBA_DIM: classes},
+    )
+    indices = list(range(ds.sizes["time"])) if times is None else list(times)
+    stamps = pd.DatetimeIndex(ds["time"].values)
+    report = PredictReport(str(model_path), meta["learner"], [])
+    for t in track(indices, description="predict", disable=not progress, transient=True):
+        sl = persist(out.isel(time=t), client)
+        write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data)
+        write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data)
+        mark_done(store, STAGE, t)
+        stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
+        report.dates.append(stamps[t].isoformat())
+        if export:
+            cls = np.asarray(sl[CLASS_VAR].data.compute())
+            path = Path(cfg.paths.reports) / "maps" / f"class_{stamp}.tif"
+            export_cog(cls, grid, path, {"date": stamps[t].isoformat(), "model": meta["learner"]})
+            report.cogs.append(str(path))
+        del sl
+    report.seconds = clock.perf_counter() - start
+    return report

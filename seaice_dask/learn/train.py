@@ -1,0 +1,125 @@
+"""``train``: sample the labelled cube, fit every configured learner, score, save, pick the best."""
+
+from __future__ import annotations
+
+import time as clock
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seaice_dask.config import PipelineConfig
+from seaice_dask.cube import cube_grid, open_cube
+from seaice_dask.errors import ConfigError
+from seaice_dask.learn._compute import compute
+from seaice_dask.learn.evaluate import confusion, scores
+from seaice_dask.learn.models import fit_learner
+from seaice_dask.learn.persist import SUFFIX, save_model
+from seaice_dask.learn.predict import REPORT_NAME
+from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
+from seaice_dask.report import SOD4_CLASS_NAMES, write_json
+
+
+def class_ids(cfg: PipelineConfig) -> tuple[list[int], list[str]]:
+    """Class ids and names of the configured chart scheme."""
+    if cfg.charts.scheme == "sod4":
+        return list(range(len(SOD4_CLASS_NAMES))), list(SOD4_CLASS_NAMES)
+    raise ConfigError(f"charts.scheme {cfg.charts.scheme!r} is not supported by the classifiers yet")
+
+
+@dataclass
+class TrainReport:
+    """What ``train`` did: samples, per-learner scores on the test sample, files, timings."""
+
+    validation: str
+    train_dates: list[str]
+    test_dates: list[str]
+    train_index: list[int]
+    test_index: list[int]
+    feature_names: list[str]
+    classes: list[int]
+    class_names: list[str]
+    n_train: int
+    n_test: int
+    train_class_counts: list[int]
+    models: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    sample_seconds: float = 0.0
+    best: str = ""
+    best_model: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(values: np.ndarray) -> list[str]:
+    return [t.isoformat() for t in pd.DatetimeIndex(values)]
+
+
+def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> TrainReport:
+    """Train ``cfg.model.learners`` on the cube; models and ``train_report.json`` go to ``paths.models``.
+
+    Samples: class-balanced (``model.balanced``), at most ``model.cap_per_class`` pixels per class
+    spread over the training dates. Validation ``temporal`` holds out whole dates
+    (:func:`~seaice_dask.learn.samples.split_dates`); ``random`` splits pixels (warns: optimistic).
+    The best learner (overall accuracy on the test sample, then kappa) is recorded as ``best``.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not progress)
+    m = cfg.model
+    classes, names = class_ids(cfg)
+    ds = open_cube(cfg.paths.store)
+    times = ds["time"].values
+    run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
+    start = clock.perf_counter()
+    kw = {"n_classes": len(classes), "seed": m.seed, "compute": run}
+    if m.validation == "temporal":
+        train_idx, test_idx = split_dates(times, m.test_fraction)
+        console.print(f"sampling {len(train_idx)} training and {len(test_idx)} test dates")
+        train_s = draw_samples(ds, m.inputs, train_idx, cap_per_class=m.cap_per_class, balanced=m.balanced, **kw)
+        test_s = draw_samples(ds, m.inputs, test_idx, cap_per_class=m.cap_per_class, balanced=False, **kw)
+    else:
+        train_idx = test_idx = np.arange(times.size)
+        console.print(f"sampling {times.size} dates (random pixel split)")
+        both = draw_samples(ds, m.inputs, train_idx, cap_per_class=m.cap_per_class, balanced=m.balanced, **kw)
+        train_s, test_s = random_split(both, m.test_fraction, m.seed)
+    report = TrainReport(
+        validation=m.validation, train_dates=_iso(times[train_idx]), test_dates=_iso(times[test_idx]),
+        train_index=[int(i) for i in train_idx], test_index=[int(i) for i in test_idx],
+        feature_names=train_s.feature_names, classes=classes, class_names=names,
+        n_train=len(train_s), n_test=len(test_s), train_class_counts=train_s.class_counts(len(classes)).tolist(),
+        sample_seconds=clock.perf_counter() - start,
+    )
+    console.print(f"sample: {len(train_s)} training pixels {report.train_class_counts}, {len(test_s)} test pixels")
+    grid = cube_grid(ds).to_attrs()
+    models_dir = Path(cfg.paths.models)
+    for learner in m.learners:
+        t0 = clock.perf_counter()
+        with console.status(f"fitting {learner}"):
+            model = fit_learner(learner, train_s.X, train_s.y, classes, seed=m.seed, client=client)
+        report.fit_seconds[learner] = clock.perf_counter() - t0
+        report.scores[learner] = _score(model, test_s, len(classes), names)
+        path = save_model(
+            model, models_dir / f"{learner}{SUFFIX}", learner=learner, feature_names=train_s.feature_names,
+            classes=classes, grid=grid,
+            extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation},
+        )
+        report.models[learner] = path.name
+        s = report.scores[learner]
+        console.print(f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  ({report.fit_seconds[learner]:.1f} s)")
+    if not report.models:
+        raise ConfigError("model.learners is empty")
+    report.best = max(report.scores, key=lambda k: (report.scores[k]["overall_accuracy"], report.scores[k]["kappa"]))
+    report.best_model = report.models[report.best]
+    write_json(report.to_dict(), models_dir / REPORT_NAME)
+    return report
+
+
+def _score(model: Any, sample: Sample, n_classes: int, names: list[str]) -> dict[str, Any]:
+    if len(sample) == 0:
+        return scores(np.zeros((n_classes, n_classes), dtype=np.int64), names)
+    return scores(confusion(sample.y, model.predict(sample.X), n_classes), names)

@@ -1,0 +1,132 @@
+"""Figures and tables of a run: class maps per date, confusion matrices, scores per model and month.
+
+Matplotlib with the non-interactive Agg backend (works on headless cluster nodes). Every file is
+written under a temporary name and renamed, so a crash never leaves a truncated figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from seaice_dask.grid import Grid  # noqa: E402
+
+#: Names of the built-in ``sod4`` class ids 0…3.
+SOD4_CLASS_NAMES = ("open water", "young ice", "first-year ice", "old ice")
+#: Colours close to the WMO stage-of-development chart colours (water, young, FYI, old).
+SOD4_COLOURS = ("#3a6fb0", "#e36ee3", "#ffff00", "#a0522d")
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save and close ``fig`` (format from the suffix), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_class_map(
+    cls: np.ndarray,
+    grid: Grid,
+    path: str | Path,
+    *,
+    title: str = "",
+    class_names: Sequence[str] = SOD4_CLASS_NAMES,
+    colours: Sequence[str] = SOD4_COLOURS,
+) -> Path:
+    """A (y, x) class map on the grid (km axes); −1 (land, invalid) left blank."""
+    k = len(class_names)
+    masked = np.ma.masked_less(np.asarray(cls), 0)
+    xmin, ymin, xmax, ymax = (v / 1000 for v in grid.bounds)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    im = ax.imshow(
+        masked, cmap=ListedColormap(list(colours[:k])), vmin=-0.5, vmax=k - 0.5,
+        extent=(xmin, xmax, ymin, ymax), interpolation="nearest",
+    )
+    bar = fig.colorbar(im, ax=ax, ticks=range(k), shrink=0.8)
+    bar.ax.set_yticklabels(class_names)
+    ax.set_xlabel(f"x (km, {grid.crs})")
+    ax.set_ylabel("y (km)")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_confusion(
+    cm: np.ndarray, path: str | Path, *, title: str = "", class_names: Sequence[str] = SOD4_CLASS_NAMES
+) -> Path:
+    """Confusion matrix (rows: reference, columns: predicted), shaded by row share, counts printed."""
+    cm = np.asarray(cm)
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black", fontsize=8)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=30, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_scores(table: Mapping[str, Mapping[str, float]], path: str | Path, *, title: str = "") -> Path:
+    """Grouped bars: one group per model, one bar per metric (e.g. overall accuracy, kappa)."""
+    models = list(table)
+    metrics = list(next(iter(table.values()))) if models else []
+    width = 0.8 / max(len(metrics), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(models), 3.8))
+    for i, metric in enumerate(metrics):
+        values = [table[m][metric] for m in models]
+        bars = ax.bar(np.arange(len(models)) + i * width, values, width, label=metric)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(np.arange(len(models)) + width * (len(metrics) - 1) / 2, models)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_monthly(series: Mapping[str, Mapping[str, float]], path: str | Path, *, metric: str, title: str = "") -> Path:
+    """One line per model: ``metric`` per month (keys ``YYYY-MM``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for model, per_month in series.items():
+        months = sorted(per_month)
+        ax.plot(months, [per_month[m] for m in months], marker="o", label=model)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return save_figure(fig, path)

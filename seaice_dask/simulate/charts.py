@@ -77,7 +77,7 @@ def generalise(labels: np.ndarray, transform: Affine, scale_m: float) -> list[tu
     block = max(1, int(round(scale_m / resolution)))
     coarse = _CLASSES[np.argmax(_block_shares(labels, block), axis=0)].astype(np.int16)
     coarse = rasterio.features.sieve(coarse, size=3, connectivity=4)  # no lone blocks
-    coarse_transform = transform * Affine.scale(block)
+    coarse_transform = transform @ Affine.scale(block)
     polygons = [
         (shapely.geometry.shape(geom), int(value))
         for geom, value in rasterio.features.shapes(coarse, transform=coarse_transform, connectivity=4)

@@ -94,7 +94,7 @@ def max_pairs_per_group(window: int, layout: Layout) -> int:
 # shrinks), counting both S[a,b] and S[b,a] off the diagonal.
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _add_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
     """Add the pairs of one column to one group's counts; returns (ΔQ, ΔE, new max count)."""
     dq = 0
@@ -118,36 +118,49 @@ def _add_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
     return dq, de, max_count
 
 
-@njit(nogil=True, cache=True)
-def _remove_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
-    """Remove the pairs of one column from one group's counts; returns (ΔQ, ΔE, new max count)."""
+@njit(nogil=True, cache=True, inline="always")
+def _slide_column(leaving, entering, ylo, yhi, counts, delta_e, hist, max_count, need_max):
+    """Remove the pairs of column ``leaving`` and add those of ``entering`` (same rows), row by
+    row; a row whose two pairs have the same code changes nothing and is skipped.
+    Returns (ΔQ, ΔE, new max count)."""
     dq = 0
     de = 0
     for y in range(ylo, yhi + 1):
-        code = column[y]
-        if code < 0:
-            continue
-        k = code >> 1
-        diag = code & 1
-        step = diag + 1
-        s = counts[k]
-        s2 = s - step
-        counts[k] = s2
-        dq -= 4 * s - 2 * step
-        de -= delta_e[diag, s2]
-        if need_max:
-            hist[s] -= 1
-            hist[s2] += 1
-            if s == max_count and hist[s] == 0:
-                # the entry just lowered holds s2; with step 2, an entry at s − 1 may exist
-                if step == 2 and hist[s - 1] > 0:
-                    max_count = s - 1
-                else:
-                    max_count = s2
+        old = leaving[y]
+        new = entering[y]
+        if old >= 0:
+            k = old >> 1
+            diag = old & 1
+            step = diag + 1
+            s = counts[k]
+            s2 = s - step
+            counts[k] = s2
+            dq -= 4 * s - 2 * step
+            de -= delta_e[diag, s2]
+            if need_max:
+                hist[s] -= 1
+                hist[s2] += 1
+                if s == max_count and hist[s] == 0:
+                    if step == 2 and hist[s - 1] > 0:
+                        max_count = s - 1
+                    else:
+                        max_count = s2
+        if new >= 0:
+            k = new >> 1
+            diag = new & 1
+            step = diag + 1
+            s = counts[k]
+            counts[k] = s + step
+            dq += 4 * s + 2 * step
+            de += delta_e[diag, s]
+            if need_max:
+                hist[s] -= 1
+                hist[s + step] += 1
+                max_count = max(max_count, s + step)
     return dq, de, max_count
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _features(lin, q_sum, e_sum, max_count, slogs, feature_codes, snap, values):
     """Write the features of one group (``lin`` = its six pair sums) into ``values``."""
     t = lin[_N]
@@ -231,6 +244,14 @@ def glcm_block(
                 if a >= 0 and b >= 0:
                     codes[o, x, y] = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
 
+    # row-major copy for the column sums: index code//2 + 1 of ``sums1`` (row 0: no pair, zeros)
+    codes_rows = np.zeros((n_off, height, width), dtype=np.int32)
+    for o in range(n_off):
+        for x in range(width):
+            for y in range(height):
+                codes_rows[o, y, x] = (codes[o, x, y] >> 1) + 1
+    sums1 = np.zeros((pair_sums.shape[0] + 1, 6), dtype=np.int64)
+    sums1[1:] = pair_sums
     colsum = np.zeros((n_off, width, 6), dtype=np.int64)
     lin = np.zeros((n_off, 6), dtype=np.int64)
     glin = np.zeros((n_groups, 6), dtype=np.int64)
@@ -259,14 +280,10 @@ def glcm_block(
                                 colsum[o, x, s] += pair_sums[code >> 1, s]
             else:
                 for x in range(width):
-                    code = codes[o, x, yhi]
-                    if code >= 0:
-                        for s in range(6):
-                            colsum[o, x, s] += pair_sums[code >> 1, s]
-                    code = codes[o, x, ylo - 1]
-                    if code >= 0:
-                        for s in range(6):
-                            colsum[o, x, s] -= pair_sums[code >> 1, s]
+                    k_in = codes_rows[o, yhi, x]
+                    k_out = codes_rows[o, ylo - 1, x]
+                    for s in range(6):
+                        colsum[o, x, s] += sums1[k_in, s] - sums1[k_out, s]
         if need_counts:
             counts[:, :] = 0
             hist[:, :] = 0
@@ -300,14 +317,12 @@ def glcm_block(
                     for s in range(6):
                         lin[o, s] += colsum[o, xhi, s] - colsum[o, xlo - 1, s]
                     if need_counts:
-                        dq, de, mc = _remove_column(
-                            codes[o, xlo - 1], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
-                        )
-                        dq2, de2, mc = _add_column(
-                            codes[o, xhi], ylo, yhi, counts[g], delta_e, hist[g], mc, need_max
-                        )
-                        q_sum[g] += dq + dq2
-                        e_sum[g] += de + de2
+                        dq, de, mc = _slide_column(
+                            codes[o, xlo - 1], codes[o, xhi], ylo, yhi, counts[g], delta_e, hist[g],
+                            max_count[g], need_max,
+                        )  # fmt: skip
+                        q_sum[g] += dq
+                        e_sum[g] += de
                         max_count[g] = mc
             for g in range(n_groups):
                 for s in range(6):

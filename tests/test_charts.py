@@ -27,9 +27,10 @@ from seaice_dask.charts import (
     repair_geometries,
     select_chart,
     write_labels,
+    write_labels_from_config,
 )
 from seaice_dask.charts.codes import CONCENTRATION, THICKNESS_CM, normalise_code
-from seaice_dask.config import ChartsConfig
+from seaice_dask.config import ChartsConfig, PipelineConfig
 from seaice_dask.cube import create_cube, done, open_cube
 from seaice_dask.errors import ChartError
 from seaice_dask.grid import Grid
@@ -312,3 +313,16 @@ def test_write_labels_into_the_cube(tmp_path):
     assert pd.isna(cube["chart_date"].values[2])
     assert done(store, "labels").all()
     assert cube["labels"].attrs["scheme"] == "sod4"
+
+
+def test_write_labels_from_config_finds_the_charts(tmp_path):
+    grid = Grid.from_bounds("EPSG:32626", (490_000, 7_390_000, 550_000, 7_430_000), 1000.0)
+    (tmp_path / "charts").mkdir()
+    _small_chart().to_file(tmp_path / "charts" / "nic_arctic_20210104_pl_a.shp", engine="pyogrio")
+    cfg = PipelineConfig.model_validate({"paths": {"charts": ["charts/*.shp", "charts/*.zip"]}}).resolve(tmp_path)
+    create_cube(cfg.paths.store, grid, pd.to_datetime(["2021-01-05T08:10"]), chunk=32)
+    assert [p.name for p in write_labels_from_config(cfg, progress=False)] == ["nic_arctic_20210104_pl_a.shp"]
+    assert set(np.unique(open_cube(cfg.paths.store)["labels"].values)) == {-1, 0, 2}
+    cfg.paths.charts = ["nothing/*.zip"]
+    with pytest.raises(ChartError, match="no chart files match"):
+        write_labels_from_config(cfg, progress=False)

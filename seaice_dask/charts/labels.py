@@ -17,7 +17,7 @@ from rich.progress import track
 from seaice_dask.charts.rasterize import rasterize_labels, select_chart
 from seaice_dask.charts.read import chart_date, chart_id, prepare_chart, read_chart
 from seaice_dask.charts.schemes import UNLABELLED, classify_chart, get_scheme
-from seaice_dask.config import ChartsConfig
+from seaice_dask.config import ChartsConfig, PipelineConfig
 from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
 from seaice_dask.errors import ChartError
 from seaice_dask.grid import Grid
@@ -120,3 +120,13 @@ def find_charts(patterns: Sequence[str | Path]) -> list[Path]:
     if not found:
         raise ChartError(f"no chart files match {[str(p) for p in patterns]}")
     return sorted(found)
+
+
+def write_labels_from_config(cfg: PipelineConfig, *, progress: bool = True) -> list[Path]:
+    """``seaice-dask charts``: label the cube at ``paths.store`` from the charts in ``paths.charts``.
+
+    Returns the chart files found.
+    """
+    charts = find_charts([cfg.path(pattern) for pattern in cfg.paths.charts])
+    write_labels(cfg.paths.store, charts, cfg.charts, progress=progress)
+    return charts

@@ -24,7 +24,15 @@ from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, MODES, L
 #: Bins of the global histogram behind ``quantizer="equalprob"``.
 EQUALPROB_BINS = 4096
 
-__all__ = ["ALL_FEATURES", "glcm", "quantize", "equalprob_edges"]
+__all__ = ["ALL_FEATURES", "equalprob_edges", "feature_names", "glcm", "quantize"]
+
+
+def feature_names(features: Sequence[str], distances: Sequence[int]) -> list[str]:
+    """Names along the ``feature`` axis of angle-averaged output: ``contrast`` for one distance,
+    ``contrast_d1, …, contrast_d2, …`` (distance-major) for several."""
+    if len(distances) == 1:
+        return list(features)
+    return [f"{f}_d{int(d)}" for d in distances for f in features]
 
 
 def _check(window: int, levels: int, distances: Sequence[int], angles: Sequence[float],
@@ -162,7 +170,7 @@ def glcm(
     ydim, xdim = da_in.dims
     spatial = {k: v for k, v in da_in.coords.items() if set(v.dims) <= {ydim, xdim}}
     if average_angles or mode == "snap":
-        names = [f if len(distances) == 1 else f"{f}_d{d}" for d in distances for f in features]
+        names = feature_names(features, distances)
         # (feature, distance) → distance-major feature axis, matching the names
         values = values.transpose(1, 0, 2, 3).reshape((len(names), *values.shape[2:]))
         dims = ("feature", ydim, xdim)

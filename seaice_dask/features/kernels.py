@@ -359,13 +359,15 @@ def glcm_levels(
     feature_codes: np.ndarray,
     snap: bool,
     max_pairs: int,
+    dtype: type = np.float32,
 ) -> np.ndarray:
-    """NumPy-facing wrapper of :func:`glcm_block`: builds the tables, allocates the output."""
+    """NumPy-facing wrapper of :func:`glcm_block`: builds the tables, allocates the output
+    ``(feature, slot, y, x)`` (float32; float64 for tests of the arithmetic itself)."""
     q = np.ascontiguousarray(levels_padded, dtype=np.int16)
     sums = pair_tables(levels)
     slogs, delta_e = entropy_tables(2 * max_pairs)
     ny, nx = q.shape[0] - 2 * half, q.shape[1] - 2 * half
-    out = np.empty((feature_codes.size, layout.n_slots, max(ny, 0), max(nx, 0)), dtype=np.float32)
+    out = np.empty((feature_codes.size, layout.n_slots, max(ny, 0), max(nx, 0)), dtype=dtype)
     if ny > 0 and nx > 0:
         glcm_block(
             q, half, levels, layout.offsets, layout.group_of_offset, layout.slot_of_group,

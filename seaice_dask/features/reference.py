@@ -201,6 +201,29 @@ def snap_features(counts: np.ndarray, features: Sequence[str] = ALL_FEATURES) ->
     return np.array([values[f] for f in features], dtype=np.float64)
 
 
+def window_features(
+    window_levels: np.ndarray,
+    *,
+    levels: int,
+    layout: Layout,
+    features: Sequence[str] = ALL_FEATURES,
+    mode: str = "standard",
+) -> np.ndarray:
+    """Features ``(feature, slot)`` of one window of levels (−1 = no-data), from scratch."""
+    group_counts = np.zeros((layout.n_groups, levels, levels), dtype=np.int64)
+    for (dy, dx), g in zip(layout.offsets, layout.group_of_offset, strict=True):
+        group_counts[g] += cooccurrence(window_levels, levels, int(dy), int(dx))
+    compute = snap_features if mode == "snap" else standard_features
+    sums = np.zeros((len(features), layout.n_slots))
+    n = np.zeros(layout.n_slots)
+    for g in range(layout.n_groups):
+        if group_counts[g].sum() > 0:  # groups without a valid pair do not enter the average
+            sums[:, layout.slot_of_group[g]] += compute(group_counts[g], features)
+            n[layout.slot_of_group[g]] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+
+
 def glcm_reference(
     levels_image: np.ndarray,
     *,
@@ -219,19 +242,9 @@ def glcm_reference(
     q = np.pad(np.asarray(levels_image, dtype=np.int64), half, constant_values=-1)
     ny, nx = np.asarray(levels_image).shape
     out = np.full((len(features), layout.n_slots, ny, nx), np.nan)
-    compute = snap_features if mode == "snap" else standard_features
     for y in range(ny):
         for x in range(nx):
-            win = q[y : y + window, x : x + window]
-            group_counts = np.zeros((layout.n_groups, levels, levels), dtype=np.int64)
-            for (dy, dx), g in zip(layout.offsets, layout.group_of_offset, strict=True):
-                group_counts[g] += cooccurrence(win, levels, int(dy), int(dx))
-            sums = np.zeros((len(features), layout.n_slots))
-            n = np.zeros(layout.n_slots)
-            for g in range(layout.n_groups):
-                if group_counts[g].sum() > 0:
-                    sums[:, layout.slot_of_group[g]] += compute(group_counts[g], features)
-                    n[layout.slot_of_group[g]] += 1
-            with np.errstate(invalid="ignore"):
-                out[:, :, y, x] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+            out[:, :, y, x] = window_features(
+                q[y : y + window, x : x + window], levels=levels, layout=layout, features=features, mode=mode
+            )
     return out

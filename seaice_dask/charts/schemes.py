@@ -33,6 +33,10 @@ UNLABELLED = -1
 WATER = 0
 
 
+class ChartCodeWarning(UserWarning):
+    """A chart polygon carries a code outside the SIGRID-3 tables (it is left unlabelled)."""
+
+
 @dataclass(frozen=True)
 class ClassScheme:
     """Stage-of-development codes → class ids.
@@ -157,7 +161,3 @@ def classify_chart(
     out = pd.DataFrame(rows, index=attributes.index, columns=["label", "share", "ct_percent", "problems"])
     out["label"] = out["label"].astype("int8")
     return out
-
-
-class ChartCodeWarning(UserWarning):
-    """A chart polygon carries a code outside the SIGRID-3 tables (it is left unlabelled)."""

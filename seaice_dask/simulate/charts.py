@@ -154,6 +154,8 @@ def chart_frame(
 
     rng = np.random.default_rng(seed)
     labels = np.asarray(truth.values, dtype=np.int8)
+    if labels.size and (labels.min() < LAND or labels.max() > OLD):
+        raise ValueError(f"truth holds values outside the sod4 ids -1..3: {np.unique(labels).tolist()}")
     transform = truth.rio.transform()
     resolution = abs(transform.a)
     if scale_m is None:
@@ -162,7 +164,7 @@ def chart_frame(
     ids = rasterio.features.rasterize(
         [(g, i + 1) for i, (g, _) in enumerate(polygons)], out_shape=labels.shape, transform=transform, dtype="int32"
     )
-    pairs = ids.ravel().astype(np.int64) * len(_CLASSES) + np.searchsorted(_CLASSES, labels.ravel())
+    pairs = ids.ravel().astype(np.int64) * len(_CLASSES) + (labels.ravel() - _CLASSES[0])  # classes are consecutive
     counts = np.bincount(pairs, minlength=(len(polygons) + 1) * len(_CLASSES)).reshape(-1, len(_CLASSES))
     records = []
     for i, (_, majority) in enumerate(polygons):

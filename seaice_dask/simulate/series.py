@@ -1,0 +1,234 @@
+"""A simulated season: Sentinel-1 scenes on one relative orbit, weekly ice charts and the truth.
+
+Acquisition times follow the real orbit: Sentinel-1 repeats its ground track every 12 days
+(175 orbits), S1B flying six days behind S1A in the same plane, so a relative orbit is seen
+every 6 days by the pair. Relative orbit = (absolute − 73) mod 175 + 1 for S1A, (absolute − 27)
+mod 175 + 1 for S1B (ESA). S1A times are counted from the template product (absolute orbit 46117),
+S1B orbit numbers from a real S1B product (orbit 30148 on 2021-12-23 05:11:22 UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from seaice_dask.errors import ConfigError
+from seaice_dask.grid import Grid, default_grid, write_crs
+from seaice_dask.simulate.safe_writer import SceneSpec, _ORBIT_OFFSET, _T_ABS_ORBIT, _T_START, write_scene
+from seaice_dask.simulate.truth import truth_map, weekly_truth
+
+ORBIT_PERIOD_S = 12 * 86400 / 175
+_S1B_REF = (30148, dt.datetime(2021, 12, 23, 5, 11, 22))
+_TEMPLATE_CENTRE_LAT = 79.5  # latitude of the template scene centre (descending pass)
+
+
+@dataclass
+class SimulatedSeries:
+    """Paths written by :func:`simulate_series`."""
+
+    scenes: list[Path]
+    charts: list[Path]
+    truth: Path
+    metadata: Path | None = None
+    info: list[dict] = field(default_factory=list)
+
+
+def _relative(mission: str, absolute: int) -> int:
+    return (absolute - _ORBIT_OFFSET[mission]) % 175 + 1
+
+
+def _with_relative(mission: str, estimate: int, relative: int) -> int:
+    """The absolute orbit nearest ``estimate`` whose relative orbit is ``relative``."""
+    return estimate + ((relative - _relative(mission, estimate) + 87) % 175 - 87)
+
+
+def plan_acquisitions(
+    n_scenes: int,
+    start: str | dt.date,
+    end: str | dt.date,
+    *,
+    relative_orbit: int = 24,
+    centre_lat: float = 67.2,
+) -> list[tuple[dt.datetime, str, int]]:
+    """``n_scenes`` evenly spread S1A/S1B passes over ``relative_orbit`` in [start, end].
+
+    Returns (first-line time, mission, absolute orbit) per scene, sorted by time.
+    """
+    t0, t1 = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime() + dt.timedelta(days=1)
+    if t1 <= t0:
+        raise ConfigError(f"end {end} is before start {start}")
+    along = dt.timedelta(seconds=(_TEMPLATE_CENTRE_LAT - centre_lat) / 360 * ORBIT_PERIOD_S)
+    first = _with_relative("S1A", _T_ABS_ORBIT + math.floor((t0 - _T_START).total_seconds() / ORBIT_PERIOD_S), relative_orbit)
+    candidates = []
+    for k in range(first - 2 * 175, first + 175 * (int((t1 - t0).days / 12) + 3), 175):
+        t_a = _T_START + dt.timedelta(seconds=(k - _T_ABS_ORBIT) * ORBIT_PERIOD_S) + along
+        t_b = t_a + dt.timedelta(days=6)
+        b_estimate = _S1B_REF[0] + round((t_b - _S1B_REF[1]).total_seconds() / ORBIT_PERIOD_S)
+        candidates += [(t_a, "S1A", k), (t_b, "S1B", _with_relative("S1B", b_estimate, relative_orbit))]
+    candidates = sorted(c for c in candidates if t0 <= c[0] < t1)
+    if n_scenes < 1 or n_scenes > len(candidates):
+        raise ConfigError(
+            f"{n_scenes} scenes requested but relative orbit {relative_orbit} is seen only "
+            f"{len(candidates)} times between {start} and {end} (every 6 days)"
+        )
+    picks = np.unique(np.round(np.linspace(0, len(candidates) - 1, n_scenes)).astype(int))
+    return [candidates[i] for i in picks]
+
+
+def noise_errors(rng: np.random.Generator) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
+    """Per-subswath (EW1…EW5) noise scales and offsets of one scene, HH and HV.
+
+    HV scales alternate around 1 within 0.85–1.10, EW1 worst (simulator-reference.md: real S1A HV
+    0.99–1.06, S1B 0.84–0.90; offsets up to 2.4e-4), so ESA denoising leaves seams; HH errors are
+    half as large.
+    """
+    low_high = [(0.85, 0.90), (1.03, 1.08), (0.92, 0.97), (1.03, 1.08), (0.93, 0.97)]
+    hv = np.array([rng.uniform(a, b) for a, b in low_high])
+    hh = 1 + (hv - 1) / 2
+    return (
+        {"hh": tuple(np.round(hh, 4)), "hv": tuple(np.round(hv, 4))},
+        {p: tuple(np.round(rng.uniform(-3e-5, 3e-5, 5), 7)) for p in ("hh", "hv")},
+    )
+
+
+def _scene_centre(grid: Grid, heading: float, along_km: float) -> tuple[float, float]:
+    """Grid centre in lon/lat, moved ``along_km`` along the track heading."""
+    from pyproj import Geod, Transformer
+
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
+        (grid.xmin + grid.xmax) / 2, (grid.ymin + grid.ymax) / 2
+    )
+    lon, lat, _ = Geod(ellps="WGS84").fwd(lon, lat, heading, along_km * 1000.0)
+    return float(lon), float(lat)
+
+
+def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, progress) -> Path:
+    """truth.zarr: ``truth_class`` (time, y, x) int8 at each acquisition time, written atomically."""
+    maps = [truth_map(grid, t, seed) for t in progress(times, "truth maps")]
+    ds = write_crs(xr.concat(maps, dim="time").rename("truth_class"), grid.crs).to_dataset()
+    ds.attrs.update({"grid_" + k: v for k, v in grid.to_attrs().items()} | {"seed": seed})
+    chunks = {"time": 1, "y": min(1024, grid.shape[0]), "x": min(1024, grid.shape[1])}
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.chunk(chunks).to_zarr(tmp, mode="w")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
+def _progress_factory(enabled: bool):
+    def wrap(items, description: str):
+        if not enabled:
+            return items
+        from rich.progress import track
+
+        return track(items, description=description, transient=False)
+
+    return wrap
+
+
+def simulate_series(
+    out: str | Path,
+    *,
+    n_scenes: int = 29,
+    start: str | dt.date = "2020-10-05",
+    end: str | dt.date = "2021-03-22",
+    size: str = "small",
+    product: str = "GRDM",
+    seed: int = 0,
+    grid: Grid | None = None,
+    fmt: str = "zip",
+    charts: bool = True,
+    progress: bool = True,
+) -> SimulatedSeries:
+    """Simulate a season: ``out/scenes/*.zip|.SAFE``, ``out/charts/``, ``out/truth.zarr``, ``out/simulation.json``.
+
+    Scenes lie on relative orbit 24 (S1A and S1B, ~6 days apart), evenly spread over
+    [start, end]; the truth is drawn on ``grid`` (default: the Denmark Strait grid) at each
+    acquisition time; weekly SIGRID-3 charts are derived from the truth every 7 days from ``start``.
+    Existing scene files are kept (re-running resumes an interrupted simulation).
+    """
+    out = Path(out)
+    grid = grid or default_grid()
+    track = _progress_factory(progress)
+    centre_lat = _scene_centre(grid, 0.0, 0.0)[1]
+    plan = plan_acquisitions(n_scenes, start, end, centre_lat=centre_lat)
+    rng = np.random.default_rng([seed, 5])
+    from seaice_dask.simulate.safe_writer import descending_heading
+
+    heading = descending_heading(centre_lat)
+    scenes, info = [], []
+    (out / "scenes").mkdir(parents=True, exist_ok=True)
+    specs = []
+    for t, mission, absolute in plan:
+        scale, offset = noise_errors(rng)
+        specs.append(
+            SceneSpec(
+                start=t,
+                absolute_orbit=absolute,
+                mission=mission,
+                product=product,
+                size=size,
+                centre_lonlat=_scene_centre(grid, heading, float(rng.uniform(-25, 25))),
+                noise_scale=scale,
+                noise_offset=offset,
+                seed=seed,
+            )
+        )
+    for spec in track(specs, f"simulating {len(specs)} {product} scenes"):
+        path = write_scene(out / "scenes", spec, grid=grid, fmt="zip" if fmt == "zip" else "safe")
+        scenes.append(path)
+        info.append(
+            {
+                "path": str(path.relative_to(out)),
+                "product": spec.name,
+                "mission": spec.mission,
+                "start": spec.acquisition_start.isoformat(),
+                "absolute_orbit": spec.absolute_orbit,
+                "relative_orbit": spec.relative_orbit,
+                "centre_lonlat": list(spec.centre_lonlat),
+                "noise_scale": {k: [float(x) for x in v] for k, v in spec.noise_scale.items()},
+                "noise_offset": {k: [float(x) for x in v] for k, v in spec.noise_offset.items()},
+            }
+        )
+
+    truth_path = _write_truth(out / "truth.zarr", grid, [s.acquisition_start for s in specs], seed, track)
+
+    chart_paths: list[Path] = []
+    if charts:
+        from seaice_dask.simulate.charts import write_weekly_charts
+
+        chart_grid = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, 500.0))
+        weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
+        weekly = weekly_truth(chart_grid, list(weeks), seed)
+        chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
+
+    from seaice_dask import __version__
+
+    meta = {
+        "generator": f"seaice-dask {__version__} simulator",
+        "seed": seed,
+        "product": product,
+        "size": size,
+        "grid": grid.to_attrs(),
+        "relative_orbit": 24,
+        "scenes": info,
+        "charts": [str(p.relative_to(out)) for p in chart_paths],
+        "truth": str(truth_path.relative_to(out)),
+    }
+    meta_path = out / "simulation.json"
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(meta_path)
+    return SimulatedSeries(scenes=scenes, charts=chart_paths, truth=truth_path, metadata=meta_path, info=info)
+
+
+__all__ = ["SimulatedSeries", "noise_errors", "plan_acquisitions", "simulate_series"]

@@ -47,16 +47,30 @@ def interp_vectors(
     if n == 1:
         row = np.interp(samples, vector_pixel[0], vector_values[0])
         return np.repeat(row[None, :], lines.size, axis=0)
+    order = None if np.all(np.diff(lines) >= 0) else np.argsort(lines, kind="stable")
+    if order is not None:
+        lines = lines[order]
     left = np.clip(np.searchsorted(vector_line, lines, side="right") - 1, 0, n - 2)
-    span = vector_line[left + 1] - vector_line[left]
-    weight = np.clip((lines - vector_line[left]) / span, 0.0, 1.0)[:, None]
-    needed = np.unique(np.concatenate([left, left + 1]))
-    rows = np.empty((needed.size, samples.size))
-    for k, i in enumerate(needed):
-        rows[k] = np.interp(samples, vector_pixel[i], vector_values[i])
-    lo = rows[np.searchsorted(needed, left)]
-    hi = rows[np.searchsorted(needed, left + 1)]
-    return (1.0 - weight) * lo + weight * hi
+    weight = np.clip((lines - vector_line[left]) / (vector_line[left + 1] - vector_line[left]), 0.0, 1.0)
+    out = np.empty((lines.size, samples.size))
+    # lines are sorted, so each bracketing interval covers one contiguous run of output rows
+    starts = np.flatnonzero(np.r_[True, left[1:] != left[:-1]])
+    stops = np.r_[starts[1:], lines.size]
+    for a, b in zip(starts, stops):
+        i = left[a]
+        lower = np.interp(samples, vector_pixel[i], vector_values[i])
+        upper = np.interp(samples, vector_pixel[i + 1], vector_values[i + 1])
+        # (1 − w)·lower + w·upper as lower + w·(upper − lower), in place; rows at w = 1 get
+        # ``upper`` itself so that annotated values are reproduced exactly at every tie point.
+        run = out[a:b]
+        np.multiply(weight[a:b, None], upper - lower, out=run)
+        run += lower
+        exact_upper = weight[a:b] == 1.0
+        if exact_upper.any():
+            run[exact_upper] = upper
+    if order is not None:
+        out[order] = out.copy()
+    return out
 
 
 def calibration_window(lut: CalibrationLUT, name: str, lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
@@ -69,23 +83,35 @@ def noise_range_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) 
     return interp_vectors(noise.range_line, noise.range_pixel, noise.range_values, lines, samples)
 
 
-def noise_azimuth_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """Azimuth noise factor on lines × samples: per block, its LUT interpolated in line; 1 elsewhere."""
-    lines = np.asarray(lines).ravel()
-    samples = np.asarray(samples).ravel()
-    factor = np.ones((lines.size, samples.size))
+def _azimuth_blocks(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray):
+    """Per azimuth block overlapping the window: (row index, column index, factor per row)."""
     for block in noise.azimuth:
         rows = np.flatnonzero((lines >= block.first_line) & (lines <= block.last_line))
         cols = np.flatnonzero((samples >= block.first_sample) & (samples <= block.last_sample))
         if rows.size and cols.size:
-            values = np.interp(lines[rows].astype(np.float64), block.line, block.values)
-            factor[np.ix_(rows, cols)] = values[:, None]
+            factor = np.interp(lines[rows].astype(np.float64), block.line, block.values)
+            rows = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == rows.size else rows
+            cols = slice(cols[0], cols[-1] + 1) if cols[-1] - cols[0] + 1 == cols.size else cols
+            yield rows, cols, factor
+
+
+def _select(rows, cols):
+    return (rows, cols) if isinstance(rows, slice) or isinstance(cols, slice) else np.ix_(rows, cols)
+
+
+def noise_azimuth_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Azimuth noise factor on lines × samples: per block, its LUT interpolated in line; 1 elsewhere."""
+    lines, samples = np.asarray(lines).ravel(), np.asarray(samples).ravel()
+    factor = np.ones((lines.size, samples.size))
+    for rows, cols, values in _azimuth_blocks(noise, lines, samples):
+        factor[_select(rows, cols)] = values[:, None]
     return factor
 
 
 def noise_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
     """Thermal noise power η = N_range × N_azimuth (DN² units) on lines × samples."""
+    lines, samples = np.asarray(lines).ravel(), np.asarray(samples).ravel()
     eta = noise_range_window(noise, lines, samples)
-    if noise.has_azimuth:
-        eta *= noise_azimuth_window(noise, lines, samples)
+    for rows, cols, values in _azimuth_blocks(noise, lines, samples):
+        eta[_select(rows, cols)] *= values[:, None]
     return eta

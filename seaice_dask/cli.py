@@ -149,14 +149,52 @@ def demo(
 
 
 @app.command()
-def search() -> None:
-    """Find Sentinel-1 scenes in a catalogue (needs network access)."""
-    _not_yet("search")
+def search(
+    roots: Annotated[list[Path], typer.Argument(help="Folders (or products) to search.", show_default=False)],
+    start: Annotated[Optional[str], typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Last day, YYYY-MM-DD.")] = None,
+    orbit: Annotated[Optional[int], typer.Option("--orbit", help="Relative orbit.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="EW, IW or SM.")] = None,
+    bbox: Annotated[
+        Optional[str], typer.Option(help="lon_min,lat_min,lon_max,lat_max the footprint must meet.")
+    ] = None,
+    paths: Annotated[bool, typer.Option("--paths", help="Print only paths (for scripts/configs).")] = False,
+) -> None:
+    """Find Sentinel-1 products in local archives by date, orbit, mode and area."""
+    import datetime as dt
+
+    from rich.table import Table
+
+    from seaice_dask.catalog import search_local
+
+    try:
+        area = tuple(float(v) for v in bbox.split(",")) if bbox else None
+        if area is not None and len(area) != 4:
+            raise ValueError("bbox needs four numbers")
+        first = dt.date.fromisoformat(start) if start else None
+        last = dt.date.fromisoformat(end) if end else None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    records = search_local(roots, start=first, end=last, relative_orbit=orbit, mode=mode, bbox=area)
+    if paths:
+        for record in records:
+            typer.echo(str(record.path))
+        return
+    table = Table(title=f"{len(records)} product(s)")
+    for column in ("start (UTC)", "product", "orbit", "pass", "pols", "path"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r.start_time)[:19], r.name, str(r.relative_orbit), r.pass_direction[:4],
+            "+".join(r.polarisations), str(r.path),
+        )
+    Console().print(table)
 
 
 @app.command()
 def download() -> None:
-    """Download Sentinel-1 scenes and ice charts (needs network access)."""
+    """Download Sentinel-1 scenes and ice charts from online archives (needs network access)."""
     _not_yet("download")
 
 

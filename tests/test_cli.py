@@ -25,7 +25,7 @@ def test_info_prints_versions_and_cluster():
 
 
 def test_unavailable_verb_exits_2():
-    result = runner.invoke(app, ["search"])
+    result = runner.invoke(app, ["download"])
     assert result.exit_code == 2
     assert "not available yet" in result.output
 

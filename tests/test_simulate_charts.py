@@ -11,12 +11,15 @@ import pandas as pd
 import pyproj
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
-from seaice_dask.charts import chart_labels, classify_chart, read_chart
+from seaice_dask.charts import chart_labels, classify_chart, decode_egg_code, load_chart, read_chart
+from seaice_dask.charts.schemes import SOD4, classify_egg_code
 from seaice_dask.charts.codes import CONCENTRATION, FORMS
 from seaice_dask.grid import Grid
-from seaice_dask.simulate.charts import chart_frame, write_weekly_charts
+from seaice_dask.simulate.charts import chart_frame, egg_code, write_weekly_charts
 
 GRID = Grid.from_bounds("EPSG:32626", (400_000.0, 7_300_000.0, 520_000.0, 7_420_000.0), 400.0)  # 300 × 300
 DATES = pd.to_datetime(["2021-01-04", "2021-01-11"])
@@ -86,6 +89,22 @@ def test_a_few_self_intersecting_polygons_like_real_charts(charts):
     invalid = ~raw.is_valid
     assert invalid.sum() == 2
     assert all("Self-intersection" in shapely.is_valid_reason(g) for g in raw.geometry[invalid])
+    assert load_chart(charts[0], GRID).is_valid.all()  # repaired on the way to the grid
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=4, max_size=4).filter(lambda w: sum(w) > 0), st.integers(0, 2**32 - 1))
+def test_written_egg_codes_read_back_as_the_majority_class(weights, seed):
+    shares = dict(zip((0, 1, 2, 3), np.asarray(weights) / sum(weights), strict=True))
+    record = egg_code(shares, np.random.default_rng(seed))
+    egg = decode_egg_code(record)
+    assert not egg.problems
+    label, _ = classify_egg_code(egg, SOD4, dominance=0.0)
+    ice = {c: shares[c] for c in (1, 2, 3)}
+    if shares[0] > max(ice.values()):
+        assert label == 0
+    else:  # the chart's dominant type is the truth's majority ice class
+        assert label in ice and shares[label] == max(ice.values())
 
 
 def test_labels_read_back_agree_with_the_truth(truth, charts):

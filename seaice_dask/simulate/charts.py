@@ -25,7 +25,6 @@ charts back with the default dominance rule reproduces the truth away from polyg
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -98,6 +97,22 @@ def _concentration_code(ice_share: float, tenths: int, rng: np.random.Generator)
     return f"{tenths}0"
 
 
+def _tenths(ice: dict[int, float], total_tenths: int) -> dict[int, int]:
+    """Partial concentrations in tenths summing to ``total_tenths`` (largest remainders), with
+    the largest ice class strictly ahead of the others so the chart's dominant type is the
+    truth's majority; classes left without a tenth are dropped."""
+    classes = sorted(ice, key=lambda c: (-ice[c], -c))  # largest first; ties: thicker first
+    quota = np.array([ice[c] for c in classes]) / sum(ice.values()) * total_tenths
+    tenths = np.floor(quota).astype(int)
+    for k in np.argsort(-(quota - tenths), kind="stable")[: total_tenths - tenths.sum()]:
+        tenths[k] += 1
+    for k in range(1, len(tenths)):
+        while tenths[k] >= tenths[0] and tenths[k] > 0:
+            tenths[k] -= 1
+            tenths[0] += 1
+    return {c: int(t) for c, t in zip(classes, tenths, strict=True) if t > 0}
+
+
 def egg_code(shares: dict[int, float], rng: np.random.Generator) -> dict[str, str | None]:
     """SIGRID-3 attributes of one polygon from its non-land class shares (sum 1).
 
@@ -113,13 +128,7 @@ def egg_code(shares: dict[int, float], rng: np.random.Generator) -> dict[str, st
         record.update(POLY_TYPE="W", CT="01" if ice_share > 0 else "98")
         return record
     record.update(POLY_TYPE="I", CT=_concentration_code(ice_share, total_tenths, rng))
-    partial = {c: int(round(s * 10)) for c, s in ice.items() if round(s * 10) >= 1}
-    if not partial:
-        partial = {max(ice, key=ice.__getitem__): total_tenths}
-    dominant = max(partial, key=lambda c: (ice[c], c))
-    partial[dominant] += total_tenths - sum(partial.values())
-    if partial[dominant] < 1:  # rounding took it all: keep the dominant type only
-        partial = {dominant: total_tenths}
+    partial = _tenths(ice, total_tenths)
     if ice[OLD] > 0 and OLD not in partial:
         record["CN"] = str(rng.choice(STAGE_CODES[OLD][0]))  # trace of old ice (S_o)
     types = [c for c in (OLD, FIRST_YEAR, YOUNG) if c in partial]
@@ -217,12 +226,11 @@ def write_weekly_charts(
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".chart-") as tmp:
             shp = Path(tmp) / f"{name}.shp"
             frame.to_file(shp, driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8")
-            partial = Path(tmp) / f"{name}.zip"
-            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for member in sorted(Path(tmp).glob(f"{name}.*")):
-                    if member.suffix != ".zip":
-                        archive.write(member, member.name)
-            shutil.move(partial, target.with_name(f".{target.name}.partial"))
-            target.with_name(f".{target.name}.partial").replace(target)
+            members = sorted(Path(tmp).glob(f"{name}.*"))
+            staged = Path(tmp) / "chart.zip"
+            with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for member in members:
+                    archive.write(member, member.name)
+            staged.replace(target)  # same folder, so the rename is atomic
         paths.append(target)
     return paths

@@ -30,6 +30,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 
 from seaice_dask.errors import ConfigError, ModelError
 
@@ -124,7 +125,8 @@ def fit_batch(name: str, X: np.ndarray, y: np.ndarray, *, seed: int = 0, max_row
     if y.size > limit:
         rows = np.sort(np.random.default_rng(seed).choice(y.size, limit, replace=False))
         X, y = X[rows], y[rows]
-    return Pipeline([("scale", StandardScaler()), ("clf", clone(make_estimator(name, seed)))]).fit(X, y)
+    with threadpool_limits(1):  # one thread per dask task; OpenMP oversubscription is very slow
+        return Pipeline([("scale", StandardScaler()), ("clf", clone(make_estimator(name, seed)))]).fit(X, y)
 
 
 def fit_learner(

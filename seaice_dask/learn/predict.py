@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
 from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, write_slice
@@ -51,7 +52,8 @@ def _predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: 
     out = np.full((n_classes + 1, by * bx), np.nan, dtype=np.float32)
     out[n_classes] = -1
     if ok.any():
-        proba = model.predict_proba(flat[ok])
+        with threadpool_limits(1):  # dask runs blocks in parallel already
+            proba = model.predict_proba(flat[ok])
         model_classes = np.asarray(model.classes_)
         columns = np.searchsorted(classes, model_classes)
         full = np.zeros((proba.shape[0], n_classes), dtype=np.float32)

@@ -1,0 +1,256 @@
+"""Sampling, models, persistence, prediction and scores of ``seaice_dask.learn``.
+
+References are independent: scikit-learn's metrics for the scores, the cube's own values for
+the samples, rasterio for the GeoTIFFs, the synthetic truth for the acceptance threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from seaice_dask.config import PipelineConfig
+from seaice_dask.cube import cube_grid, open_cube
+from seaice_dask.errors import ModelError
+from seaice_dask.learn import evaluate, predict, train
+from seaice_dask.learn.evaluate import confusion, confusion_per_date, scores
+from seaice_dask.learn.models import LEARNERS, fit_learner, partial_fit_blocks
+from seaice_dask.learn.persist import load_model, save_model
+from seaice_dask.learn.predict import PROBA_DIM, export_cog, predict_dataset
+from seaice_dask.learn.samples import (
+    draw_samples,
+    feature_names,
+    feature_stack,
+    random_split,
+    split_dates,
+    usable_mask,
+)
+from seaice_dask.learn.synthetic import GLCM_FEATURES, make_synthetic_cube
+
+INPUTS = ["glcm_hh", "glcm_hv", "sigma0_hh", "sigma0_hv", "incidence"]
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("learn") / "cube.zarr"
+    make_synthetic_cube(path, n_times=6, size=48, chunk=24, seed=1)
+    return path
+
+
+def _config(workdir, **model) -> PipelineConfig:
+    return PipelineConfig.model_validate({"paths": {"workdir": str(workdir)}, "model": model}).resolve(workdir)
+
+
+# ---------------------------------------------------------------------------------- samples
+def test_feature_stack_names_and_values(cube):
+    ds = open_cube(cube)
+    stack = feature_stack(ds, INPUTS)
+    names = [f"glcm_{p}_{f}" for p in ("hh", "hv") for f in GLCM_FEATURES] + INPUTS[2:]
+    assert feature_names(ds, INPUTS) == names
+    assert stack.dims == ("time", "column", "y", "x") and isinstance(stack.data, da.Array)
+    assert stack.dtype == np.float32
+    np.testing.assert_array_equal(stack.sel(column="sigma0_hv").isel(time=2).values, ds["sigma0_hv"].isel(time=2).values)
+    np.testing.assert_array_equal(
+        stack.sel(column="glcm_hh_ASM").isel(time=1).values, ds["glcm_hh"].sel(feature="ASM").isel(time=1).values
+    )
+
+
+def test_split_dates_temporal():
+    times = np.arange("2020-10-01", "2020-10-13", dtype="datetime64[D]")[::-1]  # unsorted input
+    train_idx, test_idx = split_dates(times, 0.33)
+    assert len(test_idx) == 4 and len(train_idx) == 8
+    assert set(train_idx).isdisjoint(test_idx) and set(train_idx) | set(test_idx) == set(range(12))
+    test_days = np.sort(times[test_idx])
+    assert times.min() not in test_days and times.max() not in test_days  # spread, not one end
+    assert np.all(np.diff(test_days).astype(int) >= 2)
+
+
+def _candidates(ds, t):
+    """All candidate rows of date t (labels >= 0, valid, not land, finite), as a set of tuples."""
+    x = feature_stack(ds, INPUTS).isel(time=t).values.reshape(len(feature_names(ds, INPUTS)), -1).T
+    lab = ds["labels"].isel(time=t).values.ravel()
+    ok = usable_mask(ds).isel(time=t).values.ravel() & (lab >= 0) & np.isfinite(x).all(axis=1)
+    return {(int(c), *row.tolist()) for c, row in zip(lab[ok], x[ok], strict=True)}, np.bincount(lab[ok], minlength=4)
+
+
+def test_samples_stratified_capped_and_drawn_from_candidates(cube):
+    ds = open_cube(cube)
+    dates = [0, 2, 3]
+    cap = 150
+    sample = draw_samples(ds, INPUTS, dates, cap_per_class=cap, n_classes=4, balanced=True, seed=3)
+    counts = sample.class_counts(4)
+    assert counts.min() == counts.max() <= cap and counts.min() > 0.8 * cap  # balanced, capped
+    per_scene_cap = -(-cap // len(dates))
+    for t in dates:
+        candidates, available = _candidates(ds, t)
+        rows = sample.time_index == t
+        per_class = np.bincount(sample.y[rows], minlength=4)
+        assert np.all(per_class <= np.minimum(per_scene_cap, available))
+        for c, x in zip(sample.y[rows], sample.X[rows], strict=True):
+            assert (int(c), *x.tolist()) in candidates
+    assert set(sample.time_index.tolist()) == set(dates)
+    again = draw_samples(ds.chunk({"y": 48, "x": 48}), INPUTS, dates, cap_per_class=cap, n_classes=4, seed=3)
+    assert len(again) == len(sample)  # same counts whatever the chunking
+    same = draw_samples(ds, INPUTS, dates, cap_per_class=cap, n_classes=4, balanced=True, seed=3)
+    np.testing.assert_array_equal(same.X, sample.X)  # deterministic
+
+
+def test_unbalanced_samples_keep_class_proportions(cube):
+    ds = open_cube(cube)
+    everything = draw_samples(ds, INPUTS, [1], cap_per_class=None, n_classes=4, balanced=False)
+    _, available = _candidates(ds, 1)
+    np.testing.assert_array_equal(everything.class_counts(4), available)
+    capped = draw_samples(ds, INPUTS, [1], cap_per_class=100, n_classes=4, balanced=False)
+    assert len(capped) == 400
+    share, expected = capped.class_counts(4) / 400, available / available.sum()
+    assert np.abs(share - expected).max() < 0.1
+
+
+def test_random_split_warns(cube):
+    sample = draw_samples(open_cube(cube), INPUTS, [0], cap_per_class=50, n_classes=4)
+    with pytest.warns(UserWarning, match="spatial autocorrelation"):
+        train_s, test_s = random_split(sample, 0.25, seed=0)
+    assert len(train_s) + len(test_s) == len(sample) and len(test_s) == round(0.25 * len(sample))
+
+
+# ----------------------------------------------------------------------------------- scores
+def test_scores_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 5000)
+    y_pred = np.where(rng.random(5000) < 0.7, y_true, rng.integers(0, 4, 5000))
+    y_pred[y_pred == 3] = 2  # class 3 never predicted: precision undefined → 0
+    cm = confusion(y_true, y_pred, 4)
+    np.testing.assert_array_equal(cm, confusion_matrix(y_true, y_pred, labels=range(4)))
+    s = scores(cm)
+    assert s["overall_accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert s["kappa"] == pytest.approx(cohen_kappa_score(y_true, y_pred))
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=range(4), zero_division=0)
+    for i in range(4):
+        got = s["per_class"][str(i)]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p[i], r[i], f[i], support[i]))
+
+
+def test_lazy_confusion_per_date_matches_numpy():
+    rng = np.random.default_rng(1)
+    ref = rng.integers(-1, 4, (3, 30, 40)).astype(np.int8)
+    pred = rng.integers(-1, 4, (3, 30, 40)).astype(np.int8)
+    usable = rng.random((3, 30, 40)) > 0.2
+    wrap = lambda a: xr.DataArray(da.from_array(a, chunks=(1, 16, 16)), dims=("time", "y", "x"))  # noqa: E731
+    lazy = confusion_per_date(wrap(ref), wrap(pred), wrap(usable), 4)
+    assert isinstance(lazy, da.Array)
+    got = lazy.compute()
+    for t in range(3):
+        m = usable[t]
+        np.testing.assert_array_equal(got[t], confusion(ref[t][m], pred[t][m], 4))
+
+
+# ----------------------------------------------------------------------------- models, files
+def _toy(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n).astype(np.int8)
+    X = rng.normal(size=(n, 5)).astype(np.float32) + y[:, None] * np.array([2.0, 0, 1.0, 0, 0], dtype=np.float32)
+    return X, y
+
+
+def test_incremental_scaler_equals_batch_scaler():
+    X, _ = _toy()
+    fitted = partial_fit_blocks(StandardScaler(), da.from_array(X, chunks=(700, 5)))
+    ref = StandardScaler().fit(X)
+    np.testing.assert_allclose(fitted.mean_, ref.mean_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.scale_, ref.scale_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("learner", LEARNERS)
+def test_every_learner_fits_and_persists(learner, tmp_path):
+    X, y = _toy()
+    model = fit_learner(learner, X, y, [0, 1, 2, 3], seed=0)
+    assert accuracy_score(y, model.predict(X)) > 0.6
+    names = list("abcde")
+    path = save_model(model, tmp_path / f"{learner}.skops", learner=learner, feature_names=names, classes=[0, 1, 2, 3])
+    loaded, meta = load_model(path, feature_names=names)
+    np.testing.assert_array_equal(loaded.predict_proba(X[:200]), model.predict_proba(X[:200]))
+    assert meta["learner"] == learner and meta["classes"] == [0, 1, 2, 3] and "scikit-learn" in meta["versions"]
+    with pytest.raises(ModelError, match="missing \\['e'\\], unexpected \\['z'\\]"):
+        load_model(path, feature_names=list("abcdz"))
+    with pytest.raises(ModelError, match="another order"):
+        load_model(path, feature_names=list("edcba"))
+
+
+def _custom_scale(x):
+    return x * 2
+
+
+def test_untrusted_types_refused(tmp_path):
+    X, y = _toy(500)
+    model = fit_learner("gnb", X, y, [0, 1, 2, 3])
+    model.steps.insert(0, ("custom", FunctionTransformer(_custom_scale)))
+    path = save_model(model, tmp_path / "custom.skops", learner="gnb", feature_names=list("abcde"), classes=[0, 1, 2, 3])
+    with pytest.raises(ModelError, match="untrusted types"):
+        load_model(path)
+    loaded, _ = load_model(path, trusted=[f"{__name__}._custom_scale"])
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    (tmp_path / "junk.skops").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="junk.skops"):
+        load_model(tmp_path / "junk.skops")
+
+
+def test_predict_dataset_masks_and_agrees_with_model(cube):
+    ds = open_cube(cube)
+    sample = draw_samples(ds, INPUTS, [0, 1], cap_per_class=200, n_classes=4)
+    model = fit_learner("gnb", sample.X, sample.y, [0, 1, 2, 3])
+    out = predict_dataset(ds.isel(time=[2, 3]), model, INPUTS, [0, 1, 2, 3])
+    assert isinstance(out["class"].data, da.Array) and out["proba"].dims == ("time", PROBA_DIM, "y", "x")
+    cls, proba = out["class"].values, out["proba"].values
+    usable = usable_mask(ds.isel(time=[2, 3])).values
+    assert cls.dtype == np.int8
+    assert np.all(cls[~usable] == -1) and np.all(np.isnan(proba.transpose(1, 0, 2, 3)[:, ~usable]))
+    assert np.all(cls[usable] >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1)[usable], 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(np.argmax(np.nan_to_num(proba, nan=-1), axis=1)[usable], cls[usable])
+    x = feature_stack(ds, INPUTS).isel(time=3).values.reshape(len(feature_names(ds, INPUTS)), -1).T
+    np.testing.assert_array_equal(cls[1].ravel()[usable[1].ravel()], model.predict(x[usable[1].ravel()]))
+
+
+def test_export_cog_reads_back(cube, tmp_path):
+    grid = cube_grid(cube)
+    cls = np.random.default_rng(0).integers(-1, 4, grid.shape).astype(np.int8)
+    path = export_cog(cls, grid, tmp_path / "maps" / "class.tif", {"date": "2020-10-05"})
+    with rasterio.open(path) as src:
+        assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.crs.to_epsg() == 32626 and src.nodata == -1 and src.transform == grid.transform
+        np.testing.assert_array_equal(src.read(1), cls)
+        assert src.tags()["date"] == "2020-10-05"
+    assert not list(tmp_path.glob("maps/.*"))  # no temp files left
+
+
+# ------------------------------------------------------------------------------- acceptance
+@pytest.mark.slow
+def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_path):
+    make_synthetic_cube(tmp_path / "cube.zarr", n_times=12, size=64, chunk=32, seed=0)
+    cfg = _config(tmp_path, cap_per_class=1500, learners=list(LEARNERS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # temporal split: no optimism warning
+        report = train(cfg, progress=False)
+    assert set(report.scores) == set(LEARNERS) and len(report.test_dates) == 4
+    assert set(report.test_dates).isdisjoint(report.train_dates)
+    pred = predict(cfg, progress=False)
+    assert len(pred.cogs) == 12
+    stored = open_cube(cfg.paths.store)
+    assert stored["class"].dtype == np.int8 and (stored["class"].isel(time=0).values >= -1).all()
+    result = evaluate(cfg, progress=False)
+    scores_file = json.loads((cfg.paths.reports / "scores.json").read_text())
+    assert set(scores_file["scores"]) == set(LEARNERS)  # every model's scores are reported
+    for learner, by_ref in scores_file["scores"].items():
+        assert {"labels", "truth"} <= set(by_ref)
+        assert len(by_ref["truth"]["per_scene"]) == 4 and by_ref["truth"]["per_month"]
+    best = result.table("truth")[result.best]
+    assert best["overall_accuracy"] >= 0.85, result.table("truth")
+    assert all((cfg.paths.reports / name).is_file() for name in ("scores.png", "accuracy_per_month.png"))

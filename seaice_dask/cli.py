@@ -5,15 +5,22 @@ Every verb is a thin wrapper around a library function that a notebook can call 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from seaice_dask.errors import SeaIceError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from seaice_dask.config import PipelineConfig
 
 app = typer.Typer(
     name="seaice-dask",
@@ -51,9 +58,19 @@ def _not_yet(verb: str) -> None:
     raise typer.Exit(2)
 
 
-def _fail(exc: SeaIceError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
+def _load(config: Path) -> PipelineConfig:
+    from seaice_dask.config import load_config
+
+    return load_config(config)
+
+
+@contextlib.contextmanager
+def _cluster(cfg: PipelineConfig, scheduler: str | None) -> Iterator[Client]:
+    from seaice_dask.cluster import open_client
+
+    with open_client(cfg.cluster, address=scheduler) as client:
+        console.print(f"Dask dashboard: {client.dashboard_link}")
+        yield client
 
 
 @app.command()
@@ -106,7 +123,12 @@ def ingest(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
 @app.command()
 def charts(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Decode SIGRID-3 charts and rasterise training labels into the cube."""
-    _not_yet("charts")
+    from seaice_dask.charts import write_labels_from_config
+
+    cfg = _load(config)
+    with _cluster(cfg, scheduler):
+        used = write_labels_from_config(cfg)
+    typer.echo(f"labels from {len(used)} chart(s) written to {cfg.paths.store}")
 
 
 @app.command()
@@ -216,5 +238,14 @@ def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")])
     typer.echo("  variables: " + ", ".join(str(v) for v in ds.data_vars if not str(v).startswith("done_")))
 
 
+def main() -> None:
+    """Console-script entry point: package errors become one red line and exit status 1."""
+    try:
+        app()
+    except SeaIceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

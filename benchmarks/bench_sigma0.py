@@ -86,7 +86,7 @@ def run_case(case: str, product_path: Path, chunk: int, workdir: Path) -> dict:
                 store = workdir / "sigma0.zarr"
                 shutil.rmtree(store, ignore_errors=True)
                 ds = xr.Dataset({f"sigma0_{p.lower()}": sigma0(product, p, chunks=chunks) for p in pols})
-                ds.to_zarr(store, mode="w", compute=False).compute()
+                ds.to_zarr(store, mode="w", consolidated=False, compute=False).compute()
         peaks = worker_peak_memory(client)
     return {
         "case": case,

@@ -81,6 +81,18 @@ def test_manifest_href_escaping_product_refused(tmp_path, members):
         open_safe(write_zip(tmp_path / f"{NAME}.zip", {**members, "manifest.safe": manifest}))
 
 
+def test_oversized_member_refused(tmp_path, members, monkeypatch):
+    """A member that unpacks beyond the metadata size cap (a zip bomb) is never inflated."""
+    from seaice_dask.safe import store
+
+    name = member(members, "noise")
+    product = open_safe(write_zip(tmp_path / f"{NAME}.zip", members))
+    monkeypatch.setattr(store, "MAX_METADATA_BYTES", len(members[name]) - 1)
+    with pytest.raises(ProductError, match="larger than .*zip bomb") as err:
+        product.noise("VV")
+    assert name in str(err.value)
+
+
 def test_missing_member_named(tmp_path, members):
     name = member(members, "calibration", "vh")
     product = open_safe(write_zip(tmp_path / f"{NAME}.zip", {k: v for k, v in members.items() if k != name}))

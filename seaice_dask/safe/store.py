@@ -19,6 +19,9 @@ from seaice_dask.errors import ProductError
 
 MANIFEST = "manifest.safe"
 PRODUCT_INFO = "productInfo.json"
+#: Largest metadata file (manifest, annotation XML) read into memory; real ones are < 20 MB,
+#: so anything bigger is refused as corrupt or a decompression bomb.
+MAX_METADATA_BYTES = 256 * 2**20
 
 
 def safe_relpath(name: str, source: str | Path) -> str:
@@ -84,6 +87,8 @@ class FolderStore(ProductStore):
     def read(self, name: str) -> bytes:
         local = self._local(name)
         try:
+            if local.stat().st_size > MAX_METADATA_BYTES:
+                raise ProductError(f"file is larger than {MAX_METADATA_BYTES} bytes: not a product metadata file", local)
             return local.read_bytes()
         except FileNotFoundError:
             raise ProductError("missing file in product", local) from None
@@ -141,6 +146,13 @@ class ZipStore(ProductStore):
             raise ProductError(f"missing member {member!r}", self.path)
         try:
             with zipfile.ZipFile(self.path) as zf:
+                if zf.getinfo(member).file_size > MAX_METADATA_BYTES:
+                    raise ProductError(
+                        f"member {member!r} is larger than {MAX_METADATA_BYTES} bytes unpacked: "
+                        "not a product metadata file (zip bomb?)",
+                        self.path,
+                    )
+                # zipfile stops at the declared size, so a lying header cannot inflate further
                 return zf.read(member)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise ProductError(f"corrupt member {member!r}: {exc}", self.path) from None

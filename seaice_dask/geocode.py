@@ -8,7 +8,7 @@ between them. GDAL's default order-2 polynomial GCP fit is ~200 m off on EW scen
 ``tps=True`` transformer is the same spline and is what the tests compare against.
 
 Evaluating the spline at every output pixel costs O(pixels × tie points), so each output chunk
-evaluates it on a lattice every ``LATTICE_SPACING_M`` metres and interpolates bilinearly in
+evaluates it on a lattice (every 640 m on an 80 m grid) and interpolates bilinearly in
 between (the map is smooth at the scale of a tie-point cell, ~20 km; the tests bound the error).
 
 Geocoding is chunk-wise: for each output chunk the bounding box of its (line, sample) map is
@@ -19,7 +19,8 @@ Multilooking (a block mean in linear power) happens inside the task on the windo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,13 +38,16 @@ Resampling = Literal["bilinear", "average"]
 
 #: Extra full-resolution radar pixels read around each chunk's window.
 _WINDOW_PAD = 4
-#: Spacing (metres) of exact spline evaluations; bilinear in between adds < 0.02 output pixel.
-LATTICE_SPACING_M = 640.0
+#: Exact spline evaluations are spaced h = sqrt(LATTICE_SCALE_M × resolution) metres apart
+#: (640 m on an 80 m grid). Bilinear interpolation between them errs by O(h²) metres, so this
+#: spacing keeps the error a fixed small fraction of an output pixel (< 0.05, see the tests)
+#: at any resolution while coarse grids evaluate the spline on fewer points.
+LATTICE_SCALE_M = 5120.0
 
 
 def _stride(grid: Grid) -> int:
     """Grid pixels between exact spline evaluations."""
-    return max(1, int(LATTICE_SPACING_M // grid.resolution))
+    return max(1, int(math.sqrt(LATTICE_SCALE_M / grid.resolution)))
 
 
 @dataclass(frozen=True)
@@ -256,11 +260,6 @@ def _sample_window(
     return values
 
 
-def _geocode_chunk(window, origin, inverse, grid, rows, cols, stride, looks, ml_shape, k):
-    line, sample = _chunk_map(inverse, grid, rows, cols, stride, supersample=k)
-    return _sample_window(window, origin, line, sample, looks, ml_shape, k)
-
-
 def geocode(
     radar: xr.DataArray,
     inverse: InverseMap,
@@ -279,40 +278,74 @@ def geocode(
     for grids coarser than the radar. NaN outside the footprint. Lazy: each output chunk reads
     only the radar window it covers. Pass linear power (sigma0) or angles, never dB.
     """
-    if radar.dims != ("line", "sample"):
-        raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
+    key = name or radar.name or "data"
+    return geocode_arrays({key: radar}, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk)[key]
+
+
+def geocode_arrays(
+    radars: Mapping[str, xr.DataArray],
+    inverse: InverseMap,
+    grid: Grid,
+    *,
+    multilook: int = 2,
+    resampling: Resampling = "bilinear",
+    chunk: int = 512,
+) -> dict[str, xr.DataArray]:
+    """:func:`geocode` for several arrays of one product: each chunk's map is computed once."""
+    for radar in radars.values():
+        if radar.dims != ("line", "sample"):
+            raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
+        if tuple(radar.shape) != tuple(inverse.radar_shape):
+            raise ValueError(f"radar shape {radar.shape} differs from the tie points' {inverse.radar_shape}")
     if resampling not in ("bilinear", "average"):
         raise ValueError(f"resampling must be 'bilinear' or 'average', got {resampling!r}")
     looks = int(multilook)
     if looks < 1:
         raise ValueError(f"multilook must be >= 1, got {multilook}")
-    if tuple(radar.shape) != tuple(inverse.radar_shape):
-        raise ValueError(f"radar shape {radar.shape} differs from the tie points' {inverse.radar_shape}")
-    data = radar.data if isinstance(radar.data, da.Array) else da.from_array(radar.data, chunks=2048)
-    n_lines, n_samples = radar.shape
+    data = {
+        name: r.data if isinstance(r.data, da.Array) else da.from_array(r.data, chunks=2048)
+        for name, r in radars.items()
+    }
+    n_lines, n_samples = inverse.radar_shape
     ml_shape = (n_lines // looks, n_samples // looks)
     k = 1 if resampling == "bilinear" else _supersample_factor(inverse, grid, looks)
     stride = _stride(grid)
+    lazy_inverse = dask.delayed(inverse, pure=True, traverse=False)
 
     ny, nx = grid.shape
-    row_splits, col_splits = _splits(ny, chunk), _splits(nx, chunk)
-    blocks: list[list[da.Array]] = []
+    blocks: dict[str, list[list[da.Array]]] = {name: [] for name in data}
     r0 = 0
-    for h in row_splits:
-        row: list[da.Array] = []
+    for h in _splits(ny, chunk):
+        rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
         c0 = 0
-        for w in col_splits:
+        for w in _splits(nx, chunk):
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
-            row.append(
-                _chunk_task(data, inverse, grid, rows, cols, stride, looks, ml_shape, k)
-            )
+            window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
+            if window is None:
+                for name in data:
+                    rows_blocks[name].append(da.full((h, w), np.nan, dtype=np.float32, chunks=(h, w)))
+            else:
+                (lo_l, hi_l), (lo_s, hi_s) = window
+                chunk_map = dask.delayed(_chunk_map, pure=True, nout=2)(
+                    lazy_inverse, grid, rows, cols, stride, supersample=k
+                )
+                for name, array in data.items():
+                    values = array[lo_l * looks : hi_l * looks, lo_s * looks : hi_s * looks]
+                    task = dask.delayed(_sample_window, pure=True)(
+                        values, (lo_l, lo_s), chunk_map[0], chunk_map[1], looks, ml_shape, k
+                    )
+                    rows_blocks[name].append(
+                        da.from_delayed(task, shape=(h, w), dtype=np.float32, meta=np.empty((0, 0), np.float32))
+                    )
             c0 += w
-        blocks.append(row)
+        for name in data:
+            blocks[name].append(rows_blocks[name])
         r0 += h
-    out = da.block(blocks) if blocks else da.empty((0, 0), dtype=np.float32)
-    attrs = dict(radar.attrs)
-    attrs.update(multilook=looks, resampling=resampling)
-    return grid.wrap(out, name=name or radar.name, attrs=attrs)
+    out = {}
+    for name, radar in radars.items():
+        attrs = {**radar.attrs, "multilook": looks, "resampling": resampling}
+        out[name] = grid.wrap(da.block(blocks[name]), name=name, attrs=attrs)
+    return out
 
 
 def _supersample_factor(inverse: InverseMap, grid: Grid, looks: int) -> int:
@@ -326,11 +359,10 @@ def _supersample_factor(inverse: InverseMap, grid: Grid, looks: int) -> int:
     return int(max(2, min(8, np.ceil(step))))
 
 
-def _chunk_task(data, inverse, grid, rows, cols, stride, looks, ml_shape, k) -> da.Array:
-    """One output chunk as a dask array: NaN off the footprint, else a windowed read + sample."""
-    shape = (rows.stop - rows.start, cols.stop - cols.start)
+def _window(inverse, grid, rows, cols, stride, looks, ml_shape):
+    """Multilooked radar window ((l0, l1), (s0, s1)) an output chunk needs; None if off the scene."""
     line, sample = _edge_map(inverse, grid, rows, cols, stride)
-    # window in multilooked pixels, padded for bilinear neighbours and spline/lattice slack
+    # padded for bilinear neighbours and spline/lattice slack
     pad = 1 + _WINDOW_PAD // looks + 1
     lo_l = int(np.floor((line.min() - (looks - 1) / 2) / looks)) - pad
     hi_l = int(np.ceil((line.max() - (looks - 1) / 2) / looks)) + pad + 1
@@ -339,12 +371,8 @@ def _chunk_task(data, inverse, grid, rows, cols, stride, looks, ml_shape, k) -> 
     lo_l, lo_s = max(lo_l, 0), max(lo_s, 0)
     hi_l, hi_s = min(hi_l, ml_shape[0]), min(hi_s, ml_shape[1])
     if hi_l <= lo_l or hi_s <= lo_s:
-        return da.full(shape, np.nan, dtype=np.float32, chunks=shape)
-    window = data[lo_l * looks : hi_l * looks, lo_s * looks : hi_s * looks]
-    task = dask.delayed(_geocode_chunk, pure=True)(
-        window, (lo_l, lo_s), inverse, grid, rows, cols, stride, looks, ml_shape, k
-    )
-    return da.from_delayed(task, shape=shape, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+        return None
+    return (lo_l, hi_l), (lo_s, hi_s)
 
 
 def _edge_map(inverse: InverseMap, grid: Grid, rows: slice, cols: slice, stride: int):
@@ -389,15 +417,16 @@ def geocode_product(
     pols = [p.upper() for p in polarisations]
     inverse = InverseMap(TiePoints.from_product(product, pols[0]), grid.crs)
     chunks = (radar_chunks, radar_chunks)
-    options = dict(multilook=multilook, resampling=resampling, chunk=chunk)
+    radars = {pol: sigma0(product, pol, denoise=denoise, db=False, chunks=chunks) for pol in pols}
+    radars["incidence"] = incidence_angle(product, pols[0], chunks=chunks)
+    mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
-        linear = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
-        db = to_db(geocode(linear, inverse, grid, **options)).astype(np.float32)
+        db = to_db(mapped[pol]).astype(np.float32)
         db.attrs = {"long_name": f"sigma0 {pol}", "units": "dB", "polarisation": pol, "denoise": denoise,
                     "grid_mapping": "spatial_ref"}
-        out[f"sigma0_{pol.lower()}"] = db
-    theta = geocode(incidence_angle(product, pols[0], chunks=chunks), inverse, grid, **options)
+        out[f"sigma0_{pol.lower()}"] = db.rename(f"sigma0_{pol.lower()}")
+    theta = mapped["incidence"]
     theta.attrs = {"long_name": "incidence angle", "units": "degree", "grid_mapping": "spatial_ref"}
     out["incidence"] = theta
     valid = np.isfinite(out[f"sigma0_{pols[0].lower()}"])

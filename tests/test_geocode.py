@@ -115,7 +115,8 @@ def test_geocode_ramp_matches_gdal_positions(ew):
         assert isinstance(out.data, da.Array)
         assert out.dims == ("y", "x") and out.rio.crs.to_epsg() == 3413
         values = out.values
-        assert np.abs(values[inside] - ref[inside]).max() < 0.1
+        # within 0.05 output pixel (in 40 m source pixels) of GDAL's position
+        assert np.abs(values[inside] - ref[inside]).max() < 0.05 * grid.resolution / 40.0
         assert np.isnan(values[outside]).all()
 
 

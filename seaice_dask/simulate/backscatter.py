@@ -112,14 +112,19 @@ def mean_sigma0_db(surface: np.ndarray, incidence_deg: np.ndarray, pol: str, win
     return out
 
 
-def texture_db(surface: np.ndarray, fields: tuple[np.ndarray, ...], pol: str) -> np.ndarray:
-    """Within-class texture (dB): ``sd[surface] · Σ w_k[surface] · field_k`` (unit-variance fields)."""
+def texture_mix(surface: np.ndarray, fields: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Unit-variance texture ``T = Σ w_k[surface] · field_k`` (the same for HH and HV)."""
     idx = surface.astype(np.intp) + 1
-    w = _weights()[idx]
-    mix = w[..., 0] * fields[0]
+    weights = _weights()
+    mix = weights[:, 0][idx] * fields[0]
     for k in range(1, 4):
-        mix += w[..., k] * fields[k]
-    return _table(pol)[idx, 2] * mix
+        mix += weights[:, k][idx] * fields[k]
+    return mix
+
+
+def texture_db(surface: np.ndarray, mix: np.ndarray, pol: str) -> np.ndarray:
+    """Within-class texture (dB) of ``pol``: the class sd times the texture mix."""
+    return _table(pol)[:, 2][surface.astype(np.intp) + 1] * mix
 
 
 class StripNoise:
@@ -213,4 +218,5 @@ __all__ = [
     "dn_from_sigma0",
     "mean_sigma0_db",
     "texture_db",
+    "texture_mix",
 ]

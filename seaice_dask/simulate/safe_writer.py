@@ -329,9 +329,15 @@ class RetargetedProduct:
     xml: dict[tuple[str, str], etree._Element]
     manifest: etree._Element
     shape: tuple[int, int]
+    _geolocation: dict = field(default_factory=dict, repr=False)
 
     def geolocation(self, pol: str = "hh") -> dict[str, np.ndarray]:
         """Tie points as arrays: line, pixel, latitude, longitude, height, incidence (flat)."""
+        if pol not in self._geolocation:
+            self._geolocation[pol] = self._parse_geolocation(pol)
+        return self._geolocation[pol]
+
+    def _parse_geolocation(self, pol: str) -> dict[str, np.ndarray]:
         points = self.xml[("annotation", pol)].iter("geolocationGridPoint")
         rows = [
             [float(p.findtext(t)) for t in ("line", "pixel", "latitude", "longitude", "height", "incidenceAngle")]
@@ -516,9 +522,9 @@ def render_measurements(
         del mx, my
         surface = surface_map[row, col]
         wind = wind_map[row, col]
-        fields = texture.next(lines, samples)
+        mix = bs.texture_mix(surface, texture.next(lines, samples))
         for pol in _POLS:
-            sigma0_db = bs.mean_sigma0_db(surface, inc, pol, wind) + bs.texture_db(surface, fields, pol)
+            sigma0_db = bs.mean_sigma0_db(surface, inc, pol, wind) + bs.texture_db(surface, mix, pol)
             sigma0 = np.power(np.float32(10.0), sigma0_db / np.float32(10.0))
             a_sigma = calibration_window(cal[pol], "sigma_nought", lines, samples).astype(np.float32)
             eta = noise_window(noise[pol], lines, samples).astype(np.float32)
@@ -623,7 +629,7 @@ def write_scene(
         (safe / "manifest.safe").write_bytes(_finish_manifest(product.manifest, safe))
         if fmt == "zip":
             tmp_zip = work / final.name
-            with zipfile.ZipFile(tmp_zip, "w") as zf:
+            with zipfile.ZipFile(tmp_zip, "w", compresslevel=1) as zf:
                 for path in sorted(safe.rglob("*")):
                     if path.is_file():
                         method = zipfile.ZIP_STORED if path.suffix == ".tiff" else zipfile.ZIP_DEFLATED

@@ -219,9 +219,7 @@ def _floes(seed: int, n: int = 24000) -> dict[str, np.ndarray]:
 
 
 def _floe_polygons(grid: Grid, seed: int, days: float):
-    """Shapely polygons of the floes inside the grid on season day ``days``, drifted south-west."""
-    import shapely
-
+    """GeoJSON polygons of the floes inside the grid on season day ``days``, drifted south-west."""
     f = _floes(seed)
     cx, cy = _static_fields(grid, seed)["lattice"].centre
     down = np.array([-1.0, -1.0]) / np.sqrt(2)  # south-west, along the East Greenland Current
@@ -239,7 +237,9 @@ def _floe_polygons(grid: Grid, seed: int, days: float):
     ring = np.stack(
         [px[idx, None] + radius * np.cos(angles), py[idx, None] + radius * np.sin(angles)], axis=-1
     )
-    return shapely.polygons(ring), px[idx], py[idx], f["max_coast_km"][idx]
+    closed = np.concatenate([ring, ring[:, :1]], axis=1)
+    polygons = [{"type": "Polygon", "coordinates": [r]} for r in closed.tolist()]
+    return polygons, px[idx], py[idx], f["max_coast_km"][idx]
 
 
 def _wind_speed(grid: Grid, seed: int, date) -> np.ndarray:
@@ -291,7 +291,7 @@ def truth_fields(
         keep = _coast_distance_at(grid, static, px, py) < max_coast
         if keep.any():
             floes = rasterize(
-                ((p, 1) for p in polygons[keep]), out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
+                ((p, 1) for p, k in zip(polygons, keep) if k), out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
             ).astype(bool)
             surface[floes & ice] = Surface.MULTIYEAR_ICE
 

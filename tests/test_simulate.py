@@ -1,0 +1,322 @@
+"""Simulator: truth model, forward model, SAFE writer and series, checked against the reader,
+xarray-sentinel, the real product's XSD schemas and the simulator's own truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from seaice_dask.errors import ConfigError
+from seaice_dask.grid import Grid, default_grid
+from seaice_dask.simulate import backscatter as bs
+from seaice_dask.simulate.safe_writer import SceneSpec, descending_heading, render_measurements, retarget, write_scene
+from seaice_dask.simulate.series import noise_errors, plan_acquisitions, simulate_series
+from seaice_dask.simulate.truth import SOD4_NAMES, SURFACE_TO_SOD4, Surface, class_fractions, truth_fields, truth_map, weekly_truth
+from tests.conftest import EW_GRDM
+
+COARSE = default_grid(2000.0)
+
+
+def _spec(**kw) -> SceneSpec:
+    scale, offset = noise_errors(np.random.default_rng(1))
+    args = dict(start=dt.datetime(2021, 1, 15, 8, 22, 3), absolute_orbit=36146, mission="S1A", size="small",
+                noise_scale=scale, noise_offset=offset)
+    return SceneSpec(**(args | kw))
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory):
+    """One small simulated GRDM product (SAFE folder) and its render truth in radar geometry."""
+    spec = _spec()
+    out = tmp_path_factory.mktemp("sim")
+    path = write_scene(out, spec, grid=default_grid(), fmt="safe")
+    truth = render_measurements(retarget(spec), default_grid(), keep_truth=True)
+    return spec, path, truth
+
+
+# --------------------------------------------------------------------------- truth
+
+
+def test_truth_is_reproducible_and_seed_dependent():
+    a = truth_map(COARSE, "2021-01-10", seed=3)
+    b = truth_map(COARSE, "2021-01-10", seed=3)
+    c = truth_map(COARSE, "2021-01-10", seed=4)
+    assert a.dtype == np.int8 and a.dims == ("y", "x") and a.rio.crs.to_epsg() == 32626
+    xr.testing.assert_identical(a, b)
+    assert (a.values != c.values).mean() > 0.05
+
+
+def test_truth_land_from_shipped_polygons():
+    import geopandas as gpd
+    from pyproj import Transformer
+
+    from seaice_dask.data import LAND_POLYGONS
+
+    truth = truth_map(COARSE, "2020-11-01")
+    land = gpd.read_file(LAND_POLYGONS)
+    assert land.crs.to_epsg() == 4326 and len(land) >= 3
+    to_grid = Transformer.from_crs("EPSG:4326", COARSE.crs, always_xy=True)
+    greenland_x, greenland_y = to_grid.transform(-31.0, 68.8)  # East Greenland coast inland
+    sea_x, sea_y = to_grid.transform(-25.0, 66.9)  # middle of the Denmark Strait
+    assert truth.sel(x=greenland_x, y=greenland_y, method="nearest") == -1
+    assert truth.sel(x=sea_x, y=sea_y, method="nearest") >= 0
+    assert 0.05 < float((truth == -1).mean()) < 0.3
+
+
+def test_truth_season_edge_advances_and_all_classes_present():
+    dates = pd.date_range("2020-10-05", "2021-03-22", freq="14D")
+    weekly = weekly_truth(COARSE, dates, seed=0)
+    assert weekly.dims == ("time", "y", "x") and weekly.sizes["time"] == len(dates)
+    ice = [float(((w > 0).sum() / (w >= 0).sum())) for w in weekly]
+    assert ice[-1] > ice[0] + 0.2, ice
+    assert np.all(np.diff(ice) > -0.03)
+    shares = [class_fractions(w) for w in weekly]
+    for name in SOD4_NAMES.values():
+        weeks_with_class = sum(s[name] > 0.04 for s in shares)
+        assert weeks_with_class >= 0.8 * len(dates), (name, [round(s[name], 3) for s in shares])
+    assert shares[0]["first_year_ice"] < shares[-1]["first_year_ice"]
+
+
+def test_truth_does_not_depend_on_grid_resolution_or_extent():
+    fine = truth_map(Grid.from_bounds("EPSG:32626", (400_000, 7_400_000, 500_000, 7_500_000), 500.0), "2021-02-01")
+    coarse = truth_map(default_grid(500.0), "2021-02-01").sel(x=fine.x, y=fine.y)
+    assert (fine.values == coarse.values).mean() > 0.99
+
+
+def test_truth_fields_surface_maps_to_sod4():
+    ds = truth_fields(COARSE, "2021-01-20", seed=0)
+    surface, truth = ds["surface"].values, ds["truth_class"].values
+    water = surface >= 0
+    np.testing.assert_array_equal(SURFACE_TO_SOD4[surface[water]], truth[water])
+    assert set(np.unique(surface)) >= {int(s) for s in Surface}
+    assert float(ds["wind_speed"].min()) > 0
+
+
+# --------------------------------------------------------------------------- forward model
+
+
+def test_mean_sigma0_follows_the_signatures():
+    theta = np.array([20.0, 30.0, 45.0], dtype=np.float32)
+    for surface, sig in bs.SIGNATURES.items():
+        if surface in (Surface.WATER_CALM, Surface.WATER_WINDY):
+            continue
+        s = np.full(3, surface, np.int8)
+        np.testing.assert_allclose(bs.mean_sigma0_db(s, theta, "hv"), sig.hv30 + sig.hv_slope * (theta - 30), rtol=1e-6)
+        np.testing.assert_allclose(bs.mean_sigma0_db(s, theta, "hh"), sig.hh30 + sig.hh_slope * (theta - 30), rtol=1e-6)
+    water = np.full(3, Surface.WATER_CALM, np.int8)
+    windy = bs.SIGNATURES[Surface.WATER_WINDY]
+    np.testing.assert_allclose(
+        bs.mean_sigma0_db(water, theta, "hh", np.full(3, 15.0)), windy.hh30 + windy.hh_slope * (theta - 30), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("enl", [10.7, 2.7])
+def test_speckle_has_the_product_enl_and_grd_correlation(enl):
+    noise = bs.StripNoise(np.random.default_rng(0), 20_000, "gamma", enl)
+    top, bottom = noise.next(30), noise.next(30)
+    field = np.concatenate([top, bottom])
+    assert abs(field.mean() - 1) < 0.01
+    assert abs(field.mean() ** 2 / field.var() / enl - 1) < 0.06
+    centred = field - field.mean()
+    lag1 = (centred[:, 1:] * centred[:, :-1]).mean() / centred.var()
+    assert abs(lag1 - 2 / 3) < 0.03
+    # seamless across strips: the row correlation at the strip boundary is the interior one
+    across = (centred[29] * centred[30]).mean() / centred.var()
+    assert abs(across - 2 / 3) < 0.05
+
+
+# --------------------------------------------------------------------------- geometry and annotation
+
+
+def test_retarget_places_the_scene_on_the_target_with_a_descending_heading():
+    spec = _spec(centre_lonlat=(-27.0, 67.2))
+    product = retarget(spec)
+    geo = product.geolocation()
+    centre = geo["longitude"].mean(), geo["latitude"].mean()
+    assert abs(centre[0] + 27.0) < 1.0 and abs(centre[1] - 67.2) < 0.3
+    heading = float(product.xml[("annotation", "hh")].findtext("generalAnnotation/productInformation/platformHeading"))
+    assert abs(heading - (-139.3 + descending_heading(67.2) - descending_heading(79.5))) < 1.5
+    assert -175 < heading < -160
+    ann = product.xml[("annotation", "hh")]
+    radius = [np.linalg.norm([float(o.findtext(f"position/{a}")) for a in "xyz"]) for o in ann.iter("orbit")]
+    assert 7.0e6 < min(radius) and max(radius) < 7.1e6  # Sentinel-1 orbit, ~700 km altitude
+    assert product.name.startswith("S1A_EW_GRDM_1SDH_20210115T0822")
+    assert product.files[("measurement", "hh")].startswith("measurement/s1a-ew-grd-hh-20210115t0822")
+    assert product.files[("measurement", "hv")].endswith(f"-{spec.absolute_orbit:06d}-{spec.datatake:06x}-002.tiff")
+
+
+def test_small_and_grdh_annotations_are_consistently_scaled():
+    from seaice_dask.preprocess.luts import calibration_window
+    from seaice_dask.safe.annotation import parse_calibration, parse_noise
+
+    full, small, grdh = retarget(_spec(size="full")), retarget(_spec(size="small")), retarget(_spec(product="GRDH", size="full"))
+    assert small.shape == (round(full.shape[0] / 8 + 0.01), round(full.shape[1] / 8 + 0.01))
+    assert abs(grdh.shape[1] / full.shape[1] - 1.6) < 0.001
+    gf, gs = full.geolocation(), small.geolocation()
+    np.testing.assert_allclose(gs["latitude"], gf["latitude"])
+    assert np.abs(gs["pixel"] - gf["pixel"] / 8).max() <= 1
+    cf = parse_calibration(full.xml[("calibration", "hh")], "full")
+    cs = parse_calibration(small.xml[("calibration", "hh")], "small")
+    lines, samples = np.arange(0, small.shape[0], 97), np.arange(0, small.shape[1], 53)
+    a_small = calibration_window(cs, "sigma_nought", lines, samples)
+    a_full = calibration_window(cf, "sigma_nought", lines * 8 + 3.5, samples * 8 + 3.5)
+    np.testing.assert_allclose(a_small, a_full, rtol=5e-3)
+    for product in (full, small, grdh):  # noise blocks still tile the image without overlap
+        noise = parse_noise(product.xml[("noise", "hv")], "noise")
+        cover = np.zeros(product.shape, np.uint8)
+        for b in noise.azimuth:
+            cover[b.first_line : b.last_line + 1, b.first_sample : b.last_sample + 1] += 1
+        assert cover.max() == 1 and cover.mean() > 0.97
+
+
+def test_written_xml_validates_against_the_real_product_schemas(scene, realdata):
+    from lxml import etree
+
+    support = realdata(EW_GRDM) / "support"
+    _, path, _ = scene
+    files = sorted((path / "annotation").rglob("*.xml"))
+    assert len(files) == 8
+    for xml in files:
+        kind = xml.name.split("-")[0]
+        schema_name = {"calibration": "calibration", "noise": "noise", "rfi": "rfi"}.get(kind, "product")
+        schema = etree.XMLSchema(etree.parse(str(support / f"s1-level-1-{schema_name}.xsd")))
+        assert schema.validate(etree.parse(str(xml))), (xml.name, schema.error_log.last_error)
+
+
+# --------------------------------------------------------------------------- products
+
+
+def test_scene_opens_with_the_reader(scene):
+    from seaice_dask.safe import open_safe
+
+    spec, path, _ = scene
+    product = open_safe(path)
+    assert product.name == path.stem == spec.name
+    assert (product.mission, product.mode, product.relative_orbit, product.absolute_orbit) == ("S1A", "EW", 24, spec.absolute_orbit)
+    assert product.polarisations == ("HH", "HV") and product.pixel_spacing == (320.0, 320.0)
+    assert product.start_time == np.datetime64(spec.acquisition_start, "ns")
+    assert product.pass_direction == "DESCENDING" and product.ipf_version == "003.52"
+    dn = product.dn("HV").values
+    assert dn.dtype == np.uint16 and dn.shape == product.shape
+    assert 0.005 < (dn == 0).mean() < 0.05  # staggered subswath starts, as in real EW GRD
+    assert len(product.measurement_gcps("HH")) == len(product.gcps("HH")) == 483
+    footprint = product.footprint()
+    assert footprint.bounds[1] > 64 and footprint.bounds[3] < 71
+
+
+def test_zip_product_opens_with_the_reader_and_is_written_atomically(tmp_path):
+    from seaice_dask.safe import open_safe
+
+    path = write_scene(tmp_path, _spec(), grid=COARSE, fmt="zip")
+    assert path.suffix == ".zip" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    product = open_safe(path)
+    assert product.shape == (1339, 1311)
+    assert write_scene(tmp_path, _spec(), grid=COARSE, fmt="zip") == path
+
+
+def test_scene_opens_with_xarray_sentinel(scene, realdata):
+    xarray_sentinel = pytest.importorskip("xarray_sentinel")
+    _, path, _ = scene
+    root = xarray_sentinel.open_sentinel1_dataset(path)
+    assert "EW/HH" in root.attrs["subgroups"] and root.attrs["relative_orbit_number"] == 24
+    hh = xarray_sentinel.open_sentinel1_dataset(path, group="EW/HH")
+    assert hh.measurement.shape == (1339, 1311)
+    np.testing.assert_array_equal(hh.measurement[100:110, 200:210].values, _dn(path, "hh")[100:110, 200:210])
+    for group in ("calibration", "gcp", "orbit"):
+        assert xarray_sentinel.open_sentinel1_dataset(path, group=f"EW/HH/{group}").sizes
+
+
+def _dn(path: Path, pol: str) -> np.ndarray:
+    import rasterio
+
+    (tiff,) = (path / "measurement").glob(f"*-{pol}-*.tiff")
+    with rasterio.open(tiff) as src:
+        assert src.profile["tiled"] is False and src.gcps[1].to_epsg() == 4326
+        return src.read(1)
+
+
+def _sigma0_esa(path: Path, pol: str) -> np.ndarray:
+    from seaice_dask.preprocess import sigma0
+    from seaice_dask.safe import open_safe
+
+    return sigma0(open_safe(path), pol, denoise="esa").values
+
+
+def test_esa_denoised_hh_recovers_true_class_means(scene):
+    _, path, truth = scene
+    estimate = _sigma0_esa(path, "HH")
+    surface = truth["surface"]
+    sod4 = np.where(surface >= 0, SURFACE_TO_SOD4[np.clip(surface, 0, None)], -1)
+    for k in SOD4_NAMES:
+        pixels = (sod4 == k) & np.isfinite(estimate)
+        assert pixels.sum() >= 10_000, SOD4_NAMES[k]
+        error_db = 10 * np.log10(estimate[pixels].mean() / truth["sigma0_hh"][pixels].mean())
+        assert abs(error_db) < 0.3, (SOD4_NAMES[k], error_db)
+
+
+def seam_steps_db(estimate: np.ndarray, true: np.ndarray, boundaries: list[int], low_db: float = -28.0, width: int = 12) -> list[float]:
+    """Residual step (dB) of denoised sigma0 across each subswath boundary, over pixels whose true
+    sigma0 is below ``low_db``: the step of the estimate minus the step of the truth."""
+    low = np.isfinite(estimate) & (true < 10 ** (low_db / 10))
+    steps = []
+    for b in boundaries:
+        left, right = slice(b - width, b), slice(b, b + width)
+        if min(low[:, left].sum(), low[:, right].sum()) < 500:
+            continue  # not enough dark surface on both sides of this boundary
+        est = [estimate[:, s][low[:, s]].mean() for s in (left, right)]
+        tru = [true[:, s][low[:, s]].mean() for s in (left, right)]
+        steps.append(float(10 * np.log10(est[1] / est[0]) - 10 * np.log10(tru[1] / tru[0])))
+    return steps
+
+
+def test_esa_denoised_hv_keeps_visible_subswath_seams(scene):
+    from seaice_dask.safe import open_safe
+
+    _, path, truth = scene
+    product = open_safe(path)
+    boundaries = [sw.first_sample for sw in product.swaths[1:]]
+    hv = seam_steps_db(_sigma0_esa(path, "HV"), truth["sigma0_hv"], boundaries)
+    hh = seam_steps_db(_sigma0_esa(path, "HH"), truth["sigma0_hh"], boundaries, low_db=-18.0)
+    print(f"HV seam steps (dB) at {boundaries}: {np.round(hv, 2)}; HH (< -18 dB): {np.round(hh, 2)}")
+    assert hv and max(abs(s) for s in hv) > 0.5, hv
+    assert hh and max(abs(s) for s in hh) < 0.3, hh
+
+
+# --------------------------------------------------------------------------- series
+
+
+def test_plan_acquisitions_on_relative_orbit_24():
+    plan = plan_acquisitions(29, "2020-10-05", "2021-03-22")
+    assert len(plan) == 29
+    times = [t for t, _, _ in plan]
+    assert times[0].date() >= dt.date(2020, 10, 5) and times[-1].date() <= dt.date(2021, 3, 22)
+    assert {round((b - a).total_seconds() / 86400) for a, b in zip(times, times[1:])} == {6}
+    assert [m for _, m, _ in plan[:4]] in (["S1A", "S1B"] * 2, ["S1B", "S1A"] * 2)
+    for t, mission, absolute in plan:
+        assert SceneSpec(start=t, absolute_orbit=absolute, mission=mission).relative_orbit == 24
+    assert len(plan_acquisitions(5, "2020-10-05", "2021-03-22")) == 5
+    with pytest.raises(ConfigError, match="relative orbit 24"):
+        plan_acquisitions(40, "2020-10-05", "2021-03-22")
+
+
+@pytest.mark.slow
+def test_simulate_series_small(tmp_path):
+    grid = default_grid(1000.0)
+    series = simulate_series(tmp_path, n_scenes=3, grid=grid, progress=False)
+    assert len(series.scenes) == 3 and all(p.exists() and p.suffix == ".zip" for p in series.scenes)
+    assert series.charts and all(p.name.startswith("nic_arctic_") for p in series.charts)
+    truth = xr.open_zarr(series.truth)["truth_class"]
+    assert truth.dims == ("time", "y", "x") and truth.shape == (3, *grid.shape) and truth.dtype == np.int8
+    assert truth.rio.crs.to_epsg() == 32626
+    meta = json.loads(series.metadata.read_text())
+    assert [s["start"] for s in meta["scenes"]] == [str(pd.Timestamp(t).isoformat()) for t in truth.time.values.astype("datetime64[us]")]
+    assert {s["relative_orbit"] for s in meta["scenes"]} == {24}
+    assert meta["grid"] == grid.to_attrs() and meta["seed"] == 0
+    again = simulate_series(tmp_path, n_scenes=3, grid=grid, charts=False, progress=False)
+    assert again.scenes == series.scenes

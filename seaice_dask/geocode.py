@@ -227,9 +227,10 @@ def multilook(image: np.ndarray, looks: int) -> np.ndarray:
 
 def _sample_window(
     window: np.ndarray,
-    origin: tuple[int, int],
     line: np.ndarray,
     sample: np.ndarray,
+    *,
+    origin: tuple[int, int],
     looks: int,
     ml_shape: tuple[int, int],
     supersample: int,
@@ -329,13 +330,20 @@ def geocode_arrays(
                 chunk_map = dask.delayed(_chunk_map, pure=True, nout=2)(
                     lazy_inverse, grid, rows, cols, stride, supersample=k
                 )
+                line, sample = (
+                    da.from_delayed(v, shape=(h * k, w * k), dtype=np.float64, meta=np.empty((0, 0)))
+                    for v in chunk_map
+                )
                 for name, array in data.items():
-                    values = array[lo_l * looks : hi_l * looks, lo_s * looks : hi_s * looks]
-                    task = dask.delayed(_sample_window, pure=True)(
-                        values, (lo_l, lo_s), chunk_map[0], chunk_map[1], looks, ml_shape, k
-                    )
+                    # dask-array ops, not delayed: the radar blocks stay shared graph keys,
+                    # computed once however many output windows read them
+                    values = array[lo_l * looks : hi_l * looks, lo_s * looks : hi_s * looks].rechunk(-1)
                     rows_blocks[name].append(
-                        da.from_delayed(task, shape=(h, w), dtype=np.float32, meta=np.empty((0, 0), np.float32))
+                        da.map_blocks(
+                            _sample_window, values, line, sample,
+                            origin=(lo_l, lo_s), looks=looks, ml_shape=ml_shape, supersample=k,
+                            chunks=((h,), (w,)), dtype=np.float32, meta=np.empty((0, 0), np.float32),
+                        )
                     )
             c0 += w
         for name in data:

@@ -53,7 +53,7 @@ class DatesConfig(_Section):
 
 
 class PreprocessConfig(_Section):
-    denoise: Literal["esa", "none"] = "esa"
+    denoise: Literal["esa", "nersc", "none"] = "esa"
     polarisations: list[Literal["HH", "HV", "VV", "VH"]] = Field(default_factory=lambda: ["HH", "HV"])
     multilook: int = Field(2, ge=1)
     resampling: Literal["bilinear", "average"] = "bilinear"

@@ -13,7 +13,9 @@ Conventions:
 - Where noise subtraction leaves a value ≤ 0 (signal below the noise floor), the output is set
   to ``floor`` (default :data:`SIGMA0_FLOOR` = 1e-5, i.e. −50 dB, well below the Sentinel-1
   noise-equivalent σ0 of −22…−35 dB) so that dB values and texture stay finite; such pixels are
-  counted by :func:`negative_count`.
+  counted by :func:`negative_count` (ESA denoising).
+- ``denoise="nersc"`` replaces η by k_s·η and adds a balancing offset o_s per subswath, both
+  estimated from the scene (:mod:`seaice_dask.preprocess.nersc`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import xarray as xr
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.preprocess.luts import calibration_window, interp_vectors, noise_window
+from seaice_dask.preprocess.nersc import NoiseScaling, noise_scaling, nersc_power
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product
 
 #: Linear value given to pixels whose noise-subtracted power is ≤ 0 (−50 dB).
@@ -37,12 +40,14 @@ _CF = {
 }
 
 
-def _denoise_method(denoise: str | None) -> str | None:
+def _denoise_method(denoise: str | None, name: str = "sigma_nought") -> str | None:
     if denoise is None or denoise == "none":
         return None
-    if denoise == "esa":
-        return "esa"
-    raise ConfigError(f"unknown denoising method {denoise!r}; expected 'esa' or None")
+    if denoise == "nersc" and name != "sigma_nought":
+        raise ConfigError("denoising 'nersc' is estimated in sigma0 units: use it with sigma0 only")
+    if denoise in ("esa", "nersc"):
+        return denoise
+    raise ConfigError(f"unknown denoising method {denoise!r}; expected 'esa', 'nersc' or None")
 
 
 def _window(block_info: dict, index=0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,12 +69,17 @@ def _backscatter_block(
     name: str,
     floor: float,
     db: bool,
+    scaling: NoiseScaling | None = None,
+    swaths: tuple = (),
     block_info=None,
 ) -> np.ndarray:
     lines, samples = _window(block_info)
-    power = _noise_subtracted_power(dn, noise, lines, samples)
-    value = power / np.square(calibration_window(cal, name, lines, samples))
-    value[power <= 0] = floor
+    a2 = np.square(calibration_window(cal, name, lines, samples))
+    if scaling is not None:
+        value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)
+    else:
+        value = _noise_subtracted_power(dn, noise, lines, samples) / a2
+    value[value <= 0] = floor
     value[dn == 0] = np.nan
     if db:
         value = 10.0 * np.log10(value)
@@ -106,10 +116,11 @@ def _coords(product: Product) -> dict[str, np.ndarray]:
 
 
 def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunks, floor: float) -> xr.DataArray:
-    method = _denoise_method(denoise)
+    method = _denoise_method(denoise, name)
     dn = product.dn(pol, chunks=chunks)
     cal = dask.delayed(product.calibration(pol), pure=True, traverse=False)
     noise = dask.delayed(product.noise(pol), pure=True, traverse=False) if method else None
+    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
     data = da.map_blocks(
         _backscatter_block,
         dn.data,
@@ -120,10 +131,12 @@ def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunk
         db,
         dtype=np.float32,
         meta=np.empty((0, 0), np.float32),
+        **nersc,
     )
     short, standard_name = _CF[name]
+    removed = {"esa": " (ESA thermal noise removed)", "nersc": " (noise scaled and balanced per subswath)"}
     attrs = {
-        "long_name": f"{short} {pol}" + (" (ESA thermal noise removed)" if method else ""),
+        "long_name": f"{short} {pol}" + removed.get(method, ""),
         "units": "dB" if db else "m2 m-2",
         "polarisation": pol,
         "product": product.name,
@@ -145,7 +158,11 @@ def sigma0(
     *,
     floor: float = SIGMA0_FLOOR,
 ) -> xr.DataArray:
-    """σ0 of ``pol`` as a lazy (line, sample) float32 DataArray, linear or in dB (module doc)."""
+    """σ0 of ``pol`` as a lazy (line, sample) float32 DataArray, linear or in dB (module doc).
+
+    ``denoise``: "esa" (annotated noise LUT), "nersc" (noise scaled and power-balanced per
+    subswath, estimated from the scene: :mod:`seaice_dask.preprocess.nersc`) or None.
+    """
     return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor)
 
 

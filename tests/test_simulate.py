@@ -308,7 +308,7 @@ def test_plan_acquisitions_on_relative_orbit_24():
 @pytest.mark.slow
 def test_simulate_series_small(tmp_path):
     grid = default_grid(1000.0)
-    series = simulate_series(tmp_path, n_scenes=3, grid=grid, progress=False)
+    series = simulate_series(tmp_path, n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid, progress=False)
     assert len(series.scenes) == 3 and all(p.exists() and p.suffix == ".zip" for p in series.scenes)
     assert series.charts and all(p.name.startswith("nic_arctic_") for p in series.charts)
     truth = xr.open_zarr(series.truth)["truth_class"]
@@ -318,5 +318,5 @@ def test_simulate_series_small(tmp_path):
     assert [s["start"] for s in meta["scenes"]] == [str(pd.Timestamp(t).isoformat()) for t in truth.time.values.astype("datetime64[us]")]
     assert {s["relative_orbit"] for s in meta["scenes"]} == {24}
     assert meta["grid"] == grid.to_attrs() and meta["seed"] == 0
-    again = simulate_series(tmp_path, n_scenes=3, grid=grid, charts=False, progress=False)
+    again = simulate_series(tmp_path, n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid, charts=False, progress=False)
     assert again.scenes == series.scenes

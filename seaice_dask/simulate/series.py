@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,12 +114,16 @@ def _scene_centre(grid: Grid, heading: float, along_km: float) -> tuple[float, f
 def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, progress) -> Path:
     """truth.zarr: ``truth_class`` (time, y, x) int8 at each acquisition time, written atomically."""
     maps = [truth_map(grid, t, seed) for t in progress(times, "truth maps")]
-    ds = write_crs(xr.concat(maps, dim="time").rename("truth_class"), grid.crs).to_dataset()
+    ds = write_crs(xr.concat(maps, dim="time").rename("truth_class").to_dataset(), grid.crs)
+    ds = ds.set_coords("spatial_ref")
+    ds["truth_class"].encoding["coordinates"] = "spatial_ref"
     ds.attrs.update({"grid_" + k: v for k, v in grid.to_attrs().items()} | {"seed": seed})
     chunks = {"time": 1, "y": min(1024, grid.shape[0]), "x": min(1024, grid.shape[1])}
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.chunk(chunks).to_zarr(tmp, mode="w")
+    with warnings.catch_warnings():  # consolidated metadata: not in the v3 spec yet, but read by xarray
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.chunk(chunks).to_zarr(tmp, mode="w", consolidated=True)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return path

@@ -88,13 +88,14 @@ class Product:
         return table
 
     def _check_supported(self, manifest: etree._Element) -> None:
+        """Refuse anything but Level-1 GRD, by the product name and the manifest's productType."""
         match = PRODUCT_NAME.match(self.name)
-        product_type = manifest.findtext(".//{*}standAloneProductInformation/{*}productType")
-        kind = (product_type or (match and match["type"]) or "").strip().upper()
-        if match and match["type"] != "GRD":
-            kind = match["type"]
-        if kind != "GRD":
-            what = {"SLC": "SLC (complex)", "RAW": "Level-0 RAW", "OCN": "Level-2 OCN"}.get(kind, kind or "unknown")
+        declared = manifest.findtext(".//{*}standAloneProductInformation/{*}productType")
+        kinds = {k.strip().upper() for k in (declared, match["type"] if match else None) if k}
+        other = sorted(kinds - {"GRD"}) or ([] if kinds else ["unknown"])
+        if other:
+            names = {"SLC": "SLC (complex)", "RAW": "Level-0 RAW", "OCN": "Level-2 OCN"}
+            what = ", ".join(names.get(k, k) for k in other)
             raise ProductError(f"unsupported product type {what}: only Level-1 GRD products are read", self.path)
 
     def _parse_manifest(self, manifest: etree._Element) -> None:

@@ -522,10 +522,8 @@ def render_measurements(
         del mx, my
         surface = surface_map[row, col]
         wind = wind_map[row, col]
-        mix = bs.texture_mix(surface, texture.next(lines, samples))
+        fields = texture.next(lines, samples)
         for pol in _POLS:
-            sigma0_db = bs.mean_sigma0_db(surface, inc, pol, wind) + bs.texture_db(surface, mix, pol)
-            sigma0 = np.power(np.float32(10.0), sigma0_db / np.float32(10.0))
             a_sigma = calibration_window(cal[pol], "sigma_nought", lines, samples).astype(np.float32)
             eta = noise_window(noise[pol], lines, samples).astype(np.float32)
             valid = np.zeros(eta.shape, bool)
@@ -534,7 +532,9 @@ def render_measurements(
                 c = slice(s0, s1 + 1)
                 eta[r, c] = eta[r, c] * np.float32(scale) + np.float32(offset) * a_sigma[r, c] ** 2
                 valid[r, c] = True
-            dn = bs.dn_from_sigma0(sigma0, a_sigma, eta, speckle[pol].next(lines.size), fluct[pol].next(lines.size))
+            dn, sigma0 = bs.render_dn(
+                surface, inc, wind, fields, pol, a_sigma, eta, speckle[pol].next(lines.size), fluct[pol].next(lines.size)
+            )
             dn[~valid] = 0
             if write is not None:
                 write(pol, row0, dn)

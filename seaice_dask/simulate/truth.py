@@ -30,6 +30,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Iterable, Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -129,17 +130,37 @@ class _Lattice:
         field = np.fft.irfft2(spectrum, s=(pad_y, pad_x))[:ny, :nx]
         return (field - field.mean()) / field.std()
 
-    def to_grid(self, field: np.ndarray, grid: Grid) -> np.ndarray:
-        """Bilinear interpolation of a lattice field onto the pixel centres of ``grid`` (float32)."""
+    def _weights(self, grid: Grid):
         fy = (self.y[0] - grid.y) / (_LATTICE_KM * 1000.0)
         fx = (grid.x - self.x[0]) / (_LATTICE_KM * 1000.0)
-        iy = np.clip(np.floor(fy).astype(int), 0, self.shape[0] - 2)
-        ix = np.clip(np.floor(fx).astype(int), 0, self.shape[1] - 2)
-        wy = (fy - iy).astype(np.float32)[:, None]
-        wx = (fx - ix).astype(np.float32)[None, :]
+        iy = np.clip(np.floor(fy).astype(np.intp), 0, self.shape[0] - 2)
+        ix = np.clip(np.floor(fx).astype(np.intp), 0, self.shape[1] - 2)
+        return iy, (fy - iy).astype(np.float32), ix, (fx - ix).astype(np.float32)
+
+    def to_grid(self, field: np.ndarray, grid: Grid) -> np.ndarray:
+        """Bilinear interpolation of a lattice field onto the pixel centres of ``grid`` (float32)."""
+        iy, wy, ix, wx = self._weights(grid)
+        out = np.empty(grid.shape, np.float32)
+        _bilinear_kernel(np.ascontiguousarray(field, dtype=np.float32), iy, wy, ix, wx, out)
+        return out
+
+    def to_grid_reference(self, field: np.ndarray, grid: Grid) -> np.ndarray:
+        """NumPy reference of :meth:`to_grid`."""
+        iy, wy, ix, wx = self._weights(grid)
         f = field.astype(np.float32)
-        rows = f[iy] * (1 - wy) + f[iy + 1] * wy
-        return rows[:, ix] * (1 - wx) + rows[:, ix + 1] * wx
+        rows = f[iy] * (1 - wy[:, None]) + f[iy + 1] * wy[:, None]
+        return rows[:, ix] * (1 - wx[None, :]) + rows[:, ix + 1] * wx[None, :]
+
+
+@numba.njit(parallel=True, cache=True)
+def _bilinear_kernel(field, iy, wy, ix, wx, out):  # pragma: no cover - compiled
+    for i in numba.prange(out.shape[0]):
+        a, b = iy[i], wy[i]
+        for j in range(out.shape[1]):
+            c, d = ix[j], wx[j]
+            top = field[a, c] * (1 - d) + field[a, c + 1] * d
+            bottom = field[a + 1, c] * (1 - d) + field[a + 1, c + 1] * d
+            out[i, j] = top * (1 - b) + bottom * b
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:

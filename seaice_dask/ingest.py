@@ -114,7 +114,6 @@ def _open_products(paths: Sequence[Path], cfg: PipelineConfig, report: IngestRep
 def _fail(report: IngestReport, key: str, message: str) -> None:
     report.failed[key] = message
     warnings.warn(f"skipping scene: {message}", stacklevel=3)
-    log.warning("skipping scene: %s", message)
 
 
 def plan_grid(cfg: PipelineConfig, products: Sequence[Any]) -> Grid:

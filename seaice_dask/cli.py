@@ -42,15 +42,27 @@ SchedulerOpt = Annotated[
 
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv debug, -vvv libraries too).")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    if not verbose and not quiet:
-        level = logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("distributed", "numba", "fiona", "rasterio", "matplotlib"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("seaice_dask").setLevel(level)
+    _quiet_libraries(logging.DEBUG if verbose > 2 else logging.WARNING)
+
+
+def _quiet_libraries(level: int) -> None:
+    """Dependencies log at WARNING unless -vvv; distributed installs its own handlers at import."""
+    import os
+
+    # read by dask's config in this process and in every worker process it spawns
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(level).lower())
+    import distributed  # noqa: F401  (so that its logger configuration is in place first)
+
+    for name in ("distributed", "pyogrio", "numba", "rasterio", "matplotlib", "fiona"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _not_yet(verb: str) -> None:
@@ -108,66 +120,113 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("simulated"),
     scenes: Annotated[int, typer.Option("--scenes", min=1, help="Number of scenes.")] = 29,
     size: Annotated[str, typer.Option("--size", help="full | small")] = "small",
+    product: Annotated[str, typer.Option("--product", help="GRDM | GRDH")] = "GRDM",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    start: Annotated[str, typer.Option(help="First acquisition day.")] = "2020-10-05",
+    end: Annotated[str, typer.Option(help="Last acquisition day.")] = "2021-03-22",
+    fmt: Annotated[str, typer.Option("--format", help="zip | safe")] = "zip",
 ) -> None:
     """Render simulated Sentinel-1 EW GRD products, SIGRID-3 charts and the truth."""
-    _not_yet("simulate")
+    from seaice_dask.simulate import simulate_series
+
+    if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe"):
+        console.print("[red]error:[/red] --size is full|small, --product GRDM|GRDH, --format zip|safe")
+        raise typer.Exit(2)
+    series = simulate_series(out, n_scenes=scenes, start=start, end=end, size=size, product=product,
+                             seed=seed, fmt=fmt)
+    typer.echo(f"{len(series.scenes)} scenes in {out / 'scenes'}, {len(series.charts)} charts in "
+               f"{out / 'charts'}, truth in {series.truth}")
+
+
+def _stage(config: Path, scheduler: str | None, stage: str) -> object:
+    from seaice_dask.pipeline import run_pipeline
+
+    cfg = _load(config)
+    with _cluster(cfg, scheduler) as client:
+        return run_pipeline(cfg, client, stages=[stage])[stage]
 
 
 @app.command()
 def ingest(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Calibrate, denoise and geocode scenes into the Zarr cube (incremental, resumable)."""
-    _not_yet("ingest")
+    report = _stage(config, scheduler, "ingest")
+    typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
 def charts(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Decode SIGRID-3 charts and rasterise training labels into the cube."""
-    from seaice_dask.charts import write_labels_from_config
-
-    cfg = _load(config)
-    with _cluster(cfg, scheduler):
-        used = write_labels_from_config(cfg)
-    typer.echo(f"labels from {len(used)} chart(s) written to {cfg.paths.store}")
+    used = _stage(config, scheduler, "charts")
+    typer.echo(f"labels from {len(used)} chart(s) written")
 
 
 @app.command()
 def features(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Compute GLCM texture features of the cube's sigma0 (resumable)."""
-    _not_yet("features")
+    names = _stage(config, scheduler, "features")
+    typer.echo(f"texture features written: {', '.join(names)}")
 
 
 @app.command()
 def train(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Train the configured classifiers on the labelled stack."""
-    _not_yet("train")
+    _stage(config, scheduler, "train")
 
 
 @app.command()
 def predict(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Classify every scene of the cube; write classes, probabilities and GeoTIFFs."""
-    _not_yet("predict")
+    _stage(config, scheduler, "predict")
 
 
 @app.command()
 def evaluate(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
     """Scores per model, scene and month; confusion matrices and figures."""
-    _not_yet("evaluate")
+    _stage(config, scheduler, "evaluate")
 
 
 @app.command()
-def run(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def run(
+    config: ConfigArg,
+    scheduler: SchedulerOpt = None,
+    stages: Annotated[
+        Optional[str], typer.Option(help="Comma-separated subset, e.g. features,train.")
+    ] = None,
+) -> None:
     """Every stage in order: ingest, charts, features, train, predict, evaluate."""
-    _not_yet("run")
+    from seaice_dask.pipeline import STAGES, run_pipeline, simulate_inputs
+
+    cfg = _load(config)
+    if cfg.simulate.enabled:
+        simulate_inputs(cfg)
+    with _cluster(cfg, scheduler) as client:
+        run_pipeline(cfg, client, stages=stages.split(",") if stages else STAGES)
+    typer.echo(f"outputs: cube {cfg.paths.store}, models {cfg.paths.models}, reports {cfg.paths.reports}")
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
-    scenes: Annotated[int, typer.Option("--scenes", min=2, help="Number of simulated scenes.")] = 12,
+    scenes: Annotated[int, typer.Option("--scenes", min=4, help="Number of simulated scenes.")] = 12,
 ) -> None:
     """Offline end-to-end example: simulated scenes on a LocalCluster, every stage."""
-    _not_yet("demo")
+    from seaice_dask.pipeline import demo_config, run_pipeline, simulate_inputs
+
+    cfg = demo_config(out, scenes)
+    simulate_inputs(cfg)
+    with _cluster(cfg, None) as client:
+        reports = run_pipeline(cfg, client)
+    typer.echo(f"\nDemo finished. Config: {out / 'pipeline.yaml'} (re-run with `seaice-dask run` on it)")
+    typer.echo(f"  inputs   {cfg.paths.workdir / 'scenes'}, {cfg.paths.workdir / 'charts'}")
+    typer.echo(f"  cube     {cfg.paths.store}")
+    typer.echo(f"  models   {cfg.paths.models}")
+    typer.echo(f"  reports  {cfg.paths.reports} (scores, figures, GeoTIFF class maps)")
+    evaluation = reports.get("evaluate")
+    if evaluation is not None and hasattr(evaluation, "table"):
+        for model, row in evaluation.table().items():
+            typer.echo(f"  {model:6s} overall accuracy {row['overall_accuracy']:.3f}  kappa {row['kappa']:.3f}")
 
 
 @app.command()

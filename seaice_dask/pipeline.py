@@ -6,7 +6,6 @@ so ``run`` after a crash, or after adding scenes, only does the missing work.
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,12 +21,6 @@ log = logging.getLogger(__name__)
 STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate")
 
 
-def expand(cfg: PipelineConfig, patterns: Sequence[str]) -> list[Path]:
-    """Sorted, de-duplicated paths matching the config's glob patterns."""
-    found = {Path(p) for pattern in patterns for p in glob.glob(str(cfg.path(pattern)))}
-    return sorted(found)
-
-
 def stage_ingest(cfg: PipelineConfig, client: Client) -> object:
     from seaice_dask.ingest import ingest
 
@@ -35,12 +28,9 @@ def stage_ingest(cfg: PipelineConfig, client: Client) -> object:
 
 
 def stage_charts(cfg: PipelineConfig, client: Client) -> object:
-    from seaice_dask.charts.labels import write_labels
+    from seaice_dask.charts import write_labels_from_config
 
-    charts = expand(cfg, cfg.paths.charts)
-    if not charts:
-        raise ConfigError(f"no ice charts match paths.charts={cfg.paths.charts} in {cfg.paths.workdir}")
-    return write_labels(cfg.paths.store, charts, cfg.charts)
+    return write_labels_from_config(cfg)
 
 
 def stage_features(cfg: PipelineConfig, client: Client) -> object:
@@ -59,13 +49,13 @@ def stage_train(cfg: PipelineConfig, client: Client) -> object:
 def stage_predict(cfg: PipelineConfig, client: Client) -> object:
     from seaice_dask.learn import predict
 
-    return predict(cfg)
+    return predict(cfg, client=client)
 
 
 def stage_evaluate(cfg: PipelineConfig, client: Client) -> object:
     from seaice_dask.learn import evaluate
 
-    return evaluate(cfg)
+    return evaluate(cfg, client=client)
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client], object]] = {
@@ -97,11 +87,14 @@ def run_pipeline(
 
 
 def demo_config(out: Path, n_scenes: int) -> PipelineConfig:
-    """Config of the offline demo: simulated small scenes over the Denmark Strait at 400 m."""
+    """Config of the offline demo: small simulated scenes over the Denmark Strait at 400 m.
+
+    Written to ``out/pipeline.yaml`` so that the same run can be repeated with
+    ``seaice-dask run out/pipeline.yaml`` and edited.
+    """
     cfg = PipelineConfig.model_validate(
         {
             "name": "denmark-strait-demo",
-            "paths": {"workdir": ".", "scenes": ["simulated/scenes/*.zip"], "charts": ["simulated/charts/*.zip"]},
             "grid": {"resolution_m": 400, "chunk": 256},
             "preprocess": {"multilook": 1},
             "features": {"window": 7},
@@ -114,22 +107,27 @@ def demo_config(out: Path, n_scenes: int) -> PipelineConfig:
     return load_config(dump_config(cfg, out / "pipeline.yaml"))
 
 
-def simulate_inputs(cfg: PipelineConfig) -> object:
-    """Render the configured simulated scenes and charts into ``workdir/simulated`` (once)."""
+def simulate_inputs(cfg: PipelineConfig) -> Path:
+    """Render the configured simulated scenes, charts and truth into ``paths.workdir`` (once).
+
+    The simulator writes ``scenes/``, ``charts/``, ``truth.zarr`` and ``simulation.json``,
+    which the default ``paths.scenes``/``paths.charts`` patterns and ``evaluate`` pick up.
+    """
     from seaice_dask.simulate import simulate_series
 
     sim = cfg.simulate
-    out = cfg.paths.workdir / "simulated"
+    out = cfg.paths.workdir
     if (out / "simulation.json").exists():
         log.info("simulated inputs already in %s", out)
         return out
-    return simulate_series(
+    simulate_series(
         out,
         n_scenes=sim.n_scenes,
-        start=str(sim.start),
-        end=str(sim.end),
+        start=sim.start,
+        end=sim.end,
         size=sim.size,
         product=sim.product,
         seed=sim.seed,
         grid=cfg.grid.to_grid(),
     )
+    return out

@@ -78,7 +78,7 @@ def entropy_tables(max_count: int) -> tuple[np.ndarray, np.ndarray]:
     delta = np.zeros((2, max_count + 1), dtype=np.int64)
     delta[0] = 2 * (slogs[1 : max_count + 2] - slogs[: max_count + 1])
     delta[1] = slogs[2 : max_count + 3] - slogs[: max_count + 1]
-    return slogs[: max_count + 1], delta
+    return slogs[: max_count + 1], np.ascontiguousarray(delta.T).ravel()
 
 
 def max_pairs_per_group(window: int, layout: Layout) -> int:
@@ -94,68 +94,71 @@ def max_pairs_per_group(window: int, layout: Layout) -> int:
 # shrinks), counting both S[a,b] and S[b,a] off the diagonal.
 
 
+# Indices in the hot loops are unsigned: Numba then skips its negative-index wraparound.
+_U = np.uint64
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _add_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
     """Add the pairs of one column to one group's counts; returns (ΔQ, ΔE, new max count)."""
     dq = 0
     de = 0
-    for y in range(ylo, yhi + 1):
+    for y in range(_U(ylo), _U(yhi) + _U(1)):
         code = column[y]
         if code < 0:
             continue
-        k = code >> 1
+        k = _U(code >> 1)
         diag = code & 1
         step = diag + 1
         s = counts[k]
         counts[k] = s + step
         dq += 4 * s + 2 * step
-        de += delta_e[diag, s]
+        de += delta_e[_U(2 * s + diag)]
         if need_max:
-            hist[s] -= 1
-            hist[s + step] += 1
-            if s + step > max_count:
-                max_count = s + step
+            hist[_U(s)] -= 1
+            hist[_U(s + step)] += 1
+            max_count = max(max_count, s + step)
     return dq, de, max_count
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _slide_column(leaving, entering, ylo, yhi, counts, delta_e, hist, max_count, need_max):
-    """Remove the pairs of column ``leaving`` and add those of ``entering`` (same rows), row by
-    row; a row whose two pairs have the same code changes nothing and is skipped.
+    """Remove the pairs of column ``leaving`` and add those of ``entering`` (same rows).
     Returns (ΔQ, ΔE, new max count)."""
     dq = 0
     de = 0
-    for y in range(ylo, yhi + 1):
+    for y in range(_U(ylo), _U(yhi) + _U(1)):
         old = leaving[y]
         new = entering[y]
         if old >= 0:
-            k = old >> 1
+            k = _U(old >> 1)
             diag = old & 1
             step = diag + 1
             s = counts[k]
             s2 = s - step
             counts[k] = s2
             dq -= 4 * s - 2 * step
-            de -= delta_e[diag, s2]
+            de -= delta_e[_U(2 * s2 + diag)]
             if need_max:
-                hist[s] -= 1
-                hist[s2] += 1
-                if s == max_count and hist[s] == 0:
-                    if step == 2 and hist[s - 1] > 0:
+                hist[_U(s)] -= 1
+                hist[_U(s2)] += 1
+                if s == max_count and hist[_U(s)] == 0:
+                    # the entry just lowered holds s2; with step 2, an entry at s − 1 may exist
+                    if step == 2 and hist[_U(s - 1)] > 0:
                         max_count = s - 1
                     else:
                         max_count = s2
         if new >= 0:
-            k = new >> 1
+            k = _U(new >> 1)
             diag = new & 1
             step = diag + 1
             s = counts[k]
             counts[k] = s + step
             dq += 4 * s + 2 * step
-            de += delta_e[diag, s]
+            de += delta_e[_U(2 * s + diag)]
             if need_max:
-                hist[s] -= 1
-                hist[s + step] += 1
+                hist[_U(s)] -= 1
+                hist[_U(s + step)] += 1
                 max_count = max(max_count, s + step)
     return dq, de, max_count
 
@@ -255,8 +258,8 @@ def glcm_block(
     colsum = np.zeros((n_off, width, 6), dtype=np.int64)
     lin = np.zeros((n_off, 6), dtype=np.int64)
     glin = np.zeros((n_groups, 6), dtype=np.int64)
-    counts = np.zeros((n_groups, levels * levels), dtype=np.int32)
-    hist = np.zeros((n_groups, slogs.shape[0] + 2), dtype=np.int32)
+    counts = np.zeros((n_groups, levels * levels), dtype=np.int64)
+    hist = np.zeros((n_groups, slogs.shape[0] + 2), dtype=np.int64)
     q_sum = np.zeros(n_groups, dtype=np.int64)
     e_sum = np.zeros(n_groups, dtype=np.int64)
     max_count = np.zeros(n_groups, dtype=np.int64)

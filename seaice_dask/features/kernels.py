@@ -67,10 +67,10 @@ def pair_tables(levels: int) -> np.ndarray:
 
 
 def entropy_tables(max_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """``F[s] = round(s ln s · 2³²)`` for ``s = 0 … max_count`` and the exact changes of
-    ``E = Σ_S S ln S`` when a pair is added to an entry holding ``s``: row 0 off the diagonal
-    (``S[a, b]`` and ``S[b, a]`` both grow by 1: ``2 (F[s+1] − F[s])``), row 1 on it
-    (``S[a, a]`` grows by 2: ``F[s+2] − F[s]``)."""
+    """``F[s] = round(s ln s · 2³²)`` for ``s = 0 … max_count``, and at ``2·s + diagonal`` the
+    exact change of ``E = Σ_S S ln S`` when a pair is added to an entry holding ``s``: off the
+    diagonal ``S[a, b]`` and ``S[b, a]`` both grow by 1 (``2 (F[s+1] − F[s])``), on it ``S[a, a]``
+    grows by 2 (``F[s+2] − F[s]``)."""
     s = np.arange(max_count + 3, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.where(s > 0, s * np.log(s), 0.0)
@@ -82,6 +82,7 @@ def entropy_tables(max_count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def max_pairs_per_group(window: int, layout: Layout) -> int:
+    """Most pairs one group's matrix can hold in a full window (sizes the count tables)."""
     per_offset = [(window - abs(int(dy))) * (window - abs(int(dx))) for dy, dx in layout.offsets]
     totals = np.zeros(layout.n_groups, dtype=np.int64)
     np.add.at(totals, layout.group_of_offset, per_offset)

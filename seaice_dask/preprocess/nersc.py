@@ -35,6 +35,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from seaice_dask.errors import ProductError
 from seaice_dask.preprocess.luts import calibration_window, noise_window
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product, Subswath
 
@@ -166,7 +167,7 @@ def noise_scaling(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1
     """Lazy (``dask.delayed``) :class:`NoiseScaling` of ``pol`` estimated from the scene;
     ``.compute()`` it to inspect, or let ``sigma0(..., denoise="nersc")`` use it lazily."""
     if not product.swaths:
-        raise ValueError(f"{product.name}: no subswath bounds annotated; 'nersc' denoising needs them")
+        raise ProductError("no subswath bounds annotated: 'nersc' denoising needs them", product.path)
     dn = product.dn(pol, chunks=chunks).data
     per_swath = len(product.swaths) * _SUMS
     sums = da.map_blocks(

@@ -58,7 +58,15 @@ class _Identity:
 
 
 class Product:
-    """A Sentinel-1 GRD product opened with :func:`open_safe` (metadata read, pixels lazy)."""
+    """A Sentinel-1 GRD product opened with :func:`open_safe` (metadata read, pixels lazy).
+
+    Attributes: ``path``, ``name`` (product id), ``mission`` ('S1A'…'S1D'), ``mode`` ('EW', 'IW',
+    'SM'…), ``product_type`` ('GRD'), ``resolution_class`` ('M', 'H', 'F'), ``polarisations``
+    (as the manifest lists them), ``start_time``/``stop_time`` (datetime64[ns], UTC),
+    ``absolute_orbit``, ``relative_orbit``, ``pass_direction`` ('ASCENDING'/'DESCENDING'),
+    ``ipf_version`` ('003.52'), ``shape`` (lines, samples), ``pixel_spacing`` (range, azimuth
+    in m), ``swaths`` (:class:`~seaice_dask.safe.annotation.Subswath` extents).
+    """
 
     def __init__(self, store: ProductStore):
         self._store = store

@@ -196,3 +196,11 @@ def test_measurement_absent_is_clear(realdata):
     product = open_safe(realdata(IW_NEW_NOISE_ZIP))
     with pytest.raises(ProductError, match="measurement"):
         product.dn("VV")
+
+
+def test_empty_measurement_tiff_is_clear(realdata):
+    """The shared EW sample ships 0-byte measurement placeholders."""
+    product = open_safe(realdata(EW_GRDM))
+    with pytest.raises(ProductError, match="corrupt or unreadable measurement TIFF") as err:
+        product.dn("HH")
+    assert "ew-hh.tiff" in str(err.value)

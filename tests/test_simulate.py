@@ -337,7 +337,9 @@ def test_simulate_series_small(tmp_path):
     series = simulate_series(tmp_path, n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid, progress=False)
     assert len(series.scenes) == 3 and all(p.exists() and p.suffix == ".zip" for p in series.scenes)
     assert series.charts and all(p.name.startswith("nic_arctic_") for p in series.charts)
-    truth = xr.open_zarr(series.truth)["truth_class"]
+    store = xr.open_zarr(series.truth)
+    truth = store["truth_class"]
+    np.testing.assert_array_equal(SURFACE_TO_SOD4[np.clip(store["surface"].values, 0, None)][truth.values >= 0], truth.values[truth.values >= 0])
     assert truth.dims == ("time", "y", "x") and truth.shape == (3, *grid.shape) and truth.dtype == np.int8
     assert truth.rio.crs.to_epsg() == 32626
     meta = json.loads(series.metadata.read_text())

@@ -24,7 +24,7 @@ import xarray as xr
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid, write_crs
 from seaice_dask.simulate.safe_writer import SceneSpec, _ORBIT_OFFSET, _T_ABS_ORBIT, _T_START, write_scene
-from seaice_dask.simulate.truth import truth_map, weekly_truth
+from seaice_dask.simulate.truth import truth_fields, weekly_truth
 
 ORBIT_PERIOD_S = 12 * 86400 / 175
 _S1B_REF = (30148, dt.datetime(2021, 12, 23, 5, 11, 22))
@@ -112,11 +112,12 @@ def _scene_centre(grid: Grid, heading: float, along_km: float) -> tuple[float, f
 
 
 def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, progress) -> Path:
-    """truth.zarr: ``truth_class`` (time, y, x) int8 at each acquisition time, written atomically."""
-    maps = [truth_map(grid, t, seed) for t in progress(times, "truth maps")]
-    ds = write_crs(xr.concat(maps, dim="time").rename("truth_class").to_dataset(), grid.crs)
-    ds = ds.set_coords("spatial_ref")
-    ds["truth_class"].encoding["coordinates"] = "spatial_ref"
+    """truth.zarr at each acquisition time, written atomically: ``truth_class`` (time, y, x) int8
+    (sod4, −1 land) and ``surface`` (the forward model's :class:`~seaice_dask.simulate.truth.Surface`)."""
+    fields = [truth_fields(grid, t, seed)[["truth_class", "surface"]] for t in progress(times, "truth maps")]
+    ds = write_crs(xr.concat(fields, dim="time"), grid.crs).set_coords("spatial_ref")
+    for name in ("truth_class", "surface"):
+        ds[name].encoding["coordinates"] = "spatial_ref"
     ds.attrs.update({"grid_" + k: v for k, v in grid.to_attrs().items()} | {"seed": seed})
     chunks = {"time": 1, "y": min(1024, grid.shape[0]), "x": min(1024, grid.shape[1])}
     tmp = path.with_name(path.name + ".tmp")
@@ -155,6 +156,9 @@ def simulate_series(
     progress: bool = True,
 ) -> SimulatedSeries:
     """Simulate a season: ``out/scenes/*.zip|.SAFE``, ``out/charts/``, ``out/truth.zarr``, ``out/simulation.json``.
+
+    ``truth.zarr`` holds ``truth_class`` (time, y, x) int8 (sod4 ids, −1 land) and ``surface``
+    (finer surface types of :class:`~seaice_dask.simulate.truth.Surface`) with the grid's CRS.
 
     Scenes lie on relative orbit 24 (S1A and S1B, ~6 days apart), evenly spread over
     [start, end]; the truth is drawn on ``grid`` (default: the Denmark Strait grid) at each

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
-import io
 import math
 import re
 import shutil
@@ -39,12 +38,12 @@ import numpy as np
 import pandas as pd
 from lxml import etree
 
-from seaice_dask.errors import ConfigError, ProductError
+from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid
 
 TEMPLATE_DIR = Path(__file__).with_name("template")
-_T_START = dt.datetime(2022, 11, 30, 1, 43, 42, 546629)
-_T_ABS_ORBIT, _T_DATATAKE, _T_UID = 46117, 0x058549, "BB15"
+TEMPLATE_START = dt.datetime(2022, 11, 30, 1, 43, 42, 546629)
+TEMPLATE_ABSOLUTE_ORBIT, _T_DATATAKE, _T_UID = 46117, 0x058549, "BB15"
 _T_STEM = "s1a-ew-grd-{pol}-20221130t014342-20221130t014446-046117-058549-{n:03d}"
 _POLS = ("hh", "hv")
 _SWATHS = ("EW1", "EW2", "EW3", "EW4", "EW5")
@@ -52,7 +51,7 @@ _INCLINATION_DEG = 98.18
 #: Pixel spacing (m) of EW products by resolution class.
 PIXEL_SPACING = {"GRDM": 40.0, "GRDH": 25.0}
 #: Relative-orbit numbering: relative = (absolute − offset) mod 175 + 1 (ESA).
-_ORBIT_OFFSET = {"S1A": 73, "S1B": 27}
+ORBIT_OFFSET = {"S1A": 73, "S1B": 27}
 _NSSDC = {"S1A": "2014-016A", "S1B": "2016-025A"}
 
 
@@ -76,8 +75,8 @@ class SceneSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mission not in _ORBIT_OFFSET:
-            raise ConfigError(f"mission must be one of {sorted(_ORBIT_OFFSET)}, got {self.mission!r}")
+        if self.mission not in ORBIT_OFFSET:
+            raise ConfigError(f"mission must be one of {sorted(ORBIT_OFFSET)}, got {self.mission!r}")
         if self.product not in PIXEL_SPACING:
             raise ConfigError(f"product must be GRDM or GRDH, got {self.product!r}")
         if self.size not in ("full", "small") or self.shrink < 1:
@@ -85,11 +84,11 @@ class SceneSpec:
 
     @property
     def relative_orbit(self) -> int:
-        return (self.absolute_orbit - _ORBIT_OFFSET[self.mission]) % 175 + 1
+        return (self.absolute_orbit - ORBIT_OFFSET[self.mission]) % 175 + 1
 
     @property
     def cycle(self) -> int:
-        return (self.absolute_orbit - _ORBIT_OFFSET[self.mission]) // 175 + 1
+        return (self.absolute_orbit - ORBIT_OFFSET[self.mission]) // 175 + 1
 
     @property
     def datatake(self) -> int:
@@ -98,12 +97,12 @@ class SceneSpec:
     @property
     def delta(self) -> dt.timedelta:
         """Whole-second shift from the template, so compact name times stay consistent."""
-        return dt.timedelta(seconds=round((self.start - _T_START).total_seconds()))
+        return dt.timedelta(seconds=round((self.start - TEMPLATE_START).total_seconds()))
 
     @property
     def acquisition_start(self) -> dt.datetime:
         """First-line time: ``start`` to the second, with the template's sub-second part."""
-        return _T_START + self.delta
+        return TEMPLATE_START + self.delta
 
     @property
     def scale(self) -> float:
@@ -114,7 +113,7 @@ class SceneSpec:
     @property
     def name(self) -> str:
         """Product name with the template's duration and a unique id derived from the name."""
-        start, stop = self.acquisition_start, _T_START + dt.timedelta(seconds=64.292453) + self.delta
+        start, stop = self.acquisition_start, TEMPLATE_START + dt.timedelta(seconds=64.292453) + self.delta
         stem = (
             f"{self.mission}_EW_{self.product}_1SDH_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
             f"{self.absolute_orbit:06d}_{self.datatake:06X}"
@@ -648,7 +647,10 @@ def write_scene(
 
 
 __all__ = [
+    "ORBIT_OFFSET",
     "PIXEL_SPACING",
+    "TEMPLATE_ABSOLUTE_ORBIT",
+    "TEMPLATE_START",
     "RetargetedProduct",
     "SceneSpec",
     "descending_heading",

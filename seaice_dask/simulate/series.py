@@ -23,7 +23,14 @@ import xarray as xr
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid, write_crs
-from seaice_dask.simulate.safe_writer import SceneSpec, _ORBIT_OFFSET, _T_ABS_ORBIT, _T_START, write_scene
+from seaice_dask.simulate.safe_writer import (
+    ORBIT_OFFSET,
+    TEMPLATE_ABSOLUTE_ORBIT,
+    TEMPLATE_START,
+    SceneSpec,
+    descending_heading,
+    write_scene,
+)
 from seaice_dask.simulate.truth import truth_fields, weekly_truth
 
 ORBIT_PERIOD_S = 12 * 86400 / 175
@@ -43,7 +50,7 @@ class SimulatedSeries:
 
 
 def _relative(mission: str, absolute: int) -> int:
-    return (absolute - _ORBIT_OFFSET[mission]) % 175 + 1
+    return (absolute - ORBIT_OFFSET[mission]) % 175 + 1
 
 
 def _with_relative(mission: str, estimate: int, relative: int) -> int:
@@ -67,10 +74,10 @@ def plan_acquisitions(
     if t1 <= t0:
         raise ConfigError(f"end {end} is before start {start}")
     along = dt.timedelta(seconds=(_TEMPLATE_CENTRE_LAT - centre_lat) / 360 * ORBIT_PERIOD_S)
-    first = _with_relative("S1A", _T_ABS_ORBIT + math.floor((t0 - _T_START).total_seconds() / ORBIT_PERIOD_S), relative_orbit)
+    first = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT + math.floor((t0 - TEMPLATE_START).total_seconds() / ORBIT_PERIOD_S), relative_orbit)
     candidates = []
     for k in range(first - 2 * 175, first + 175 * (int((t1 - t0).days / 12) + 3), 175):
-        t_a = _T_START + dt.timedelta(seconds=(k - _T_ABS_ORBIT) * ORBIT_PERIOD_S) + along
+        t_a = TEMPLATE_START + dt.timedelta(seconds=(k - TEMPLATE_ABSOLUTE_ORBIT) * ORBIT_PERIOD_S) + along
         t_b = t_a + dt.timedelta(days=6)
         b_estimate = _S1B_REF[0] + round((t_b - _S1B_REF[1]).total_seconds() / ORBIT_PERIOD_S)
         candidates += [(t_a, "S1A", k), (t_b, "S1B", _with_relative("S1B", b_estimate, relative_orbit))]
@@ -171,8 +178,6 @@ def simulate_series(
     centre_lat = _scene_centre(grid, 0.0, 0.0)[1]
     plan = plan_acquisitions(n_scenes, start, end, centre_lat=centre_lat)
     rng = np.random.default_rng([seed, 5])
-    from seaice_dask.simulate.safe_writer import descending_heading
-
     heading = descending_heading(centre_lat)
     scenes, info = [], []
     (out / "scenes").mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import IntEnum
 from functools import lru_cache
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numba
 import numpy as np

@@ -236,24 +236,19 @@ def glcm_block(
         need_counts |= c == _ASM or c == _ENERGY or c == _ENTROPY or c == _MAX
         need_max |= c == _MAX
 
-    # pair code of every first pixel, stored column-major so a column of pairs is contiguous
-    codes = np.full((n_off, width, height), -1, dtype=np.int32)
+    # pair code of every first pixel (−1: no pair); a column of it is read strided, which stays
+    # in cache because the next pixel reads the neighbouring column
+    codes = np.full((n_off, height, width), -1, dtype=np.int32)
     for o in range(n_off):
         dy = offsets[o, 0]
         dx = offsets[o, 1]
-        for x in range(max(0, -dx), width - max(0, dx)):
-            for y in range(max(0, -dy), height - max(0, dy)):
+        for y in range(max(0, -dy), height - max(0, dy)):
+            for x in range(max(0, -dx), width - max(0, dx)):
                 a = q[y, x]
                 b = q[y + dy, x + dx]
                 if a >= 0 and b >= 0:
-                    codes[o, x, y] = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
-
-    # row-major copy for the column sums: index code//2 + 1 of ``sums1`` (row 0: no pair, zeros)
-    codes_rows = np.zeros((n_off, height, width), dtype=np.int32)
-    for o in range(n_off):
-        for x in range(width):
-            for y in range(height):
-                codes_rows[o, y, x] = (codes[o, x, y] >> 1) + 1
+                    codes[o, y, x] = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
+    # pair sums by ``(code >> 1) + 1``: row 0 (code −1, no pair) is zeros
     sums1 = np.zeros((pair_sums.shape[0] + 1, 6), dtype=np.int64)
     sums1[1:] = pair_sums
     colsum = np.zeros((n_off, width, 6), dtype=np.int64)
@@ -278,14 +273,14 @@ def glcm_block(
             if i == 0:
                 for x in range(width):
                     for y in range(ylo, yhi + 1):
-                        code = codes[o, x, y]
+                        code = codes[o, y, x]
                         if code >= 0:
                             for s in range(6):
                                 colsum[o, x, s] += pair_sums[code >> 1, s]
             else:
                 for x in range(width):
-                    k_in = codes_rows[o, yhi, x]
-                    k_out = codes_rows[o, ylo - 1, x]
+                    k_in = (codes[o, yhi, x] >> 1) + 1
+                    k_out = (codes[o, ylo - 1, x] >> 1) + 1
                     for s in range(6):
                         colsum[o, x, s] += sums1[k_in, s] - sums1[k_out, s]
         if need_counts:
@@ -312,7 +307,7 @@ def glcm_block(
                             lin[o, s] += colsum[o, x, s]
                         if need_counts:
                             dq, de, mc = _add_column(
-                                codes[o, x], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
+                                codes[o, :, x], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
                             )
                             q_sum[g] += dq
                             e_sum[g] += de
@@ -322,7 +317,7 @@ def glcm_block(
                         lin[o, s] += colsum[o, xhi, s] - colsum[o, xlo - 1, s]
                     if need_counts:
                         dq, de, mc = _slide_column(
-                            codes[o, xlo - 1], codes[o, xhi], ylo, yhi, counts[g], delta_e, hist[g],
+                            codes[o, :, xlo - 1], codes[o, :, xhi], ylo, yhi, counts[g], delta_e, hist[g],
                             max_count[g], need_max,
                         )  # fmt: skip
                         q_sum[g] += dq

@@ -143,7 +143,18 @@ class StripNoise:
 
     def _raw(self, n: int) -> np.ndarray:
         if self.kind == "gamma":
-            return self.rng.standard_gamma(self.shape_k, size=(n, self.width), dtype=np.float32) / self.shape_k
+            size = (n, self.width)
+            halves = round(2 * float(self.shape_k))
+            if halves >= 1 and abs(2 * float(self.shape_k) - halves) < 0.02:
+                # Gamma(m/2) = Σ_{m//2} Exp(1) + Z²/2 (m odd): about twice as fast as standard_gamma
+                out = np.zeros(size, np.float32)
+                for _ in range(halves // 2):
+                    out += self.rng.standard_exponential(size, dtype=np.float32)
+                if halves % 2:
+                    z = self.rng.standard_normal(size, dtype=np.float32)
+                    out += np.float32(0.5) * z * z
+                return out / np.float32(halves / 2)
+            return self.rng.standard_gamma(self.shape_k, size=size, dtype=np.float32) / self.shape_k
         return self.rng.standard_normal((n, self.width), dtype=np.float32) / np.float32(np.sqrt(_KERNEL_VAR))
 
     def next(self, n: int) -> np.ndarray:

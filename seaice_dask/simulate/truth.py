@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 import numba
 import numpy as np
 import pandas as pd
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 from pyproj import CRS
@@ -323,28 +324,28 @@ def truth_fields(
     surface[land] = Surface.LAND
 
     truth = np.where(land, np.int8(LAND), SURFACE_TO_SOD4[np.clip(surface, 0, None)]).astype(np.int8)
-    time = np.datetime64(pd.Timestamp(date).tz_localize(None) if pd.Timestamp(date).tzinfo else pd.Timestamp(date), "ns")
+    stamp = pd.Timestamp(date)
+    time = np.datetime64(stamp.tz_convert(None) if stamp.tzinfo else stamp, "ns")
+    dims = ("y", "x")
     ds = xr.Dataset(
         {
-            "truth_class": grid.wrap(truth, attrs={
+            "truth_class": (dims, truth, {
                 "long_name": "true sea-ice class (sod4)",
                 "flag_values": [-1, 0, 1, 2, 3],
                 "flag_meanings": "land open_water young_ice first_year_ice multi_year_ice",
-            }).reset_coords("spatial_ref", drop=True),
-            "surface": grid.wrap(surface, attrs={
+            }),
+            "surface": (dims, surface, {
                 "long_name": "simulated surface type",
                 "flag_values": [int(s) for s in Surface],
                 "flag_meanings": " ".join(s.name.lower() for s in Surface),
-            }).reset_coords("spatial_ref", drop=True),
-            "wind_speed": grid.wrap(wind.astype(np.float32), attrs={
-                "long_name": "10 m wind speed", "units": "m s-1"
-            }).reset_coords("spatial_ref", drop=True),
+            }),
+            "wind_speed": (dims, wind, {"long_name": "10 m wind speed", "units": "m s-1"}),
         },
-        attrs={"seed": seed, "time": str(time)},
+        coords={**grid.coords(), "time": time},
+        attrs={"seed": seed},
     )
-    from seaice_dask.grid import write_crs
-
-    return write_crs(ds.assign_coords(time=time), grid.crs)
+    # in place: rioxarray's default deep copy would duplicate every full-size field
+    return ds.rio.write_crs(grid.crs, inplace=True).rio.write_coordinate_system(inplace=True)
 
 
 def _coast_distance_at(grid: Grid, static: dict, px: np.ndarray, py: np.ndarray) -> np.ndarray:

@@ -231,6 +231,19 @@ def test_export_cog_reads_back(cube, tmp_path):
     assert not list(tmp_path.glob("maps/.*"))  # no temp files left
 
 
+def test_train_random_split_warns_and_records_every_date(cube, tmp_path):
+    import shutil
+
+    shutil.copytree(cube, tmp_path / "cube.zarr")
+    cfg = _config(tmp_path, validation="random", learners=["gnb"], cap_per_class=100)
+    with pytest.warns(UserWarning, match="spatial autocorrelation"):
+        report = train(cfg, progress=False)
+    assert report.train_index == report.test_index == list(range(6))
+    assert report.n_train + report.n_test == 400 and report.best == "gnb"
+    saved = json.loads((cfg.paths.models / "train_report.json").read_text())
+    assert saved["best_model"] == "gnb.skops" and (cfg.paths.models / "gnb.skops").is_file()
+
+
 # ------------------------------------------------------------------------------- acceptance
 @pytest.mark.slow
 def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_path):

@@ -88,7 +88,7 @@ def predict_dataset(ds: xr.Dataset, model: Any, inputs: list[str], classes: list
     proba = xr.DataArray(
         both[:, :k], dims=("time", PROBA_DIM, "y", "x"), coords={**coords, PROBA_DIM: classes_arr}
     )
-    cls.attrs = {"long_name": "predicted sea-ice class", "flag_values": classes_arr.tolist(), "_FillValue_meaning": "-1 land/invalid"}
+    cls.attrs = {"long_name": "predicted sea-ice class", "flag_values": classes_arr.tolist(), "comment": "-1: land, invalid or missing inputs"}
     proba.attrs = {"long_name": "class probability", "units": "1"}
     return xr.Dataset({CLASS_VAR: cls, PROBA_VAR: proba})
 

@@ -10,7 +10,8 @@ depend on the number of workers) and keeps only the pixels with the smallest key
 Block results are merged in a tree on the workers, keeping the smallest keys again, so the
 client receives at most ``cap_per_class`` pixels per class: the full stack is never gathered,
 and a longer series costs more tasks, not more memory. Keeping the smallest uniform keys is an
-exact uniform sample without replacement (the "bottom-k" sketch).
+exact uniform sample without replacement (the "bottom-k" sketch). The per-scene quota is
+rounded up, so the assembled sample is finally cut to the cap (smallest keys again).
 """
 
 from __future__ import annotations
@@ -237,23 +238,32 @@ def assemble(
     n_classes: int,
     balanced: bool,
     seed: int,
+    cap_per_class: int | None = None,
 ) -> Sample:
-    """Concatenate per-scene samples; balance classes (to the rarest present one) and shuffle."""
+    """Concatenate per-scene samples, enforce the cap, balance classes and shuffle the rows.
+
+    ``balanced``: every class is cut to the rarest present class (and to ``cap_per_class``);
+    otherwise the whole sample is cut to ``n_classes * cap_per_class`` rows. Cuts keep the
+    smallest keys, so they stay uniform random samples.
+    """
     merged = {name: np.concatenate([s[name] for s in scenes]) for name in scenes[0]}
-    rows = np.arange(merged["y"].size)
-    if balanced and rows.size:
-        counts = np.bincount(merged["y"].astype(np.int64), minlength=n_classes)
-        missing = [c for c in range(n_classes) if counts[c] == 0]
-        if missing:
-            warnings.warn(
-                f"classes {missing} have no labelled pixels in the sampled dates; the models "
-                "cannot predict them", UserWarning, stacklevel=2,
-            )
-        n_min = counts[counts > 0].min()
+    y, key = merged["y"].astype(np.int64), merged["key"]
+    counts = np.bincount(y, minlength=n_classes)
+    missing = [c for c in range(n_classes) if counts[c] == 0]
+    if missing and y.size:
+        warnings.warn(
+            f"classes {missing} have no labelled pixels in the sampled dates; the models "
+            "cannot predict them", UserWarning, stacklevel=2,
+        )
+    if balanced and y.size:
+        n_keep = int(counts[counts > 0].min()) if cap_per_class is None else min(int(counts[counts > 0].min()), cap_per_class)
         rows = np.concatenate([
-            np.flatnonzero(merged["y"] == c)[np.argsort(merged["key"][merged["y"] == c], kind="stable")[:n_min]]
-            for c in range(n_classes) if counts[c]
+            np.flatnonzero(y == c)[np.argsort(key[y == c], kind="stable")[:n_keep]] for c in range(n_classes)
         ])
+    elif cap_per_class is not None:
+        rows = np.argsort(key, kind="stable")[: n_classes * cap_per_class]
+    else:
+        rows = np.arange(y.size)
     rows = rows[np.random.default_rng(seed).permutation(rows.size)]  # iid order for partial_fit
     return Sample(merged["X"][rows], merged["y"][rows], merged["t"][rows], list(names))
 
@@ -279,4 +289,7 @@ def draw_samples(
         balanced=balanced, seed=seed,
     )
     (scenes,) = compute(graph)
-    return assemble(list(scenes), feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed)
+    return assemble(
+        list(scenes), feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed,
+        cap_per_class=cap_per_class,
+    )

@@ -123,20 +123,30 @@ def test_geocode_ramp_matches_gdal_positions(ew):
 def test_geocode_reads_only_each_chunks_window(ew, monkeypatch):
     tp, grid, inverse, _ = ew
     windows: list[tuple[int, int]] = []
-    real_multilook = gc.multilook
+    looked: list[tuple[int, int]] = []
+    sample_window, multilook = gc._sample_window, gc.multilook
 
-    def spy(image, looks):
-        windows.append(image.shape)
-        return real_multilook(image, looks)
+    def spy_window(window, *args, **kwargs):
+        windows.append(window.shape)
+        return sample_window(window, *args, **kwargs)
 
-    monkeypatch.setattr(gc, "multilook", spy)
+    def spy_multilook(image, looks):
+        looked.append(image.shape)
+        return multilook(image, looks)
+
+    monkeypatch.setattr(gc, "_sample_window", spy_window)
+    monkeypatch.setattr(gc, "multilook", spy_multilook)
     out = gc.geocode(_ramp(tp.shape, 0), inverse, grid, multilook=2, chunk=32)
     with dask.config.set(scheduler="sync"):
         out.compute()
     band = tp.shape[0] * tp.shape[1]
     assert len(windows) > 20
-    # a 32-pixel chunk at 1 km covers 32 km = 800 radar pixels a side (plus the scene's rotation)
-    assert max(h * w for h, w in windows) < 0.02 * band
+    # a 32-pixel chunk at 1 km covers 32 km = 800 radar pixels a side (plus the scene's
+    # rotation); windows are in 2 × 2 multilooked pixels
+    assert max(h * w for h, w in windows) * 4 < 0.02 * band
+    # every radar block is multilooked once, not once per window that reads it
+    assert len(looked) <= 36  # 6 × 6 blocks of 2048
+    assert max(h * w for h, w in looked) <= 2048 * 2048
 
 
 @pytest.mark.slow

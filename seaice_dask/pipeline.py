@@ -7,6 +7,7 @@ so ``run`` after a crash, or after adding scenes, only does the missing work.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,44 +22,44 @@ log = logging.getLogger(__name__)
 STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate")
 
 
-def stage_ingest(cfg: PipelineConfig, client: Client) -> object:
+def stage_ingest(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.ingest import ingest
 
-    return ingest(cfg)
+    return ingest(cfg, progress=progress)
 
 
-def stage_charts(cfg: PipelineConfig, client: Client) -> object:
+def stage_charts(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.charts import write_labels_from_config
 
-    return write_labels_from_config(cfg)
+    return write_labels_from_config(cfg, progress=progress)
 
 
-def stage_features(cfg: PipelineConfig, client: Client) -> object:
+def stage_features(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.features.store import write_glcm_features
 
     pols = tuple(p.lower() for p in cfg.preprocess.polarisations)
-    return write_glcm_features(cfg.paths.store, cfg.features, pols=pols)
+    return write_glcm_features(cfg.paths.store, cfg.features, pols=pols, progress=progress)
 
 
-def stage_train(cfg: PipelineConfig, client: Client) -> object:
+def stage_train(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.learn import train
 
-    return train(cfg, client)
+    return train(cfg, client, progress=progress)
 
 
-def stage_predict(cfg: PipelineConfig, client: Client) -> object:
+def stage_predict(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.learn import predict
 
-    return predict(cfg, client=client)
+    return predict(cfg, client=client, progress=progress)
 
 
-def stage_evaluate(cfg: PipelineConfig, client: Client) -> object:
+def stage_evaluate(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.learn import evaluate
 
-    return evaluate(cfg, client=client)
+    return evaluate(cfg, client=client, progress=progress)
 
 
-STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client], object]] = {
+STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client, bool], object]] = {
     "ingest": stage_ingest,
     "charts": stage_charts,
     "features": stage_features,
@@ -69,9 +70,18 @@ STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client], object]] = {
 
 
 def run_pipeline(
-    cfg: PipelineConfig, client: Client, stages: Sequence[str] = STAGES
+    cfg: PipelineConfig,
+    client: Client,
+    stages: Sequence[str] = STAGES,
+    *,
+    progress: bool | None = None,
 ) -> dict[str, object]:
-    """Run ``stages`` in pipeline order; returns each stage's report."""
+    """Run ``stages`` in pipeline order; returns each stage's report.
+
+    Progress bars are shown when ``progress`` is true, by default when stderr is a terminal
+    (log files of batch jobs stay readable).
+    """
+    progress = sys.stderr.isatty() if progress is None else progress
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
@@ -81,7 +91,7 @@ def run_pipeline(
             continue
         start = time.perf_counter()
         log.info("stage %s …", name)
-        reports[name] = STAGE_FUNCTIONS[name](cfg, client)
+        reports[name] = STAGE_FUNCTIONS[name](cfg, client, progress)
         log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
     return reports
 
@@ -122,6 +132,7 @@ def simulate_inputs(cfg: PipelineConfig) -> Path:
         return out
     simulate_series(
         out,
+        progress=sys.stderr.isatty(),
         n_scenes=sim.n_scenes,
         start=sim.start,
         end=sim.end,

@@ -19,10 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from seaice_dask.charts.schemes import SOD4  # noqa: E402
 from seaice_dask.grid import Grid  # noqa: E402
 
 #: Names of the built-in ``sod4`` class ids 0…3.
-SOD4_CLASS_NAMES = ("open water", "young ice", "first-year ice", "old ice")
+SOD4_CLASS_NAMES = tuple(SOD4.classes[i] for i in sorted(SOD4.classes))
 #: Colours close to the WMO stage-of-development chart colours (water, young, FYI, old).
 SOD4_COLOURS = ("#3a6fb0", "#e36ee3", "#ffff00", "#a0522d")
 

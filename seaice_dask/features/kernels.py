@@ -25,25 +25,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from seaice_dask.features.reference import FEATURE_CODES, Layout
+from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, Layout
 
 #: Fixed-point scale of the ``HOM`` and ``E`` running sums.
 FIXED_ONE = float(2**32)
 
 _CONTRAST, _DISSIMILARITY, _HOMOGENEITY, _ASM, _ENERGY, _ENTROPY, _CORRELATION, _MEAN, _VARIANCE, _MAX = (
-    FEATURE_CODES[n]
-    for n in (
-        "contrast",
-        "dissimilarity",
-        "homogeneity",
-        "ASM",
-        "energy",
-        "entropy",
-        "correlation",
-        "mean",
-        "variance",
-        "max_prob",
-    )
+    FEATURE_CODES[n] for n in ALL_FEATURES
 )
 # Pair-sum columns of the per-code table.
 _N, _D2, _AD, _HOM, _SI, _SI2 = range(6)

@@ -190,19 +190,35 @@ def _splits(n: int, chunk: int) -> tuple[int, ...]:
     return tuple(min(chunk, n - s) for s in range(0, n, chunk))
 
 
-def _bilinear(image: np.ndarray, line: np.ndarray, sample: np.ndarray) -> np.ndarray:
-    """Sample ``image`` at fractional (line, sample); positions are clamped into the image."""
-    n, m = image.shape
+def _bilinear_weights(shape: tuple[int, int], line: np.ndarray, sample: np.ndarray, dtype=np.float32):
+    """Flat indices of the 4 neighbours and the 2 weights for bilinear sampling of ``shape``
+    at fractional (line, sample), clamped into the image. Computed once, applied per variable."""
+    n, m = shape
     line = np.clip(line, 0, n - 1)
     sample = np.clip(sample, 0, m - 1)
     l0 = np.minimum(line.astype(np.intp), max(n - 2, 0))
     s0 = np.minimum(sample.astype(np.intp), max(m - 2, 0))
-    wl = (line - l0).astype(image.dtype, copy=False)
-    ws = (sample - s0).astype(image.dtype, copy=False)
-    l1, s1 = np.minimum(l0 + 1, n - 1), np.minimum(s0 + 1, m - 1)
-    top = image[l0, s0] + (image[l0, s1] - image[l0, s0]) * ws
-    bottom = image[l1, s0] + (image[l1, s1] - image[l1, s0]) * ws
+    wl = (line - l0).astype(dtype, copy=False)
+    ws = (sample - s0).astype(dtype, copy=False)
+    i00 = l0 * m + s0
+    i01 = i00 + (1 if m > 1 else 0)
+    i10 = i00 + (m if n > 1 else 0)
+    return i00, i01, i10, i10 + (i01 - i00), wl, ws
+
+
+def _bilinear_apply(image: np.ndarray, weights) -> np.ndarray:
+    i00, i01, i10, i11, wl, ws = weights
+    flat = image.ravel()
+    top = flat.take(i00)
+    top += (flat.take(i01) - top) * ws
+    bottom = flat.take(i10)
+    bottom += (flat.take(i11) - bottom) * ws
     return top + (bottom - top) * wl
+
+
+def _bilinear(image: np.ndarray, line: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Sample ``image`` at fractional (line, sample); positions are clamped into the image."""
+    return _bilinear_apply(image, _bilinear_weights(image.shape, line, sample, image.dtype))
 
 
 def multilook(image: np.ndarray, looks: int) -> np.ndarray:
@@ -236,39 +252,45 @@ def multilook_lazy(array: da.Array, looks: int) -> da.Array:
     return array.map_blocks(multilook, looks, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0), np.float32))
 
 
-def _sample_window(
-    window: np.ndarray,
+def _sample_windows(
     line: np.ndarray,
     sample: np.ndarray,
-    *,
+    *windows: np.ndarray,
     origin: tuple[int, int],
     looks: int,
     ml_shape: tuple[int, int],
     supersample: int,
 ) -> np.ndarray:
-    """Sample a multilooked radar window at full-resolution (line, sample) positions.
+    """Sample multilooked radar windows (same extent, one per variable) at full-resolution
+    (line, sample) positions → (n_windows, y, x).
 
-    ``origin`` is the window's first multilooked (line, sample); ``ml_shape`` the shape of the
+    ``origin`` is the windows' first multilooked (line, sample); ``ml_shape`` the shape of the
     whole multilooked image, which defines the footprint (NaN outside it).
     """
     # multilooked pixel i has its centre at full-resolution position i·L + (L − 1)/2
     q_line = (line - (looks - 1) / 2) / looks
     q_sample = (sample - (looks - 1) / 2) / looks
-    inside = (
+    outside = ~(
         (q_line >= -0.5) & (q_line <= ml_shape[0] - 0.5)
         & (q_sample >= -0.5) & (q_sample <= ml_shape[1] - 0.5)
     )
-    values = _bilinear(np.asarray(window, dtype=np.float32), q_line - origin[0], q_sample - origin[1])
-    values[~inside] = np.nan
-    if supersample > 1:
-        k = supersample
-        ny, nx = values.shape[0] // k, values.shape[1] // k
-        values = values.reshape(ny, k, nx, k)
-        count = np.isfinite(values).sum(axis=(1, 3))
-        total = np.nansum(values, axis=(1, 3), dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(count > 0, total / count, np.nan).astype(np.float32)
-    return values
+    weights = _bilinear_weights(windows[0].shape, q_line - origin[0], q_sample - origin[1])
+    out = []
+    for window in windows:
+        values = _bilinear_apply(np.asarray(window, dtype=np.float32), weights)
+        values[outside] = np.nan
+        out.append(_box_mean(values, supersample) if supersample > 1 else values)
+    return np.stack(out)
+
+
+def _box_mean(values: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the finite values of each k × k block (NaN where none)."""
+    ny, nx = values.shape[0] // k, values.shape[1] // k
+    values = values.reshape(ny, k, nx, k)
+    count = np.isfinite(values).sum(axis=(1, 3))
+    total = np.nansum(values, axis=(1, 3), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
 
 
 def geocode(
@@ -344,17 +366,17 @@ def geocode_arrays(
                     da.from_delayed(v, shape=(h * k, w * k), dtype=np.float64, meta=np.empty((0, 0)))
                     for v in chunk_map
                 )
-                for name, array in data.items():
-                    # dask-array ops, not delayed: the radar blocks stay shared graph keys,
-                    # computed once however many output windows read them
-                    values = array[lo_l:hi_l, lo_s:hi_s].rechunk(-1)
-                    rows_blocks[name].append(
-                        da.map_blocks(
-                            _sample_window, values, line, sample,
-                            origin=(lo_l, lo_s), looks=looks, ml_shape=ml_shape, supersample=k,
-                            chunks=((h,), (w,)), dtype=np.float32, meta=np.empty((0, 0), np.float32),
-                        )
-                    )
+                # dask-array ops, not delayed: the radar blocks stay shared graph keys, computed
+                # once however many output windows read them
+                windows = [array[lo_l:hi_l, lo_s:hi_s].rechunk(-1) for array in data.values()]
+                sampled = da.map_blocks(
+                    _sample_windows, line, sample, *windows,
+                    origin=(lo_l, lo_s), looks=looks, ml_shape=ml_shape, supersample=k,
+                    new_axis=0, chunks=((len(windows),), (h,), (w,)), dtype=np.float32,
+                    meta=np.empty((0, 0, 0), np.float32),
+                )
+                for i, name in enumerate(data):
+                    rows_blocks[name].append(sampled[i])
             c0 += w
         for name in data:
             blocks[name].append(rows_blocks[name])

@@ -124,17 +124,17 @@ def test_geocode_reads_only_each_chunks_window(ew, monkeypatch):
     tp, grid, inverse, _ = ew
     windows: list[tuple[int, int]] = []
     looked: list[tuple[int, int]] = []
-    sample_window, multilook = gc._sample_window, gc.multilook
+    sample_windows, multilook = gc._sample_windows, gc.multilook
 
-    def spy_window(window, *args, **kwargs):
-        windows.append(window.shape)
-        return sample_window(window, *args, **kwargs)
+    def spy_window(line, sample, *radar, **kwargs):
+        windows.extend(w.shape for w in radar)
+        return sample_windows(line, sample, *radar, **kwargs)
 
     def spy_multilook(image, looks):
         looked.append(image.shape)
         return multilook(image, looks)
 
-    monkeypatch.setattr(gc, "_sample_window", spy_window)
+    monkeypatch.setattr(gc, "_sample_windows", spy_window)
     monkeypatch.setattr(gc, "multilook", spy_multilook)
     out = gc.geocode(_ramp(tp.shape, 0), inverse, grid, multilook=2, chunk=32)
     with dask.config.set(scheduler="sync"):

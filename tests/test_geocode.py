@@ -188,3 +188,21 @@ def test_input_errors(ew):
         gc.geocode(_ramp((100, 100), 0), inverse, grid)
     with pytest.raises(ValueError, match="resampling"):
         gc.geocode(_ramp(tp.shape, 0), inverse, grid, resampling="cubic")
+
+
+def test_multilook_lazy_equals_whole_image_multilook():
+    image = np.random.default_rng(3).gamma(2.0, size=(203, 157)).astype(np.float32)
+    lazy = gc.multilook_lazy(da.from_array(image, chunks=(51, 37)), 2)  # odd chunks get realigned
+    np.testing.assert_allclose(lazy.compute(), gc.multilook(image, 2), rtol=1e-6)
+    assert lazy.shape == (101, 78)
+
+
+def test_radar_to_grid_map_is_the_spline_at_pixel_centres(ew):
+    tp, grid, inverse, _ = ew
+    line, sample = gc.radar_to_grid_map(tp, grid, chunk=64)
+    assert isinstance(line, da.Array) and line.shape == grid.shape
+    yy, xx = np.meshgrid(grid.y, grid.x, indexing="ij")
+    exact_line, exact_sample = inverse(xx, yy)
+    # within 0.05 output pixel, in 40 m source pixels
+    assert np.abs(line.compute() - exact_line).max() < 0.05 * grid.resolution / 40.0
+    assert np.abs(sample.compute() - exact_sample).max() < 0.05 * grid.resolution / 40.0

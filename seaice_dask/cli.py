@@ -282,9 +282,10 @@ def download() -> None:
 @app.command()
 def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")]) -> None:
     """Check a cube's consistency (grid, variables, completed slices)."""
-    from seaice_dask.cube import done, open_cube, validate_cube
+    from seaice_dask.cube import done, open_cube
+    from seaice_dask.ingest import validate_ingest
 
-    problems = validate_cube(store)
+    problems = validate_ingest(store)
     if problems:
         for problem in problems:
             console.print(f"[red]✗[/red] {problem}")

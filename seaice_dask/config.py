@@ -105,6 +105,7 @@ class ModelConfig(_Section):
     validation: Literal["temporal", "random"] = "temporal"
     test_fraction: float = Field(0.33, gt=0, lt=1)
     seed: int = 0
+    smoothing_m: float = Field(0.0, ge=0)  # average class probabilities over this window (metres)
 
 
 class TLSConfig(_Section):

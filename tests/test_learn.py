@@ -24,7 +24,7 @@ from seaice_dask.learn import evaluate, predict, train
 from seaice_dask.learn.evaluate import confusion, confusion_per_date, scores
 from seaice_dask.learn.models import LEARNERS, fit_learner, partial_fit_blocks
 from seaice_dask.learn.persist import load_model, save_model
-from seaice_dask.learn.predict import PROBA_DIM, export_cog, predict_dataset
+from seaice_dask.learn.predict import PROBA_DIM, export_cog, predict_dataset, smooth_probabilities, smoothing_pixels
 from seaice_dask.learn.samples import (
     draw_samples,
     feature_names,
@@ -217,6 +217,36 @@ def test_predict_dataset_masks_and_agrees_with_model(cube):
     np.testing.assert_array_equal(np.argmax(np.nan_to_num(proba, nan=-1), axis=1)[usable], cls[usable])
     x = feature_stack(ds, INPUTS).isel(time=3).values.reshape(len(feature_names(ds, INPUTS)), -1).T
     np.testing.assert_array_equal(cls[1].ravel()[usable[1].ravel()], model.predict(x[usable[1].ravel()]))
+
+
+def test_smoothing_is_a_normalised_box_mean_and_chunk_independent(cube):
+    ds = open_cube(cube)
+    sample = draw_samples(ds, INPUTS, [0, 1], cap_per_class=200, n_classes=4)
+    model = fit_learner("gnb", sample.X, sample.y, [0, 1, 2, 3])
+    raw = predict_dataset(ds.isel(time=[2, 3]), model, INPUTS, [0, 1, 2, 3])
+    smooth = predict_dataset(ds.isel(time=[2, 3]), model, INPUTS, [0, 1, 2, 3], smooth_px=5)
+    p, cls = raw["proba"].values, raw["class"].values
+    usable = cls >= 0
+    # independent reference: explicit window loop over usable neighbours
+    t, y, x = 1, 20, 7
+    win = (slice(y - 2, y + 3), slice(x - 2, x + 3))
+    ok = usable[t][win]
+    expected = np.array([p[t, c][win][ok].mean() for c in range(4)])
+    np.testing.assert_allclose(smooth["proba"].values[t, :, y, x], expected, rtol=1e-5)
+    assert smooth["class"].values[t, y, x] == np.argmax(expected)
+    np.testing.assert_array_equal(smooth["class"].values == -1, ~usable)  # masks unchanged
+    rechunked = predict_dataset(ds.isel(time=[2, 3]).chunk({"y": 13, "x": 17}), model, INPUTS, [0, 1, 2, 3], smooth_px=5)
+    np.testing.assert_array_equal(rechunked["class"].values, smooth["class"].values)
+
+
+def test_smoothing_removes_an_isolated_pixel():
+    both = np.zeros((1, 3, 9, 9), dtype=np.float32)
+    both[0, 0], both[0, 2] = 0.9, 0  # class 0 everywhere …
+    both[0, 1] = 0.1
+    both[0, :2, 4, 4], both[0, 2, 4, 4] = (0.2, 0.8), 1  # … but one pixel of class 1
+    out = smooth_probabilities(both, 3, np.array([0, 1]))
+    assert out[0, 2, 4, 4] == 0 and np.isclose(out[0, 1, 4, 4], (8 * 0.1 + 0.8) / 9)
+    assert smoothing_pixels(0, 80) == 1 and smoothing_pixels(2000, 400) == 5 and smoothing_pixels(2000, 80) == 25
 
 
 def test_export_cog_reads_back(cube, tmp_path):

@@ -33,7 +33,7 @@ from seaice_dask.cube import cube_grid, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.persist import load_model
-from seaice_dask.learn.predict import CLASS_VAR, REPORT_NAME, predict_dataset
+from seaice_dask.learn.predict import CLASS_VAR, REPORT_NAME, predict_dataset, smoothing_pixels
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, split_dates, usable_mask
 
 TRUTH_STORE = "truth.zarr"
@@ -186,10 +186,11 @@ def evaluate(
         references["truth"] = open_truth(truth_path, ds).isel(time=test_idx)
     inputs = list(cfg.model.inputs)
     columns = [str(c) for c in feature_stack(test, inputs)[COLUMN_DIM].values]
+    smooth_px = smoothing_pixels(cfg.model.smoothing_m, cube_grid(ds).resolution)
     lazy: dict[tuple[str, str], da.Array] = {}
     for learner, file in train_report["models"].items():
         model, _ = load_model(Path(cfg.paths.models) / file, feature_names=columns)
-        predicted = predict_dataset(test, model, inputs, classes)[CLASS_VAR]
+        predicted = predict_dataset(test, model, inputs, classes, smooth_px=smooth_px)[CLASS_VAR]
         for ref_name, ref in references.items():
             lazy[learner, ref_name] = confusion_per_date(ref, predicted, usable, k)
     keys = list(lazy)

@@ -55,7 +55,7 @@ def make_estimator(name: str, seed: int = 0) -> BaseEstimator:
     if name == "gnb":
         return GaussianNB()
     if name == "rf":
-        return RandomForestClassifier(n_estimators=100, min_samples_leaf=2, n_jobs=1, random_state=seed)
+        return RandomForestClassifier(n_estimators=100, min_samples_leaf=10, n_jobs=1, random_state=seed)
     if name == "hgb":
         return HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=seed)
     if name == "svm":

@@ -63,8 +63,48 @@ def _predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: 
     return out.reshape(1, n_classes + 1, by, bx)
 
 
-def predict_dataset(ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int]) -> xr.Dataset:
-    """Lazy ``class`` and ``proba`` for every date of ``ds`` (dask in, dask out)."""
+def smooth_probabilities(both: np.ndarray, size: int, classes: np.ndarray) -> np.ndarray:
+    """Contextual classification: mean class probabilities over a ``size``×``size`` window.
+
+    ``both`` is a block ``(time, K + 1, y, x)`` as made by :func:`_predict_block`. Each usable
+    pixel's probabilities become the mean over the usable pixels of its window (a normalised
+    box filter, so land and no-data neither count nor leak in), and its class the argmax of the
+    mean. This is the spatial regularisation ice analysts apply by eye: single-pixel decisions
+    are dominated by speckle, while ice types form km-scale regions (Park et al. 2020 smooth
+    the same way with a majority filter).
+    """
+    from scipy.ndimage import uniform_filter
+
+    k = classes.size
+    out = both.copy()
+    for t in range(both.shape[0]):
+        usable = both[t, k] >= 0
+        weight = uniform_filter(usable.astype(np.float64), size, mode="constant")
+        mean = np.stack([
+            uniform_filter(np.where(usable, both[t, c], 0.0).astype(np.float64), size, mode="constant")
+            for c in range(k)
+        ])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean /= weight
+        out[t, :k] = np.where(usable, mean, np.nan)
+        out[t, k] = np.where(usable, classes[np.argmax(np.nan_to_num(mean, nan=-1.0), axis=0)], -1)
+    return out
+
+
+def smoothing_pixels(smoothing_m: float, resolution_m: float) -> int:
+    """Odd window width (pixels) closest to ``smoothing_m`` metres; 1 means no smoothing."""
+    n = int(round(smoothing_m / resolution_m))
+    return max(1, n + 1 - n % 2)
+
+
+def predict_dataset(
+    ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int], *, smooth_px: int = 1
+) -> xr.Dataset:
+    """Lazy ``class`` and ``proba`` for every date of ``ds`` (dask in, dask out).
+
+    ``smooth_px`` > 1 averages the probabilities over that window before the argmax
+    (:func:`smooth_probabilities`, through ``map_overlap``: results do not depend on chunking).
+    """
     stack = feature_stack(ds, inputs)
     usable = usable_mask(ds)
     stack, usable = xr.unify_chunks(stack, usable)
@@ -83,6 +123,18 @@ def predict_dataset(ds: xr.Dataset, model: Any, inputs: list[str], classes: list
         chunks=(data.chunks[0], (k + 1,), data.chunks[2], data.chunks[3]),
         meta=np.empty((0, 0, 0, 0), dtype=np.float32),
     )
+    if smooth_px > 1:
+        half = smooth_px // 2
+        both = da.map_overlap(
+            smooth_probabilities,
+            both,
+            depth={0: 0, 1: 0, 2: half, 3: half},
+            boundary="none",
+            size=smooth_px,
+            classes=classes_arr,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+        )
     coords = {"time": ds["time"], "y": ds["y"], "x": ds["x"]}
     cls = xr.DataArray(both[:, k].astype(np.int8), dims=("time", "y", "x"), coords=coords)
     proba = xr.DataArray(
@@ -156,8 +208,10 @@ def predict(
     model, meta = load_model(model_path, feature_names=names)
     classes = meta["classes"]
     grid = cube_grid(ds)
-    out = predict_dataset(ds, model, inputs, classes)
-    attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref"}
+    smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)
+    out = predict_dataset(ds, model, inputs, classes, smooth_px=smooth_px)
+    attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
+             "smoothing_window_px": smooth_px}
     ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**out[CLASS_VAR].attrs, **attrs})
     ensure_variable(
         store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**out[PROBA_VAR].attrs, **attrs},

@@ -108,7 +108,7 @@ def demo_config(out: Path, n_scenes: int) -> PipelineConfig:
             "grid": {"resolution_m": 400, "chunk": 256},
             "preprocess": {"multilook": 1},
             "features": {"window": 7},
-            "model": {"cap_per_class": 5000, "smoothing_m": 2000},
+            "model": {"cap_per_class": 5000, "smoothing_m": 2800},
             "cluster": {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "4GiB"},
             "simulate": {"enabled": True, "n_scenes": n_scenes, "size": "small"},
         }

@@ -76,11 +76,6 @@ def save_model(
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of a model file (loads the whole file; trusted types only)."""
-    return load_model(path)[1]
-
-
 def load_model(
     path: str | Path,
     *,

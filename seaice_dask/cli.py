@@ -224,8 +224,10 @@ def demo(
     typer.echo(f"  models   {cfg.paths.models}")
     typer.echo(f"  reports  {cfg.paths.reports} (scores, figures, GeoTIFF class maps)")
     evaluation = reports.get("evaluate")
-    if evaluation is not None and hasattr(evaluation, "table"):
-        for model, row in evaluation.table().items():
+    if evaluation is not None:
+        typer.echo(f"  scores on the held-out dates {', '.join(d[:10] for d in evaluation.test_dates)}, "
+                   "against the simulator's truth:")
+        for model, row in evaluation.table("truth").items():
             typer.echo(f"  {model:6s} overall accuracy {row['overall_accuracy']:.3f}  kappa {row['kappa']:.3f}")
 
 

@@ -293,7 +293,10 @@ def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")])
             console.print(f"[red]✗[/red] {problem}")
         raise typer.Exit(1)
     ds = open_cube(store)
-    flags = {str(v)[5:]: int(done(store, str(v)[5:]).sum()) for v in ds.data_vars if str(v).startswith("done_")}
+    order = ["ingest", "labels", "glcm_hh", "glcm_hv", "features", "predict"]
+    stages = sorted((str(v)[5:] for v in ds.data_vars if str(v).startswith("done_")),
+                    key=lambda s: (order.index(s) if s in order else len(order), s))
+    flags = {stage: int(done(store, stage).sum()) for stage in stages}
     typer.echo(f"{store}: consistent; {ds.sizes['time']} time slices on a {ds.sizes['y']}×{ds.sizes['x']} grid")
     for stage, count in flags.items():
         typer.echo(f"  {stage:12s} {count}/{ds.sizes['time']} slices complete")

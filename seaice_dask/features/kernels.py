@@ -23,7 +23,7 @@ formulas); the tests pin the two together. How it stays fast and exact:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, Layout
 
@@ -111,29 +111,29 @@ def _add_column(column, ylo, yhi, counts, delta_e, hist, max_count, need_max):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _slide_column(leaving, entering, ylo, yhi, counts, delta_e, hist, max_count, need_max):
-    """Remove the pairs of column ``leaving`` and add those of ``entering`` (same rows).
-    Returns (ΔQ, ΔE, new max count)."""
+def _slide_column(codes, o, x_out, x_in, ylo, yhi, counts, g, delta_e, hist, max_count, need_max):
+    """Remove the pairs of offset ``o`` at column ``x_out`` and add those at ``x_in`` (same rows)
+    from group ``g``'s counts. Returns (ΔQ, ΔE, new max count)."""
     dq = 0
     de = 0
     for y in range(_U(ylo), _U(yhi) + _U(1)):
-        old = leaving[y]
-        new = entering[y]
+        old = codes[o, y, x_out]
+        new = codes[o, y, x_in]
         if old >= 0:
             k = _U(old >> 1)
             diag = old & 1
             step = diag + 1
-            s = counts[k]
+            s = counts[g, k]
             s2 = s - step
-            counts[k] = s2
+            counts[g, k] = s2
             dq -= 4 * s - 2 * step
             de -= delta_e[_U(2 * s2 + diag)]
             if need_max:
-                hist[_U(s)] -= 1
-                hist[_U(s2)] += 1
-                if s == max_count and hist[_U(s)] == 0:
+                hist[g, _U(s)] -= 1
+                hist[g, _U(s2)] += 1
+                if s == max_count and hist[g, _U(s)] == 0:
                     # the entry just lowered holds s2; with step 2, an entry at s − 1 may exist
-                    if step == 2 and hist[_U(s - 1)] > 0:
+                    if step == 2 and hist[g, _U(s - 1)] > 0:
                         max_count = s - 1
                     else:
                         max_count = s2
@@ -141,20 +141,21 @@ def _slide_column(leaving, entering, ylo, yhi, counts, delta_e, hist, max_count,
             k = _U(new >> 1)
             diag = new & 1
             step = diag + 1
-            s = counts[k]
-            counts[k] = s + step
+            s = counts[g, k]
+            counts[g, k] = s + step
             dq += 4 * s + 2 * step
             de += delta_e[_U(2 * s + diag)]
             if need_max:
-                hist[_U(s)] -= 1
-                hist[_U(s + step)] += 1
+                hist[g, _U(s)] -= 1
+                hist[g, _U(s + step)] += 1
                 max_count = max(max_count, s + step)
     return dq, de, max_count
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _features(lin, q_sum, e_sum, max_count, slogs, feature_codes, snap, values):
-    """Write the features of one group (``lin`` = its six pair sums) into ``values``."""
+def _features(lin, q_sum, e_sum, max_count, slogs, snap, values):
+    """Write all ten features of one group (``lin`` = its six pair sums) into ``values``, indexed
+    by feature code (computing them all is cheaper than branching on the requested ones)."""
     t = lin[_N]
     d2 = float(lin[_D2])
     si = float(lin[_SI])
@@ -165,41 +166,26 @@ def _features(lin, q_sum, e_sum, max_count, slogs, feature_codes, snap, values):
     if snap:  # SNAP divides the symmetric counts by the number of pairs T
         scale = 2.0 * inv_t
         inv_n2 = inv_t * inv_t
-        entropy = (2 * slogs[t] - e_sum) / FIXED_ONE * inv_t
-        mean = si * inv_t
-        variance = si2 * inv_t
-        max_prob = max_count * inv_t
-        correlation = (si2 - d2) / si2 if si2 > 0 else np.nan
+        values[_ENTROPY] = (2 * slogs[t] - e_sum) / FIXED_ONE * inv_t
+        values[_MEAN] = si * inv_t
+        values[_VARIANCE] = si2 * inv_t
+        values[_MAX] = max_count * inv_t
+        values[_CORRELATION] = (si2 - d2) / si2 if si2 > 0 else np.nan
     else:  # proper probabilities: divide by ΣS = 2T
         scale = inv_t
         inv_n2 = 0.25 * inv_t * inv_t
-        entropy = (slogs[2 * t] - e_sum) / FIXED_ONE * (0.5 * inv_t)
-        mean = si * (0.5 * inv_t)
-        variance = var_num * inv_n2
-        max_prob = max_count * (0.5 * inv_t)
-        correlation = ((lin[_SI2] - lin[_D2]) * 2 * t - lin[_SI] * lin[_SI]) / var_num if var_num > 0 else 1.0
-    for f in range(feature_codes.shape[0]):
-        code = feature_codes[f]
-        if code == _CONTRAST:
-            values[f] = d2 * scale
-        elif code == _DISSIMILARITY:
-            values[f] = lin[_AD] * scale
-        elif code == _HOMOGENEITY:
-            values[f] = lin[_HOM] / FIXED_ONE * scale
-        elif code == _ASM:
-            values[f] = q_sum * inv_n2
-        elif code == _ENERGY:
-            values[f] = np.sqrt(q_sum * inv_n2)
-        elif code == _ENTROPY:
-            values[f] = entropy
-        elif code == _CORRELATION:
-            values[f] = correlation
-        elif code == _MEAN:
-            values[f] = mean
-        elif code == _VARIANCE:
-            values[f] = variance
-        else:
-            values[f] = max_prob
+        values[_ENTROPY] = (slogs[2 * t] - e_sum) / FIXED_ONE * (0.5 * inv_t)
+        values[_MEAN] = si * (0.5 * inv_t)
+        values[_VARIANCE] = var_num * inv_n2
+        values[_MAX] = max_count * (0.5 * inv_t)
+        values[_CORRELATION] = (
+            ((lin[_SI2] - lin[_D2]) * 2 * t - lin[_SI] * lin[_SI]) / var_num if var_num > 0 else 1.0
+        )
+    values[_CONTRAST] = d2 * scale
+    values[_DISSIMILARITY] = lin[_AD] * scale
+    values[_HOMOGENEITY] = lin[_HOM] / FIXED_ONE * scale
+    values[_ASM] = q_sum * inv_n2
+    values[_ENERGY] = np.sqrt(q_sum * inv_n2)
 
 
 @njit(nogil=True, cache=True)
@@ -212,17 +198,37 @@ def glcm_block(
     ``q``: (H, W) integer levels, −1 = no-data. ``out``: (n_features, n_slots, H − 2·half,
     W − 2·half), fully written (NaN where no group of a slot has a valid pair).
     """
+    need_counts = need_max = False
+    for f in range(feature_codes.shape[0]):
+        c = feature_codes[f]
+        need_counts |= c == _ASM or c == _ENERGY or c == _ENTROPY or c == _MAX
+        need_max |= c == _MAX
+    # one compiled sweep per case: the count updates and max tracking drop out where not needed
+    if need_max:
+        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+               pair_sums, slogs, delta_e, out, True, True)  # fmt: skip
+    elif need_counts:
+        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+               pair_sums, slogs, delta_e, out, True, False)  # fmt: skip
+    else:
+        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+               pair_sums, slogs, delta_e, out, False, False)  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def _sweep(
+    q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+    pair_sums, slogs, delta_e, out, need_counts, need_max,
+):  # fmt: skip
+    """The body of :func:`glcm_block`, compiled for constant ``need_counts`` and ``need_max``."""
+    literally(need_counts)
+    literally(need_max)
     height, width = q.shape
     ny = height - 2 * half
     nx = width - 2 * half
     n_off = offsets.shape[0]
     n_groups = slot_of_group.shape[0]
     n_feat = feature_codes.shape[0]
-    need_counts = need_max = False
-    for f in range(n_feat):
-        c = feature_codes[f]
-        need_counts |= c == _ASM or c == _ENERGY or c == _ENTROPY or c == _MAX
-        need_max |= c == _MAX
 
     # pair code of every first pixel (−1: no pair); a column of it is read strided, which stays
     # in cache because the next pixel reads the neighbouring column
@@ -236,28 +242,32 @@ def glcm_block(
                 b = q[y + dy, x + dx]
                 if a >= 0 and b >= 0:
                     codes[o, y, x] = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
+    # the window of pixel (r, c) holds the first pixels of offset o at rows
+    # r − half + y_lo[o] … r + half − y_hi[o] and columns c − half + x_lo[o] … c + half − x_hi[o]
+    y_lo = np.maximum(0, -offsets[:, 0])
+    y_hi = np.maximum(0, offsets[:, 0])
+    x_lo = np.maximum(0, -offsets[:, 1])
+    x_hi = np.maximum(0, offsets[:, 1])
     # pair sums by ``(code >> 1) + 1``: row 0 (code −1, no pair) is zeros
     sums1 = np.zeros((pair_sums.shape[0] + 1, 6), dtype=np.int64)
     sums1[1:] = pair_sums
     colsum = np.zeros((n_off, width, 6), dtype=np.int64)
-    lin = np.zeros((n_off, 6), dtype=np.int64)
     glin = np.zeros((n_groups, 6), dtype=np.int64)
     counts = np.zeros((n_groups, levels * levels), dtype=np.int64)
     hist = np.zeros((n_groups, slogs.shape[0] + 2), dtype=np.int64)
     q_sum = np.zeros(n_groups, dtype=np.int64)
     e_sum = np.zeros(n_groups, dtype=np.int64)
     max_count = np.zeros(n_groups, dtype=np.int64)
-    values = np.empty(n_feat, dtype=np.float64)
-    acc = np.zeros((n_feat, n_slots), dtype=np.float64)
+    values = np.empty(len(ALL_FEATURES), dtype=np.float64)
+    acc = np.zeros((n_slots, n_feat), dtype=np.float64)
     n_acc = np.zeros(n_slots, dtype=np.int64)
 
     for i in range(ny):
         r = i + half
         # column sums of the pair sums over this window's first-pixel rows
         for o in range(n_off):
-            dy = offsets[o, 0]
-            ylo = r - half + max(0, -dy)
-            yhi = r + half - max(0, dy)
+            ylo = r - half + y_lo[o]
+            yhi = r + half - y_hi[o]
             if i == 0:
                 for x in range(width):
                     for y in range(ylo, yhi + 1):
@@ -271,6 +281,7 @@ def glcm_block(
                     k_out = (codes[o, ylo - 1, x] >> 1) + 1
                     for s in range(6):
                         colsum[o, x, s] += sums1[k_in, s] - sums1[k_out, s]
+        glin[:, :] = 0
         if need_counts:
             counts[:, :] = 0
             hist[:, :] = 0
@@ -280,19 +291,15 @@ def glcm_block(
         for j in range(nx):
             c = j + half
             for o in range(n_off):
-                dy = offsets[o, 0]
-                dx = offsets[o, 1]
                 g = group_of_offset[o]
-                ylo = r - half + max(0, -dy)
-                yhi = r + half - max(0, dy)
-                xlo = c - half + max(0, -dx)
-                xhi = c + half - max(0, dx)
+                ylo = r - half + y_lo[o]
+                yhi = r + half - y_hi[o]
+                xlo = c - half + x_lo[o]
+                xhi = c + half - x_hi[o]
                 if j == 0:
-                    for s in range(6):
-                        lin[o, s] = 0
                     for x in range(xlo, xhi + 1):
                         for s in range(6):
-                            lin[o, s] += colsum[o, x, s]
+                            glin[g, s] += colsum[o, x, s]
                         if need_counts:
                             dq, de, mc = _add_column(
                                 codes[o, :, x], ylo, yhi, counts[g], delta_e, hist[g], max_count[g], need_max
@@ -302,37 +309,31 @@ def glcm_block(
                             max_count[g] = mc
                 else:
                     for s in range(6):
-                        lin[o, s] += colsum[o, xhi, s] - colsum[o, xlo - 1, s]
+                        glin[g, s] += colsum[o, xhi, s] - colsum[o, xlo - 1, s]
                     if need_counts:
                         dq, de, mc = _slide_column(
-                            codes[o, :, xlo - 1], codes[o, :, xhi], ylo, yhi, counts[g], delta_e, hist[g],
+                            codes, _U(o), _U(xlo - 1), _U(xhi), ylo, yhi, counts, _U(g), delta_e, hist,
                             max_count[g], need_max,
                         )  # fmt: skip
                         q_sum[g] += dq
                         e_sum[g] += de
                         max_count[g] = mc
-            for g in range(n_groups):
-                for s in range(6):
-                    glin[g, s] = 0
-            for o in range(n_off):
-                for s in range(6):
-                    glin[group_of_offset[o], s] += lin[o, s]
             for slot in range(n_slots):
                 n_acc[slot] = 0
                 for f in range(n_feat):
-                    acc[f, slot] = 0.0
+                    acc[slot, f] = 0.0
             for g in range(n_groups):
                 if glin[g, _N] == 0:
                     continue
-                _features(glin[g], q_sum[g], e_sum[g], max_count[g], slogs, feature_codes, snap, values)
+                _features(glin[g], q_sum[g], e_sum[g], max_count[g], slogs, snap, values)
                 slot = slot_of_group[g]
                 n_acc[slot] += 1
                 for f in range(n_feat):
-                    acc[f, slot] += values[f]
+                    acc[slot, f] += values[feature_codes[f]]
             for slot in range(n_slots):
                 for f in range(n_feat):
                     if n_acc[slot] > 0:
-                        out[f, slot, i, j] = acc[f, slot] / n_acc[slot]
+                        out[f, slot, i, j] = acc[slot, f] / n_acc[slot]
                     else:
                         out[f, slot, i, j] = np.nan
 

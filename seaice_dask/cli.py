@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +56,6 @@ def _main(
 
 def _quiet_libraries(level: int) -> None:
     """Dependencies log at WARNING unless -vvv; distributed installs its own handlers at import."""
-    import os
-
     # read by dask's config in this process and in every worker process it spawns
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(level).lower())
     import distributed  # noqa: F401  (so that its logger configuration is in place first)
@@ -103,8 +102,6 @@ def info(scheduler: SchedulerOpt = None) -> None:
         typer.echo(f"{pkg:14s} {v}")
     typer.echo(f"{'python':14s} {sys.version.split()[0]}")
     cfg = ClusterConfig()
-    import os
-
     target = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if target:
         typer.echo(f"cluster        scheduler at {target}")

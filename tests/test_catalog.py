@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from seaice_dask.catalog import search_local
 from seaice_dask.cli import app
-from tests.conftest import EW_GRDM, REALDATA
+from tests.conftest import EW_GRDM
 
 
 def test_finds_every_real_product(realdata):

@@ -86,7 +86,7 @@ def test_known_values_of_a_two_level_window():
 
 
 @pytest.mark.parametrize("mode,average", [("standard", True), ("standard", False), ("snap", True)])
-@pytest.mark.parametrize("levels,window,distances", [(8, 5, (1, 2)), (32, 7, (1,)), (64, 5, (4,))])
+@pytest.mark.parametrize("levels,window,distances", [(8, 5, (1, 2)), (32, 7, (1,)), (64, 5, (4,)), (200, 5, (1,))])
 def test_kernel_pinned_to_reference_with_nodata(mode, average, levels, window, distances):
     rng = np.random.default_rng(levels + window)
     q = rng.integers(0, levels, (19, 23)).astype(np.int16)

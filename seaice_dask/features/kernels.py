@@ -9,17 +9,24 @@ formulas); the tests pin the two together. How it stays fast and exact:
   (so ``Σ_S i j = SI2 − D2``), plus ``Q = Σ S²``, ``E = Σ S ln S`` and ``max S``;
   e.g. standard contrast ``D2/T``, entropy ``ln 2T − E/2T``, correlation
   ``((SI2 − D2)·2T − SI²) / (SI2·2T − SI²)``;
-* the pair sums are box sums, computed a whole image row at a time (so the loops vectorise):
-  column sums over the window's rows are updated by the row entering and the row leaving, and the
-  window sums are differences of running sums of those along the row — O(1) per pixel;
-* ``Q``, ``E`` and ``max S`` need the counts: per group one L×L table of integer counts, swept
-  along the row (one group at a time, so its table stays in L1 cache) and updated by the
-  ``w − |dy|`` pairs of the column entering and leaving (O(w) per pixel); ``Q`` and ``E`` change
-  by their exact increments, ``max S`` is kept through a histogram of count values;
+* the pair sums are box sums, computed a whole image row at a time in float64 (exact: integers
+  < 2⁵³) so that the loops vectorise: column sums over the window's rows change by the row
+  entering and the row leaving, window sums along the row by the column entering and the column
+  leaving — O(1) per pixel;
+* ``Q``, ``E`` and ``max S`` need the counts: per group one table over the pair codes, swept along
+  the row one group at a time (so its table stays in L1 cache) and updated by the ``w − |dy|``
+  pairs of the column entering and leaving (O(w) per pixel). An entry holds its state
+  ``2·pairs + diagonal``, which indexes the exact increments of ``Q`` and ``E`` (one table
+  lookup, no arithmetic); ``max S`` comes from the number of entries holding at least c pairs,
+  walked from the previous pixel's maximum. Pairs touching no-data go to one extra entry whose
+  share is taken out per pixel, so the hot loop has no branch;
+* pair codes are built once per block, column-major (a sliding step reads a column
+  contiguously), as int16 where they fit;
 * features are then computed for the whole row, one branch-free loop per feature;
 * all sums are integers (``HOM`` and ``E`` in fixed point, 2⁻³² resolution: error < 1e-9), so a
   pixel's result depends only on its window, never on where a sweep started: results are
   bit-identical for any chunking.
+
 """
 
 from __future__ import annotations
@@ -69,8 +76,8 @@ def max_pairs_per_group(window: int, layout: Layout) -> int:
     return int(totals.max())
 
 
-# A pair is stored as the code ``2·(min(a,b)·L + max(a,b)) + (a == b)`` (−1: no pair), which also
-# indexes its entry in the count table. An entry holds its state ``2 · pairs + (a == b)``, so an
+# A pair is stored as the code ``2·(min(a,b)·L + max(a,b)) + (a == b)`` (no pair: ``2·L²``, an
+# extra entry), which also indexes its entry in the count table. An entry holds its state ``2 · pairs + (a == b)``, so an
 # update is ±2 and the state itself indexes the increments of ``Q`` and ``E``: the count table
 # starts from ``code & 1``.
 
@@ -332,7 +339,7 @@ def _sweep(
                 b = np.int32(q_t[x + dx, y + dy])
                 code = 2 * (min(a, b) * levels + max(a, b)) + (a == b)
                 codes[o, x, y] = code if (a >= 0) & (b >= 0) else no_pair
-    # pair sums as float64: exact integers (< 2⁵³, see glcm_levels), and the row loops vectorise
+    # pair sums in float64: exact (integers ≤ pairs · 2³² < 2⁵³), and the row loops vectorise
     colsum = np.zeros((n_off, 6, width), dtype=np.float64)
     counts_start = (np.arange(no_pair + 1) & 1).astype(np.int32)
     counts = counts_start.copy()

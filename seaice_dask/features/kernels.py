@@ -77,9 +77,9 @@ def max_pairs_per_group(window: int, layout: Layout) -> int:
 
 
 # A pair is stored as the code ``2·(min(a,b)·L + max(a,b)) + (a == b)`` (no pair: ``2·L²``, an
-# extra entry), which also indexes its entry in the count table. An entry holds its state ``2 · pairs + (a == b)``, so an
-# update is ±2 and the state itself indexes the increments of ``Q`` and ``E``: the count table
-# starts from ``code & 1``.
+# extra entry), which also indexes its entry in the count table. An entry holds its state
+# ``2 · pairs + (a == b)``, so an update is ±2 and the state itself indexes the increments of
+# ``Q`` and ``E``: the count table starts from ``code & 1``.
 
 # Indices in the hot loops are unsigned: Numba then skips its negative-index wraparound.
 _U = np.uint64
@@ -188,13 +188,19 @@ def _slide_column(codes, o, x_out, x_in, ylo, yhi, counts, inc, at_least, dq, de
 
 
 @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _held(at_least, state, gaps):
+    """How many entries of the parity of ``state`` hold at least its pairs, the no-pair entry
+    (even, holding ``gaps`` pairs) aside."""
+    return at_least[_U(state)] - (gaps >= state >> 1) * (1 - (state & 1))
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _highest_state(at_least, state, gaps):
     """The highest state of one parity (even: off the diagonal) that an entry holds, walking from
-    ``state`` (the previous pixel's): ``at_least`` falls with the state, so few steps are needed.
-    The no-pair entry (even, holding ``gaps`` pairs) does not count."""
-    while at_least[_U(state + 2)] - (gaps >= (state + 2) >> 1) * (1 - (state & 1)) > 0:
+    ``state`` (the previous pixel's): :func:`_held` falls with the state, so few steps are needed."""
+    while _held(at_least, state + 2, gaps) > 0:
         state += 2
-    while state > 1 and at_least[_U(state)] - (gaps >= state >> 1) * (1 - (state & 1)) == 0:
+    while state > 1 and _held(at_least, state, gaps) == 0:
         state -= 2
     return state
 
@@ -325,7 +331,7 @@ def _sweep(
     x_hi = np.maximum(0, offsets[:, 1])
 
     # pair code of every first pixel, column-major: a sliding step reads a column contiguously
-    q_t = q.T.copy()
+    q_t = q.T.copy() if need_counts else q[:0, :0].copy()
     # (no pair: the extra entry ``no_pair``, whose share of Q, E and max S is taken out per pixel,
     # so that the hot loop has no branch)
     no_pair = 2 * levels * levels

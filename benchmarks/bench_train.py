@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from benchmarks.common import timer, worker_peak_memory, write_results
+from benchmarks.common import rss, rss_poller, timer, worker_peak_memory, write_results
 from seaice_dask.config import PipelineConfig
 from seaice_dask.learn import predict, train
 from seaice_dask.learn.synthetic import make_synthetic_cube
@@ -31,36 +29,9 @@ from seaice_dask.learn.synthetic import make_synthetic_cube
 LEARNERS = ["sgd", "mlp", "gnb", "rf"]
 
 
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-@contextmanager
-def rss_poller(client: Client, interval: float = 0.2):
-    """Poll every worker's RSS in a thread; yields a dict filled with the peak per worker."""
-    peaks: dict[str, int] = {}
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            for worker, value in client.run(_rss).items():
-                peaks[worker] = max(peaks.get(worker, 0), value)
-            stop.wait(interval)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
-        yield peaks
-    finally:
-        stop.set()
-        thread.join()
-
-
 def run(client: Client, cfg: PipelineConfig, n_scenes: int) -> dict:
-    client.run(_rss)  # workers fully started before polling
-    idle = max(client.run(_rss).values())
+    client.run(rss)  # workers fully started before polling
+    idle = max(client.run(rss).values())
     with timer() as t_train, rss_poller(client) as peaks:
         report = train(cfg, client, progress=False)
     train_peak = max(peaks.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,34 @@ def worker_peak_memory(client) -> dict[str, int]:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     return client.run(peak)
+
+
+def rss() -> int:
+    """Resident memory (bytes) of this process."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+@contextmanager
+def rss_poller(client: Client, interval: float = 0.2):
+    """Poll every worker's RSS in a thread; yields a dict filled with the peak per worker."""
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            for worker, value in client.run(rss).items():
+                peaks[worker] = max(peaks.get(worker, 0), value)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        thread.join()
 
 
 def write_results(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:

@@ -106,6 +106,10 @@ class ModelConfig(_Section):
     test_fraction: float = Field(0.33, gt=0, lt=1)
     seed: int = 0
     smoothing_m: float = Field(0.0, ge=0)  # average class probabilities over this window (metres)
+    select: Literal["accuracy", "balanced"] = "balanced"  # how train picks the model predict uses
+    select_tolerance: float = Field(0.005, ge=0, le=1)  # balanced: fastest within this of the best accuracy
+    eval_sample_per_class: int | None = Field(100_000, gt=0)  # other learners' test sample; null = all pixels
+    eval_full_maps: bool = False  # classify the full test maps with every learner (slow)
 
 
 class TLSConfig(_Section):

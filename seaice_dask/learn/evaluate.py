@@ -12,6 +12,13 @@ give the scores per month and overall.
 
 References: chart ``labels`` of the cube (what operational services have) and, for simulated
 data, the simulator's ``truth_class`` in ``truth.zarr`` (same grid and times as the scenes).
+
+Evaluation never classifies the season again: the model that ``predict`` applied is scored from
+the stored ``class`` maps; the other learners on a stratified sample of test pixels (at most
+``model.eval_sample_per_class`` per class, rows weighted by class totals / sampled counts, which
+estimates the full-map confusion matrix without bias; :func:`sampled_confusion`). Sampled scores
+are per pixel: contextual smoothing (``model.smoothing_m``) needs whole maps, so it applies to
+the stored maps only. ``model.eval_full_maps`` classifies the full test maps for every learner.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import time as clock
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +37,15 @@ import pandas as pd
 import xarray as xr
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, open_cube
+from seaice_dask.cube import cube_grid, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
-from seaice_dask.learn.persist import load_model
-from seaice_dask.learn.predict import CLASS_VAR, REPORT_NAME, predict_dataset, smoothing_pixels
-from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, split_dates, usable_mask
+from seaice_dask.learn.inference import ModelRef
+from seaice_dask.learn.predict import (
+    CLASS_VAR, MODEL_KEY_COORD, REPORT_NAME, checked_model_ref, predict_block, predict_dataset, smoothing_pixels,
+)
+from seaice_dask.learn.predict import STAGE as PREDICT_STAGE
+from seaice_dask.learn.samples import Sample, feature_names, split_dates, stratified_sample, usable_mask
 
 TRUTH_STORE = "truth.zarr"
 TRUTH_VAR = "truth_class"
@@ -125,6 +136,44 @@ def summarise(per_date: np.ndarray, stamps: pd.DatetimeIndex, names: list[str]) 
     }
 
 
+def sampled_confusion(
+    sample: Sample, predicted: np.ndarray, totals: np.ndarray, time_index: Sequence[int], n_classes: int
+) -> np.ndarray:
+    """Estimated full-map confusion matrices ``(date, K, K)`` from a stratified sample.
+
+    Row ``k`` (reference class) of the sample is weighted by ``totals[k] / n_k``, its sampling
+    fraction's inverse; rounded to whole pixels. With the whole test set as the sample every
+    weight is 1 and the result is exact.
+    """
+    y = sample.y.astype(np.int64)
+    sampled = np.bincount(y, minlength=n_classes)
+    weights = np.divide(totals, sampled, out=np.zeros(n_classes), where=sampled > 0)
+    pred = np.asarray(predicted, dtype=np.int64)
+    ok = (pred >= 0) & (pred < n_classes)
+    out = np.zeros((len(time_index), n_classes, n_classes))
+    for i, t in enumerate(time_index):
+        rows = ok & (sample.time_index == t)
+        out[i] = np.bincount(
+            y[rows] * n_classes + pred[rows], weights=weights[y[rows]], minlength=n_classes * n_classes
+        ).reshape(n_classes, n_classes)
+    return np.rint(out).astype(np.int64)
+
+
+def predict_rows(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Class of each row of ``X`` (n, n_inputs), by the same code as the class maps."""
+    block = np.ascontiguousarray(X.T)[None, :, None, :]
+    usable = np.ones((1, 1, 1, X.shape[0]), dtype=bool)
+    return predict_block(block, usable, model, classes)[0, classes.size, 0].astype(np.int64)
+
+
+def _stored_maps_current(ds: xr.Dataset, store: Path, test_idx: np.ndarray, ref: ModelRef) -> bool:
+    """Did ``predict`` write ``class`` on every test date with this very model file?"""
+    if CLASS_VAR not in ds.data_vars or MODEL_KEY_COORD not in ds.coords:
+        return False
+    keys = ds[MODEL_KEY_COORD].values[test_idx]
+    return bool(done(store, PREDICT_STAGE)[test_idx].all() and (keys == ref.key).all())
+
+
 @dataclass
 class EvalReport:
     """Scores per model and reference (``labels``, ``truth``); files written."""
@@ -134,6 +183,7 @@ class EvalReport:
     best: str
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    method: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,17 +208,19 @@ def evaluate(
     """Score every trained model on the test dates against chart labels and (if any) the truth.
 
     Test dates come from the last ``train`` run; with ``validation: random`` every date is
-    scored (optimistic: training pixels are included). Writes ``scores.json`` and figures to
-    ``cfg.paths.reports``.
+    scored (optimistic: training pixels are included). The model that ``predict`` applied is
+    scored on its stored maps, the others on a stratified sample (module docs). Writes
+    ``scores.json`` and figures to ``cfg.paths.reports``.
     """
     from seaice_dask import report as rep
 
     start = clock.perf_counter()
-    ds = open_cube(cfg.paths.store)
-    train_report = json.loads((Path(cfg.paths.models) / REPORT_NAME).read_text()) if (
-        Path(cfg.paths.models) / REPORT_NAME).is_file() else None
-    if train_report is None:
-        raise CubeError("no train_report.json (run `seaice-dask train` first)", cfg.paths.models)
+    store = Path(cfg.paths.store)
+    ds = open_cube(store)
+    models_dir = Path(cfg.paths.models)
+    if not (models_dir / REPORT_NAME).is_file():
+        raise CubeError("no train_report.json (run `seaice-dask train` first)", models_dir)
+    train_report = json.loads((models_dir / REPORT_NAME).read_text())
     if cfg.model.validation == "random":
         warnings.warn("validation=random: scoring every date, training pixels included (optimistic)", UserWarning, stacklevel=2)
         test_idx = np.arange(ds.sizes["time"])
@@ -176,7 +228,7 @@ def evaluate(
         test_idx = np.asarray(train_report.get("test_index") or split_dates(ds["time"].values, cfg.model.test_fraction)[1])
     test = ds.isel(time=test_idx)
     stamps = pd.DatetimeIndex(test["time"].values)
-    classes = train_report["classes"]
+    classes = np.asarray(sorted(train_report["classes"]))
     names = train_report["class_names"]
     k = len(classes)
     usable = usable_mask(test)
@@ -185,22 +237,47 @@ def evaluate(
     if truth_path.exists():
         references["truth"] = open_truth(truth_path, ds).isel(time=test_idx)
     inputs = list(cfg.model.inputs)
-    columns = [str(c) for c in feature_stack(test, inputs)[COLUMN_DIM].values]
+    columns = feature_names(test, inputs)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, cube_grid(ds).resolution)
+    refs = {learner: checked_model_ref(models_dir / file, columns)[0] for learner, file in train_report["models"].items()}
+    chosen = train_report["best"]
+    method = {}
     lazy: dict[tuple[str, str], da.Array] = {}
-    for learner, file in train_report["models"].items():
-        model, _ = load_model(Path(cfg.paths.models) / file, feature_names=columns)
-        predicted = predict_dataset(test, model, inputs, classes, smooth_px=smooth_px)[CLASS_VAR]
-        for ref_name, ref in references.items():
-            lazy[learner, ref_name] = confusion_per_date(ref, predicted, usable, k)
+    for learner, ref in refs.items():
+        if learner == chosen and _stored_maps_current(ds, store, test_idx, ref):
+            predicted, method[learner] = test[CLASS_VAR], "stored class maps"
+        elif learner == chosen or cfg.model.eval_full_maps:
+            predicted = predict_dataset(test, ref, inputs, classes, smooth_px=smooth_px)[CLASS_VAR]
+            method[learner] = "full maps"
+        else:
+            continue
+        for ref_name, reference in references.items():
+            lazy[learner, ref_name] = confusion_per_date(reference, predicted, usable, k)
     keys = list(lazy)
     (counts,) = compute([lazy[key] for key in keys], client=client, progress=progress)
+    per_date = {key: np.asarray(c) for key, c in zip(keys, counts, strict=True)}
+    sampled = [learner for learner in refs if learner not in method]
+    if sampled:
+        per_class = cfg.model.eval_sample_per_class
+        run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
+        for ref_name, reference in references.items():
+            sample, totals = stratified_sample(
+                test.assign(labels=reference.reset_coords(drop=True)), inputs, range(test_idx.size),
+                per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
+            )
+            X = client.scatter(sample.X) if client is not None else sample.X
+            for learner in sampled:
+                predicted = (client.submit(predict_rows, refs[learner], X, classes, pure=False).result()
+                             if client is not None else predict_rows(refs[learner], X, classes))
+                per_date[learner, ref_name] = sampled_confusion(sample, predicted, totals, range(test_idx.size), k)
+        for learner in sampled:
+            method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
     results: dict[str, dict[str, Any]] = {}
-    for (learner, ref_name), per_date in zip(keys, counts, strict=True):
-        results.setdefault(learner, {})[ref_name] = summarise(np.asarray(per_date), stamps, names)
+    for (learner, ref_name), matrices in sorted(per_date.items()):
+        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names)
     primary = "truth" if "truth" in references else "labels"
     best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
-    report = EvalReport([s.isoformat() for s in stamps], results, best)
+    report = EvalReport([s.isoformat() for s in stamps], results, best, method=method)
     out = Path(cfg.paths.reports)
     if figures:
         report.files.append(str(rep.plot_scores(report.table(primary), out / "scores.png", title=f"test dates, against {primary}")))

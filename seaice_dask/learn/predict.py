@@ -1,7 +1,9 @@
 """Prediction over the whole cube: class maps and class probabilities, then GeoTIFFs per date.
 
 The model is applied block by block (``dask.array.map_blocks`` over the ``(time, column, y, x)``
-input stack), so every worker only ever holds one block of inputs. Land, invalid and
+input stack), so every worker only ever holds one block of inputs. Tasks carry a
+:class:`~seaice_dask.learn.inference.ModelRef` (path and key), and each worker loads the
+production form of the model once (:mod:`seaice_dask.learn.inference`). Land, invalid and
 non-finite pixels get class −1 and NaN probabilities. The class is the most probable one
 (``argmax`` of ``predict_proba``), so ``class`` and ``proba`` always agree.
 
@@ -26,10 +28,11 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, write_slice
+from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
 from seaice_dask.errors import CubeError, ModelError
 from seaice_dask.grid import Grid
 from seaice_dask.learn._compute import persist
+from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
 
@@ -38,13 +41,17 @@ PROBA_VAR = "proba"
 PROBA_DIM = "class_id"
 STAGE = "predict"
 REPORT_NAME = "train_report.json"
+#: Per-date coordinate: key of the model file that wrote ``class`` (evaluate scores it from there).
+MODEL_KEY_COORD = "class_model_key"
 
 
-def _predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: np.ndarray) -> np.ndarray:
+def predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: np.ndarray) -> np.ndarray:
     """One block: inputs (1, n_col, by, bx), usable (1, 1, by, bx) → (1, K + 1, by, bx) float32.
 
     Channels 0…K−1 hold the probability of ``classes``; channel K the class id (−1 masked).
+    ``model`` is a fitted model or a :class:`~seaice_dask.learn.inference.ModelRef`.
     """
+    model = resolve(model)
     _, n_col, by, bx = inputs.shape
     n_classes = classes.size
     flat = inputs.reshape(n_col, -1).T
@@ -66,7 +73,7 @@ def _predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: 
 def smooth_probabilities(both: np.ndarray, size: int, classes: np.ndarray) -> np.ndarray:
     """Contextual classification: mean class probabilities over a ``size``×``size`` window.
 
-    ``both`` is a block ``(time, K + 1, y, x)`` as made by :func:`_predict_block`. Each usable
+    ``both`` is a block ``(time, K + 1, y, x)`` as made by :func:`predict_block`. Each usable
     pixel's probabilities become the mean over the usable pixels of its window (a normalised
     box filter, so land and no-data neither count nor leak in), and its class the argmax of the
     mean. This is the spatial regularisation ice analysts apply by eye: single-pixel decisions
@@ -109,12 +116,13 @@ def predict_dataset(
     usable = usable_mask(ds)
     stack, usable = xr.unify_chunks(stack, usable)
     classes_arr = np.asarray(sorted(classes))
-    if not np.isin(np.asarray(model.classes_), classes_arr).all():
-        raise ModelError(f"the model predicts classes {list(model.classes_)} outside {list(classes_arr)}")
+    model_classes = getattr(model, "classes_", classes_arr)  # a ModelRef: checked by the caller
+    if not np.isin(np.asarray(model_classes), classes_arr).all():
+        raise ModelError(f"the model predicts classes {list(model_classes)} outside {list(classes_arr)}")
     k = classes_arr.size
     data = stack.data
     both = da.map_blocks(
-        _predict_block,
+        predict_block,
         data,
         usable.data[:, None],
         model=model,
@@ -163,6 +171,14 @@ def export_cog(cls: np.ndarray, grid: Grid, path: str | Path, tags: dict[str, st
     return path
 
 
+def checked_model_ref(path: str | Path, feature_names: list[str]) -> tuple[ModelRef, dict[str, Any]]:
+    """A :class:`ModelRef` for ``path`` after checking, here, that the file loads and fits the inputs."""
+    model, meta = load_model(path, feature_names=feature_names)
+    if not np.isin(np.asarray(model.classes_), meta["classes"]).all():
+        raise ModelError(f"the model predicts classes {list(model.classes_)} outside {meta['classes']}", path)
+    return ModelRef.of(path), meta
+
+
 def best_model_path(models_dir: str | Path) -> Path:
     """The model chosen by the last ``train`` run (its ``train_report.json``)."""
     report = Path(models_dir) / REPORT_NAME
@@ -205,11 +221,11 @@ def predict(
     model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
     inputs = list(cfg.model.inputs)
     names = [str(c) for c in feature_stack(ds, inputs)[COLUMN_DIM].values]
-    model, meta = load_model(model_path, feature_names=names)
+    ref, meta = checked_model_ref(model_path, names)
     classes = meta["classes"]
     grid = cube_grid(ds)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)
-    out = predict_dataset(ds, model, inputs, classes, smooth_px=smooth_px)
+    out = predict_dataset(ds, ref, inputs, classes, smooth_px=smooth_px)
     attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
              "smoothing_window_px": smooth_px}
     ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**out[CLASS_VAR].attrs, **attrs})
@@ -224,6 +240,7 @@ def predict(
         sl = persist(out.isel(time=t), client)
         write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data)
         write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data)
+        set_slice_coord(store, MODEL_KEY_COORD, t, ref.key)
         mark_done(store, STAGE, t)
         stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
         report.dates.append(stamps[t].isoformat())

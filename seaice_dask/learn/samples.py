@@ -33,6 +33,8 @@ FEATURE_DIM = "feature"
 COLUMN_DIM = "column"
 #: Block results merged per tree node when reducing samples on the workers.
 _MERGE_FANIN = 8
+#: Entry of a candidate set holding the number of candidates per class (summed, not cut).
+TOTALS = "totals"
 
 
 @dataclass
@@ -151,6 +153,7 @@ def _block_candidates(
         "y": lab[rows].astype(np.int8),
         "key": keys[rows],
         "t": np.full(rows.size, t, dtype=np.int32),
+        TOTALS: np.bincount(lab[rows], minlength=n_classes),
     }
     return _bottom_k([part], k, n_classes, per_class)
 
@@ -158,8 +161,12 @@ def _block_candidates(
 def _bottom_k(
     parts: list[dict[str, np.ndarray]], k: int, n_classes: int, per_class: bool
 ) -> dict[str, np.ndarray]:
-    """Merge candidate sets, keeping the ``k`` smallest keys (per class when ``per_class``)."""
-    merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    """Merge candidate sets, keeping the ``k`` smallest keys (per class when ``per_class``).
+
+    ``TOTALS`` (candidates per class before any cut) are summed, the rows concatenated.
+    """
+    totals = sum(p[TOTALS] for p in parts)
+    merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0] if name != TOTALS}
     if per_class:
         keep = [
             rows[np.argsort(merged["key"][rows], kind="stable")[:k]]
@@ -168,7 +175,7 @@ def _bottom_k(
         rows = np.sort(np.concatenate(keep))
     else:
         rows = np.sort(np.argsort(merged["key"], kind="stable")[:k])
-    return {name: values[rows] for name, values in merged.items()}
+    return {**{name: values[rows] for name, values in merged.items()}, TOTALS: totals}
 
 
 def _tree_reduce(nodes: list, k: int, n_classes: int, per_class: bool):
@@ -246,7 +253,7 @@ def assemble(
     otherwise the whole sample is cut to ``n_classes * cap_per_class`` rows. Cuts keep the
     smallest keys, so they stay uniform random samples.
     """
-    merged = {name: np.concatenate([s[name] for s in scenes]) for name in scenes[0]}
+    merged = {name: np.concatenate([s[name] for s in scenes]) for name in scenes[0] if name != TOTALS}
     y, key = merged["y"].astype(np.int64), merged["key"]
     counts = np.bincount(y, minlength=n_classes)
     missing = [c for c in range(n_classes) if counts[c] == 0]
@@ -293,3 +300,32 @@ def draw_samples(
         list(scenes), feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed,
         cap_per_class=cap_per_class,
     )
+
+
+def stratified_sample(
+    ds: xr.Dataset,
+    inputs: Sequence[str],
+    time_index: Sequence[int],
+    *,
+    per_class: int | None,
+    n_classes: int,
+    seed: int = 0,
+    compute=dask.compute,
+) -> tuple[Sample, np.ndarray]:
+    """A uniform sample of at most ``per_class`` candidates of each class over all ``time_index``
+    dates, and the number of candidates per class it was drawn from.
+
+    Scoring a model on it with the rows of class ``k`` weighted by ``totals[k] / n_k`` estimates
+    the confusion matrix of the full maps without bias (stratified sampling); with
+    ``per_class=None`` the sample is every candidate and the weights are 1 (exact).
+    """
+    n_dates = len(list(time_index))
+    scenes = sample_graph(
+        ds, inputs, time_index, cap_per_class=None if per_class is None else per_class * n_dates,
+        n_classes=n_classes, balanced=True, seed=seed,
+    )
+    k = int(np.prod([ds.sizes["y"], ds.sizes["x"]])) * n_dates if per_class is None else per_class
+    (part,) = compute(_tree_reduce(scenes, k, n_classes, True))
+    order = np.argsort(part["t"], kind="stable")  # by date, then position: reproducible
+    sample = Sample(part["X"][order], part["y"][order], part["t"][order], feature_names(ds, inputs))
+    return sample, np.asarray(part[TOTALS])

@@ -9,17 +9,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
 from seaice_dask.cube import cube_grid, open_cube
 from seaice_dask.errors import ConfigError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.evaluate import confusion, scores
+from seaice_dask.learn.inference import production_model
 from seaice_dask.learn.models import fit_learner
 from seaice_dask.learn.persist import SUFFIX, save_model
 from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
+
+#: Rows timed per learner for its single-thread prediction throughput.
+SPEED_ROWS = 200_000
 
 
 def class_ids(cfg: PipelineConfig) -> tuple[list[int], list[str]]:
@@ -47,7 +52,9 @@ class TrainReport:
     models: dict[str, str] = field(default_factory=dict)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    predict_px_per_s: dict[str, float] = field(default_factory=dict)
     sample_seconds: float = 0.0
+    select: str = "accuracy"
     best: str = ""
     best_model: str = ""
 
@@ -65,7 +72,9 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     Samples: class-balanced (``model.balanced``), at most ``model.cap_per_class`` pixels per class
     spread over the training dates. Validation ``temporal`` holds out whole dates
     (:func:`~seaice_dask.learn.samples.split_dates`); ``random`` splits pixels (warns: optimistic).
-    The best learner (overall accuracy on the test sample, then kappa) is recorded as ``best``.
+    Each learner's single-thread prediction throughput (its production path, px/s) is measured
+    next to its scores; ``best``, the model ``predict`` uses, is chosen by ``model.select``
+    (:func:`select_model`).
     """
     from rich.console import Console
 
@@ -109,14 +118,48 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
             extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation},
         )
         report.models[learner] = path.name
+        report.predict_px_per_s[learner] = throughput(production_model(path), test_s.X if len(test_s) else train_s.X)
         s = report.scores[learner]
-        console.print(f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  ({report.fit_seconds[learner]:.1f} s)")
+        console.print(
+            f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  "
+            f"{report.predict_px_per_s[learner] / 1e6:.2f} M px/s per thread  (fit {report.fit_seconds[learner]:.1f} s)"
+        )
     if not report.models:
         raise ConfigError("model.learners is empty")
-    report.best = max(report.scores, key=lambda k: (report.scores[k]["overall_accuracy"], report.scores[k]["kappa"]))
+    report.select = m.select
+    report.best = select_model(report.scores, report.predict_px_per_s, m.select, m.select_tolerance)
     report.best_model = report.models[report.best]
+    console.print(f"chosen for prediction ({m.select}): {report.best}")
     write_json(report.to_dict(), models_dir / REPORT_NAME)
     return report
+
+
+def throughput(model: Any, X: np.ndarray, rows: int = SPEED_ROWS) -> float:
+    """Pixels per second of ``model.predict_proba`` on one thread (best of 3 on ``rows`` rows of ``X``)."""
+    rows_X = np.resize(np.asarray(X, dtype=np.float32), (rows, X.shape[1]))
+    with threadpool_limits(1):
+        model.predict_proba(rows_X[:1000])  # warm-up: first-call costs are not throughput
+        best = min(_timed(model.predict_proba, rows_X) for _ in range(3))
+    return rows / best
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    start = clock.perf_counter()
+    fn(*args)
+    return clock.perf_counter() - start
+
+
+def select_model(
+    scores: dict[str, dict[str, Any]], px_per_s: dict[str, float], how: str, tolerance: float
+) -> str:
+    """The learner ``predict`` uses: the most accurate (``accuracy``: overall accuracy, then kappa),
+    or the fastest whose overall accuracy is within ``tolerance`` of the most accurate
+    (``balanced``)."""
+    by_accuracy = max(scores, key=lambda k: (scores[k]["overall_accuracy"], scores[k]["kappa"]))
+    if how == "accuracy":
+        return by_accuracy
+    floor = scores[by_accuracy]["overall_accuracy"] - tolerance
+    return max((k for k in scores if scores[k]["overall_accuracy"] >= floor), key=lambda k: px_per_s[k])
 
 
 def _score(model: Any, sample: Sample, n_classes: int, names: list[str]) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def run_stages(cfg: PipelineConfig, client: Client) -> tuple[list[dict[str, Any]
         cpu = sum(v - cpu0.get(w, 0.0) for w, v in client.run(_cpu_seconds).items())
         rows.append({"stage": stage, "wall_s": wall, "worker_cpu_s": cpu,
                      "peak_worker_GiB": max(peaks.values()) / 2**30})
+        print(f"{stage}: {wall:.1f} s", flush=True)
     return rows, reports
 
 

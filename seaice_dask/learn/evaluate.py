@@ -265,11 +265,14 @@ def evaluate(
                 test.assign(labels=reference.reset_coords(drop=True)), inputs, range(test_idx.size),
                 per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
             )
-            X = client.scatter(sample.X) if client is not None else sample.X
-            for learner in sampled:
-                predicted = (client.submit(predict_rows, refs[learner], X, classes, pure=False).result()
-                             if client is not None else predict_rows(refs[learner], X, classes))
-                per_date[learner, ref_name] = sampled_confusion(sample, predicted, totals, range(test_idx.size), k)
+            if client is not None:  # learners in parallel on the workers, the sample sent once
+                X = client.scatter(sample.X, broadcast=True)
+                futures = [client.submit(predict_rows, refs[learner], X, classes, pure=False) for learner in sampled]
+                predicted = client.gather(futures)
+            else:
+                predicted = [predict_rows(refs[learner], sample.X, classes) for learner in sampled]
+            for learner, classes_of_rows in zip(sampled, predicted, strict=True):
+                per_date[learner, ref_name] = sampled_confusion(sample, classes_of_rows, totals, range(test_idx.size), k)
         for learner in sampled:
             method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
     results: dict[str, dict[str, Any]] = {}

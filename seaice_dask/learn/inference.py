@@ -7,8 +7,8 @@ products. This module turns a fitted ``Pipeline(scale → MLPClassifier)`` into 
 :class:`DenseNetwork`:
 
 * the scaler is folded into the first layer: ``((x − μ)/σ)·W + b = x·(W/σ) + (b − (μ/σ)·W)``;
-* layers run in float32 (``h = relu(h·W + b)``, softmax at the end, as scikit-learn's
-  ``MLPClassifier._forward_pass`` with ``activation='relu'``);
+* layers run in float32 on batches of pixels (``h = relu(Wᵀ·h + b)``, softmax at the end, as
+  scikit-learn's ``MLPClassifier._forward_pass``);
 * rows whose two largest float32 probabilities are closer than :data:`MARGIN` are recomputed in
   float64, so the argmax equals the float64 reference (scikit-learn) and probabilities agree to
   float32 rounding (< 1e-5; pinned by the tests).
@@ -38,6 +38,8 @@ from seaice_dask.learn.persist import load_model
 FORMAT = "dense-network/1"
 #: Rows whose top-two float32 probabilities differ by less than this are recomputed in float64.
 MARGIN = 1e-4
+#: Pixels per matrix product: hidden layers of a few dozen units stay in the CPU cache.
+BATCH = 8192
 _ACTIVATIONS = ("relu", "identity", "tanh", "logistic")
 
 
@@ -49,13 +51,6 @@ def _activate(name: str, h: np.ndarray) -> np.ndarray:
     if name == "logistic":
         return np.reciprocal(1 + np.exp(-h, out=h), out=h)
     return h
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 @dataclass(frozen=True)
@@ -71,27 +66,52 @@ class DenseNetwork:
     classes_: np.ndarray
 
     def _forward(self, X: np.ndarray, dtype: type) -> np.ndarray:
+        """Probabilities ``(n_classes, n)`` of the columns of ``X`` ``(n_inputs, n)``.
+
+        Pixels are columns so that every step, the softmax included, runs along contiguous rows.
+        """
         h = np.asarray(X, dtype=dtype)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = h @ w.astype(dtype, copy=False)
-            h += b.astype(dtype, copy=False)
+            h = w.T.astype(dtype) @ h
+            h += b.astype(dtype)[:, None]
             if i < last:
                 _activate(self.activation, h)
-        if h.shape[1] == 1:  # binary: logistic output, as scikit-learn
-            p = 1 / (1 + np.exp(-h[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        return _softmax(h)
+        if h.shape[0] == 1:  # binary: logistic output, as scikit-learn
+            p = 1 / (1 + np.exp(-h[0]))
+            return np.stack([1 - p, p])
+        h -= h.max(axis=0)
+        np.exp(h, out=h)
+        h /= h.sum(axis=0)
+        return h
+
+    def predict_proba_columns(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n_classes, n)`` (float64) of the columns of ``X`` ``(n_inputs, n)``.
+
+        Computed in float32 in batches of :data:`BATCH` pixels (the hidden layers stay in cache);
+        columns whose two largest probabilities differ by less than :data:`MARGIN` are
+        recomputed in float64.
+        """
+        n = X.shape[1]
+        out = np.empty((self.classes_.size, n), dtype=np.float64)
+        for start in range(0, n, BATCH):
+            out[:, start:start + BATCH] = self._forward(X[:, start:start + BATCH], np.float32)
+        if n and out.shape[0] > 1:
+            first = np.max(out, axis=0)
+            second = np.full(n, -np.inf)
+            seen = np.zeros(n, dtype=bool)
+            for row in out:  # largest of the others: the first maximum is skipped once
+                top = (row == first) & ~seen
+                seen |= top
+                np.maximum(second, np.where(top, -np.inf, row), out=second)
+            close = np.flatnonzero(first - second < MARGIN)
+            if close.size:
+                out[:, close] = self._forward(X[:, close], np.float64)
+        return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, float64 (computed in float32, and in float64 near ties)."""
-        proba = self._forward(X, np.float32).astype(np.float64)
-        if proba.shape[0] and proba.shape[1] > 1:
-            top2 = np.partition(proba, -2, axis=1)[:, -2:]
-            close = np.flatnonzero(top2[:, 1] - top2[:, 0] < MARGIN)
-            if close.size:
-                proba[close] = self._forward(np.asarray(X)[close], np.float64)
-        return proba
+        """Class probabilities ``(n, n_classes)`` of the rows of ``X``, as scikit-learn's."""
+        return self.predict_proba_columns(np.asarray(X).T).T
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

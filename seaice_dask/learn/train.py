@@ -24,7 +24,7 @@ from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
 
 #: Rows timed per learner for its single-thread prediction throughput.
-SPEED_ROWS = 200_000
+SPEED_ROWS = 50_000
 
 
 def class_ids(cfg: PipelineConfig) -> tuple[list[int], list[str]]:

@@ -45,7 +45,7 @@ from seaice_dask.learn.predict import (
     CLASS_VAR, MODEL_KEY_COORD, REPORT_NAME, checked_model_ref, predict_block, predict_dataset, smoothing_pixels,
 )
 from seaice_dask.learn.predict import STAGE as PREDICT_STAGE
-from seaice_dask.learn.samples import Sample, feature_names, split_dates, stratified_sample, usable_mask
+from seaice_dask.learn.samples import Sample, feature_names, split_dates, stratified_samples, usable_mask
 
 TRUTH_STORE = "truth.zarr"
 TRUTH_VAR = "truth_class"
@@ -260,19 +260,24 @@ def evaluate(
     if sampled:
         per_class = cfg.model.eval_sample_per_class
         run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
-        for ref_name, reference in references.items():
-            sample, totals = stratified_sample(
-                test.assign(labels=reference.reset_coords(drop=True)), inputs, range(test_idx.size),
-                per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
-            )
-            if client is not None:  # learners in parallel on the workers, the sample sent once
-                X = client.scatter(sample.X, broadcast=True)
-                futures = [client.submit(predict_rows, refs[learner], X, classes, pure=False) for learner in sampled]
-                predicted = client.gather(futures)
-            else:
-                predicted = [predict_rows(refs[learner], sample.X, classes) for learner in sampled]
-            for learner, classes_of_rows in zip(sampled, predicted, strict=True):
-                per_date[learner, ref_name] = sampled_confusion(sample, classes_of_rows, totals, range(test_idx.size), k)
+        refs_sampled = stratified_samples(
+            test, inputs, range(test_idx.size), {n: r.reset_coords(drop=True) for n, r in references.items()},
+            per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
+        )
+        # the references' samples share most pixels: classify each distinct pixel once
+        keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
+        _, first, where = np.unique(keys, return_index=True, return_inverse=True)
+        X_all = np.concatenate([sample.X for sample, _ in refs_sampled.values()])[first]
+        if client is not None:  # learners in parallel on the workers, the pixels sent once
+            X = client.scatter(X_all, broadcast=True)
+            predicted = client.gather([client.submit(predict_rows, refs[m], X, classes, pure=False) for m in sampled])
+        else:
+            predicted = [predict_rows(refs[m], X_all, classes) for m in sampled]
+        offsets = np.cumsum([0] + [len(sample) for sample, _ in refs_sampled.values()])
+        for learner, classes_of_pixels in zip(sampled, predicted, strict=True):
+            for i, (ref_name, (sample, totals)) in enumerate(refs_sampled.items()):
+                rows = classes_of_pixels[where[offsets[i]:offsets[i + 1]]]
+                per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, range(test_idx.size), k)
         for learner in sampled:
             method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
     results: dict[str, dict[str, Any]] = {}

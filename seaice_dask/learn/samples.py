@@ -45,12 +45,14 @@ class Sample:
     y: np.ndarray
     time_index: np.ndarray
     feature_names: list[str]
+    key: np.ndarray | None = None  # the pixels' random sampling keys (identify a pixel across samples)
 
     def __len__(self) -> int:
         return int(self.y.size)
 
     def take(self, rows: np.ndarray) -> Sample:
-        return Sample(self.X[rows], self.y[rows], self.time_index[rows], self.feature_names)
+        key = None if self.key is None else self.key[rows]
+        return Sample(self.X[rows], self.y[rows], self.time_index[rows], self.feature_names, key)
 
     def class_counts(self, n_classes: int) -> np.ndarray:
         return np.bincount(self.y.astype(np.int64), minlength=n_classes)
@@ -302,30 +304,40 @@ def draw_samples(
     )
 
 
-def stratified_sample(
+def stratified_samples(
     ds: xr.Dataset,
     inputs: Sequence[str],
     time_index: Sequence[int],
+    references: dict[str, xr.DataArray],
     *,
     per_class: int | None,
     n_classes: int,
     seed: int = 0,
     compute=dask.compute,
-) -> tuple[Sample, np.ndarray]:
-    """A uniform sample of at most ``per_class`` candidates of each class over all ``time_index``
-    dates, and the number of candidates per class it was drawn from.
+) -> dict[str, tuple[Sample, np.ndarray]]:
+    """For each reference class map, a uniform sample of at most ``per_class`` candidates of each
+    class over all ``time_index`` dates, and the number of candidates per class it was drawn from.
 
-    Scoring a model on it with the rows of class ``k`` weighted by ``totals[k] / n_k`` estimates
-    the confusion matrix of the full maps without bias (stratified sampling); with
-    ``per_class=None`` the sample is every candidate and the weights are 1 (exact).
+    Scoring a model on a sample with the rows of class ``k`` weighted by ``totals[k] / n_k``
+    estimates the confusion matrix of the full maps without bias (stratified sampling); with
+    ``per_class=None`` the sample is every candidate and the weights are 1 (exact). All
+    references are drawn in one computation, so each input block is read once; a pixel has the
+    same random key whatever the reference, so samples of agreeing references share most rows
+    (``Sample.key`` identifies them).
     """
     n_dates = len(list(time_index))
-    scenes = sample_graph(
-        ds, inputs, time_index, cap_per_class=None if per_class is None else per_class * n_dates,
-        n_classes=n_classes, balanced=True, seed=seed,
-    )
+    cap = None if per_class is None else per_class * n_dates
     k = int(np.prod([ds.sizes["y"], ds.sizes["x"]])) * n_dates if per_class is None else per_class
-    (part,) = compute(_tree_reduce(scenes, k, n_classes, True))
-    order = np.argsort(part["t"], kind="stable")  # by date, then position: reproducible
-    sample = Sample(part["X"][order], part["y"][order], part["t"][order], feature_names(ds, inputs))
-    return sample, np.asarray(part[TOTALS])
+    graphs = [
+        _tree_reduce(sample_graph(ds.assign(labels=ref), inputs, time_index, cap_per_class=cap,
+                                  n_classes=n_classes, balanced=True, seed=seed), k, n_classes, True)
+        for ref in references.values()
+    ]
+    (parts,) = compute(graphs)
+    names = feature_names(ds, inputs)
+    out = {}
+    for name, part in zip(references, parts, strict=True):
+        order = np.argsort(part["t"], kind="stable")  # by date, then position: reproducible
+        sample = Sample(part["X"][order], part["y"][order], part["t"][order], names, part["key"][order])
+        out[name] = (sample, np.asarray(part[TOTALS]))
+    return out

@@ -59,18 +59,22 @@ def predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: n
     out = np.full((n_classes + 1, by * bx), np.nan, dtype=np.float32)
     out[n_classes] = -1
     if ok.any():
-        pixels = columns[:, ok]
+        every = bool(ok.all())  # open-sea blocks: no masked copies
+        pixels = columns if every else columns[:, ok]
         with threadpool_limits(1):  # dask runs blocks in parallel already
             if hasattr(model, "predict_proba_columns"):  # compiled: no transposed copies
                 proba = model.predict_proba_columns(pixels)
             else:
                 proba = model.predict_proba(pixels.T).T
         model_classes = np.asarray(model.classes_)
-        rows = np.searchsorted(classes, model_classes)
-        full = np.zeros((n_classes, proba.shape[1]), dtype=np.float32)
-        full[rows] = proba
-        out[:n_classes, ok] = full
-        out[n_classes, ok] = model_classes[first_argmax(proba)]
+        target = out[:n_classes] if every else np.zeros((n_classes, proba.shape[1]), dtype=np.float32)
+        target[np.searchsorted(classes, model_classes)] = proba
+        decided = model_classes[first_argmax(proba)]
+        if every:
+            out[n_classes] = decided
+        else:
+            out[:n_classes, ok] = target
+            out[n_classes, ok] = decided
     return out.reshape(1, n_classes + 1, by, bx)
 
 

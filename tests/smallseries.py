@@ -56,10 +56,15 @@ class SmallSeries:
         copy_workdir(self.after[stage], dst)
         return dst / "pipeline.yaml"
 
+    def inputs(self, dst: Path) -> Path:
+        """A work folder with only the config and the simulated inputs; returns its config file."""
+        copy_workdir(self.reference, dst, ignore=("cube.zarr", "models", "reports"))
+        return dst / "pipeline.yaml"
 
-def copy_workdir(src: Path, dst: Path) -> None:
+
+def copy_workdir(src: Path, dst: Path, ignore: tuple[str, ...] = ()) -> None:
     """Copy a work folder; the (read-only) scenes are linked, not copied."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("scenes", "*.lock"), symlinks=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("scenes", "*.lock", *ignore), symlinks=True)
     (dst / "scenes").symlink_to((src / "scenes").resolve())
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from asyncio import CancelledError
+from concurrent.futures import CancelledError
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,9 +101,10 @@ def run_pipeline(
             except (CancelledError, OSError) as exc:  # FutureCancelledError, CommClosedError, …
                 if client.status == "running":
                     raise
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}".splitlines()[0]
                 raise ClusterError(
-                    f"stage {name}: lost the Dask scheduler {client.scheduler.address} "
-                    f"({type(exc).__name__}: {exc}); finished slices are kept, run again to resume"
+                    f"stage {name}: lost the Dask scheduler {client.scheduler.address} ({reason}); "
+                    "finished slices are kept, run again to resume"
                 ) from exc
             log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
     return reports

@@ -142,7 +142,8 @@ def test_second_run_on_a_held_store_is_refused_while_the_first_completes(tmp_pat
     from tests.smallseries import assert_same_outputs
 
     config = small_series.copy("train", tmp_path / "work")
-    first = start(["run", str(config), "--stages", "predict,evaluate"])
+    log = tmp_path / "first.log"
+    first = start(["run", str(config), "--stages", "predict,evaluate"], log)
     held = lock.lock_path(tmp_path / "work" / "cube.zarr")
     deadline = time.monotonic() + 120
     while not held.exists() and first.poll() is None and time.monotonic() < deadline:
@@ -153,8 +154,7 @@ def test_second_run_on_a_held_store_is_refused_while_the_first_completes(tmp_pat
     validate = subprocess.run([SEAICE_DASK, "validate", str(tmp_path / "work" / "cube.zarr")], env=env(),
                               capture_output=True, text=True, timeout=120)
     assert first.poll() is None, "the first run ended before the second started"
-    out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-3000:]
+    assert first.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert second.returncode == 1
     message = second.stderr.strip()
     assert len(message.splitlines()) == 1, message

@@ -121,7 +121,7 @@ def _job_script(kind: str) -> str:
     recipe = yaml.safe_load((DEPLOY / kind / "jobqueue.yaml").read_text())["jobqueue"][kind]
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind]
     with dask.config.set({f"jobqueue.{kind}.{key}": value for key, value in recipe.items()}):
-        with cls(scheduler_options={"dashboard_address": None}) as cluster:  # a scheduler, no jobs
+        with cls(scheduler_options={"dashboard_address": ":0"}) as cluster:  # a scheduler, no jobs
             script = cluster.job_script()
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     return script

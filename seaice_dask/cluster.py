@@ -72,7 +72,8 @@ def _make_cluster(cfg: ClusterConfig) -> Any:
                 "cluster.kind=kubernetes needs dask-kubernetes: pip install '.[cluster]' in the seaice-dask checkout"
             ) from exc
         # the workers need seaice-dask: the image built from deployments/docker/Dockerfile
-        return KubeCluster(name="seaice-dask", n_workers=cfg.n_workers, **({"image": cfg.image} if cfg.image else {}))
+        image = {"image": cfg.image} if cfg.image else {}
+        return KubeCluster(name="seaice-dask", n_workers=cfg.n_workers, **image)
     if cfg.kind == "ssh":
         from distributed import SSHCluster
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from concurrent.futures import CancelledError
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from distributed import Client

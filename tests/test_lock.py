@@ -6,6 +6,7 @@ The lock is exercised by real processes: racing processes, a killed holder, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,15 +19,16 @@ from pathlib import Path
 import pytest
 
 from seaice_dask import lock
+from seaice_dask.cube import open_cube
 from seaice_dask.errors import StoreLockedError
-from tests.smallseries import SEAICE_DASK, env, start
+from tests.smallseries import N_SCENES, SEAICE_DASK, assert_same_outputs, env, start
 
 _HOLD = """
-import sys, time
+import os, sys, time
 from seaice_dask.lock import acquire
 from seaice_dask.errors import StoreLockedError
 go = sys.argv[2]
-while not __import__("os").path.exists(go):
+while not os.path.exists(go):
     time.sleep(0.001)
 try:
     acquire(sys.argv[1])
@@ -40,7 +42,8 @@ else:
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
     return int(proc.stdout)
 
 
@@ -126,7 +129,8 @@ def test_racing_processes_one_wins(tmp_path, stale):
         _write_lock(store, pid=_dead_pid())
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", _HOLD, str(store), str(go), "3"], env=env(), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", _HOLD, str(store), str(go), "3"],
+                         env=env(), stdout=subprocess.PIPE, text=True)
         for _ in range(6)
     ]
     time.sleep(1.5)  # all started and polling
@@ -139,20 +143,22 @@ def test_racing_processes_one_wins(tmp_path, stale):
 @pytest.mark.slow
 def test_second_run_on_a_held_store_is_refused_while_the_first_completes(tmp_path, small_series):
     """Acceptance: two `seaice-dask run` on one store, real processes; the second names the holder."""
-    from tests.smallseries import assert_same_outputs
-
     config = small_series.copy("train", tmp_path / "work")
     log = tmp_path / "first.log"
     first = start(["run", str(config), "--stages", "predict,evaluate"], log)
-    held = lock.lock_path(tmp_path / "work" / "cube.zarr")
+    store = tmp_path / "work" / "cube.zarr"
     deadline = time.monotonic() + 120
-    while not held.exists() and first.poll() is None and time.monotonic() < deadline:
+    holder = None
+    while holder is None and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    holder = lock.read_lock(tmp_path / "work" / "cube.zarr")
+        with contextlib.suppress(StoreLockedError):  # caught between creating and writing it
+            holder = lock.read_lock(store)
+    assert holder is not None, log.read_text()[-3000:]
     second = subprocess.run([SEAICE_DASK, "run", str(config)], env=env(), capture_output=True, text=True, timeout=120)
     # a reader is not blocked: validate works while the run holds the lock
-    validate = subprocess.run([SEAICE_DASK, "validate", str(tmp_path / "work" / "cube.zarr")], env=env(),
+    validate = subprocess.run([SEAICE_DASK, "validate", str(store)], env=env(),
                               capture_output=True, text=True, timeout=120)
+    assert open_cube(store).sizes["time"] == N_SCENES  # a notebook read
     assert first.poll() is None, "the first run ended before the second started"
     assert first.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert second.returncode == 1
@@ -161,5 +167,5 @@ def test_second_run_on_a_held_store_is_refused_while_the_first_completes(tmp_pat
     assert message.startswith("error:") and "locked by another run" in message
     assert f"pid {holder.pid}" in message and f"host {socket.gethostname()}" in message and holder.started in message
     assert validate.returncode == 0 and "consistent" in validate.stdout, validate.stderr
-    assert not held.exists()
+    assert not lock.lock_path(store).exists()
     assert_same_outputs(tmp_path / "work", small_series.reference)

@@ -85,6 +85,8 @@ def network():
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", hub, "link", "set", port, "master", "br0")
             _ip("-n", hub, "link", "set", port, "up")
+        # running a program inside (remounts /sys; some containers refuse that)
+        subprocess.run(["ip", "netns", "exec", names["runner"], "true"], check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as exc:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

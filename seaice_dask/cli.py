@@ -39,6 +39,9 @@ SchedulerOpt = Annotated[
     Optional[str],
     typer.Option("--scheduler", help="Connect to a running scheduler (tcp://host:port or tls://…)."),
 ]
+ForceUnlockOpt = Annotated[
+    bool, typer.Option("--force-unlock", help="Take the store's lock even if another run seems to hold it."),
+]
 
 
 @app.callback()
@@ -135,53 +138,54 @@ def simulate(
                f"{out / 'charts'}, truth in {series.truth}")
 
 
-def _stage(config: Path, scheduler: str | None, stage: str) -> object:
+def _stage(config: Path, scheduler: str | None, stage: str, force_unlock: bool) -> object:
+    from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import run_pipeline
 
     cfg = _load(config)
-    with _cluster(cfg, scheduler) as client:
+    with store_lock(cfg.paths.store, force=force_unlock), _cluster(cfg, scheduler) as client:
         return run_pipeline(cfg, client, stages=[stage])[stage]
 
 
 @app.command()
-def ingest(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def ingest(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Calibrate, denoise and geocode scenes into the Zarr cube (incremental, resumable)."""
-    report = _stage(config, scheduler, "ingest")
+    report = _stage(config, scheduler, "ingest", force_unlock)
     typer.echo(report.summary())
     if report.failed:
         raise typer.Exit(1)
 
 
 @app.command()
-def charts(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def charts(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Decode SIGRID-3 charts and rasterise training labels into the cube."""
-    used = _stage(config, scheduler, "charts")
+    used = _stage(config, scheduler, "charts", force_unlock)
     typer.echo(f"labels from {len(used)} chart(s) written")
 
 
 @app.command()
-def features(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def features(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Compute GLCM texture features of the cube's sigma0 (resumable)."""
-    names = _stage(config, scheduler, "features")
+    names = _stage(config, scheduler, "features", force_unlock)
     typer.echo(f"texture features written: {', '.join(names)}")
 
 
 @app.command()
-def train(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def train(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Train the configured classifiers on the labelled stack."""
-    _stage(config, scheduler, "train")
+    _stage(config, scheduler, "train", force_unlock)
 
 
 @app.command()
-def predict(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def predict(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Classify every scene of the cube; write classes, probabilities and GeoTIFFs."""
-    _stage(config, scheduler, "predict")
+    _stage(config, scheduler, "predict", force_unlock)
 
 
 @app.command()
-def evaluate(config: ConfigArg, scheduler: SchedulerOpt = None) -> None:
+def evaluate(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Scores per model, scene and month; confusion matrices and figures."""
-    _stage(config, scheduler, "evaluate")
+    _stage(config, scheduler, "evaluate", force_unlock)
 
 
 @app.command()
@@ -191,15 +195,18 @@ def run(
     stages: Annotated[
         Optional[str], typer.Option(help="Comma-separated subset, e.g. features,train.")
     ] = None,
+    force_unlock: ForceUnlockOpt = False,
 ) -> None:
     """Every stage in order: ingest, charts, features, train, predict, evaluate."""
+    from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import STAGES, run_pipeline, simulate_inputs
 
     cfg = _load(config)
-    if cfg.simulate.enabled:
-        simulate_inputs(cfg)
-    with _cluster(cfg, scheduler) as client:
-        run_pipeline(cfg, client, stages=stages.split(",") if stages else STAGES)
+    with store_lock(cfg.paths.store, force=force_unlock):
+        if cfg.simulate.enabled:
+            simulate_inputs(cfg)
+        with _cluster(cfg, scheduler) as client:
+            run_pipeline(cfg, client, stages=stages.split(",") if stages else STAGES)
     typer.echo(f"outputs: cube {cfg.paths.store}, models {cfg.paths.models}, reports {cfg.paths.reports}")
 
 
@@ -305,7 +312,7 @@ def main() -> None:
     try:
         app()
     except SeaIceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
         sys.exit(1)
 
 

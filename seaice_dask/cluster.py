@@ -58,7 +58,7 @@ def _make_cluster(cfg: ClusterConfig) -> Any:
             import dask_jobqueue
         except ImportError as exc:
             raise EngineUnavailableError(
-                f"cluster.kind={cfg.kind} needs dask-jobqueue: pip install 'seaice-dask[cluster]'"
+                f"cluster.kind={cfg.kind} needs dask-jobqueue: pip install '.[cluster]' in the seaice-dask checkout"
             ) from exc
         cls = dask_jobqueue.SLURMCluster if cfg.kind == "slurm" else dask_jobqueue.PBSCluster
         cluster = cls()  # queue, cores, memory, walltime from dask config (jobqueue.<kind>)
@@ -69,9 +69,11 @@ def _make_cluster(cfg: ClusterConfig) -> Any:
             from dask_kubernetes.operator import KubeCluster
         except ImportError as exc:
             raise EngineUnavailableError(
-                "cluster.kind=kubernetes needs dask-kubernetes: pip install 'seaice-dask[cluster]'"
+                "cluster.kind=kubernetes needs dask-kubernetes: pip install '.[cluster]' in the seaice-dask checkout"
             ) from exc
-        return KubeCluster(name="seaice-dask", n_workers=cfg.n_workers)
+        # the workers need seaice-dask: the image built from deployments/docker/Dockerfile
+        image = {"image": cfg.image} if cfg.image else {}
+        return KubeCluster(name="seaice-dask", n_workers=cfg.n_workers, **image)
     if cfg.kind == "ssh":
         from distributed import SSHCluster
 

@@ -127,6 +127,7 @@ class ClusterConfig(_Section):
     hosts: list[str] = Field(default_factory=list)  # ssh: first host runs the scheduler
     tls: TLSConfig | None = None
     dashboard: bool = True
+    image: str | None = None  # kubernetes: container image with seaice-dask (deployments/docker)
 
 
 class SimulateConfig(_Section):

@@ -35,3 +35,11 @@ class ModelError(SeaIceError):
 
 class EngineUnavailableError(SeaIceError):
     """An optional engine (ESA SNAP, dask-jobqueue, dask-kubernetes) is not installed."""
+
+
+class StoreLockedError(SeaIceError):
+    """Another run holds the store's lock (see :mod:`seaice_dask.lock`)."""
+
+
+class ClusterError(SeaIceError):
+    """The Dask cluster failed under the run (e.g. the scheduler was lost)."""

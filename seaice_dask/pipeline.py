@@ -10,12 +10,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from distributed import Client
 
 from seaice_dask.config import PipelineConfig, dump_config, load_config
-from seaice_dask.errors import ConfigError
+from seaice_dask.errors import ClusterError, ConfigError
+from seaice_dask.lock import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +81,32 @@ def run_pipeline(
     """Run ``stages`` in pipeline order; returns each stage's report.
 
     Progress bars are shown when ``progress`` is true, by default when stderr is a terminal
-    (log files of batch jobs stay readable).
+    (log files of batch jobs stay readable). The store's lock is held throughout
+    (:mod:`seaice_dask.lock`). Losing the scheduler raises :class:`ClusterError`; finished
+    slices are kept, so running again on a new scheduler resumes.
     """
     progress = sys.stderr.isatty() if progress is None else progress
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
     reports: dict[str, object] = {}
-    for name in STAGES:
-        if name not in stages:
-            continue
-        start = time.perf_counter()
-        log.info("stage %s …", name)
-        reports[name] = STAGE_FUNCTIONS[name](cfg, client, progress)
-        log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
+    with store_lock(cfg.paths.store):
+        for name in STAGES:
+            if name not in stages:
+                continue
+            start = time.perf_counter()
+            log.info("stage %s …", name)
+            try:
+                reports[name] = STAGE_FUNCTIONS[name](cfg, client, progress)
+            except (CancelledError, OSError) as exc:  # FutureCancelledError, CommClosedError, …
+                if client.status == "running":
+                    raise
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}".splitlines()[0]
+                raise ClusterError(
+                    f"stage {name}: lost the Dask scheduler {client.scheduler.address} ({reason}); "
+                    "finished slices are kept, run again to resume"
+                ) from exc
+            log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
     return reports
 
 

@@ -34,3 +34,6 @@ def realdata():
         return path
 
     return get
+
+
+from tests.smallseries import small_series  # noqa: E402, F401  (session fixture shared by several modules)

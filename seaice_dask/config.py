@@ -107,7 +107,7 @@ class ModelConfig(_Section):
     seed: int = 0
     smoothing_m: float = Field(0.0, ge=0)  # average class probabilities over this window (metres)
     select: Literal["accuracy", "balanced"] = "balanced"  # how train picks the model predict uses
-    select_tolerance: float = Field(0.005, ge=0, le=1)  # balanced: fastest within this of the best accuracy
+    select_min_px_per_s: float = Field(1e6, ge=0)  # balanced: most accurate of the learners this fast (1 thread)
     eval_sample_per_class: int | None = Field(100_000, gt=0)  # other learners' test sample; null = all pixels
     eval_full_maps: bool = False  # classify the full test maps with every learner (slow)
 

@@ -33,7 +33,7 @@ from seaice_dask.config import PipelineConfig, dump_config, load_config
 from seaice_dask.pipeline import STAGE_FUNCTIONS, STAGES, simulate_inputs
 
 SEASON = 29
-PER_SCENE = ("ingest", "charts", "features", "predict")
+PER_SCENE = ("ingest", "charts", "features", "predict", "export")
 
 
 def _cpu_seconds() -> float:

@@ -35,3 +35,11 @@ class ModelError(SeaIceError):
 
 class EngineUnavailableError(SeaIceError):
     """An optional engine (ESA SNAP, dask-jobqueue, dask-kubernetes) is not installed."""
+
+
+class DownloadError(SeaIceError):
+    """An archive search or a transfer failed (after its retries), or a download did not verify."""
+
+
+class AuthenticationError(DownloadError):
+    """An archive refused the credentials, or none were found."""

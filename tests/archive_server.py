@@ -89,7 +89,7 @@ class ArchiveState:
 
     def log(self, **entry) -> None:
         with self.lock:
-            self.requests.append(entry)
+            self.requests.append({**entry, "t": time.monotonic()})
 
     def downloads(self, product_id: str) -> list[dict]:
         return [r for r in self.requests if r.get("product") == product_id]
@@ -200,10 +200,10 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ")
         with self.state.lock:
-            faults = self.state.faults.get(product_id, [])
-            fault = faults.pop(0) if faults and auth else None
             valid = time.time() < self.state.access.get(token, 0)
-            if fault == "401" and valid:
+            faults = self.state.faults.get(product_id, [])
+            fault = faults.pop(0) if faults and valid else None
+            if fault == "401":
                 del self.state.access[token]  # the token expires under the client's feet
                 valid = False
         entry = {"product": product_id, "range": self.headers.get("Range"), "fault": fault}

@@ -125,18 +125,6 @@ def test_credentials_from_env_or_netrc_never_shown(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------- the local archive
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    """Three small simulated SAFE zips (relative orbit 24) and four weekly NIC-style charts."""
-    from seaice_dask.grid import default_grid
-    from seaice_dask.simulate import simulate_series
-
-    out = tmp_path_factory.mktemp("archive")
-    series = simulate_series(out, n_scenes=3, start=str(START), end=str(END), grid=default_grid(2000.0),
-                             progress=False)
-    return series
-
-
 @pytest.fixture
 def archive(simulated):
     """The stand-in archive: the three scenes online (one with an empty Checksum list), one
@@ -316,7 +304,7 @@ def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_p
     monkeypatch.setenv("CDSE_USERNAME", USER)
     monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
     cfg = load_config(write_config(tmp_path, server.url, charts={"enabled": False}))
-    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster, Client(cluster) as client:
         report = download_products(cfg, client=client, progress=False)
     assert sorted(report.downloaded) == sorted(p.stem for p in simulated.scenes) and not report.failed
     for source in simulated.scenes:

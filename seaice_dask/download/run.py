@@ -159,6 +159,9 @@ def download_products(
     access = archive_access(cfg) if todo else None
     policy = retry_policy(cfg)
     started = time.monotonic()
+    if client is not None and cfg.download.provider == "asf":
+        log.warning("ASF downloads need the logged-in session's cookies: running them here, not on the cluster")
+        client = None
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
         run = _on_cluster if client is not None else _in_threads
@@ -170,18 +173,25 @@ def download_products(
 
 
 def _in_threads(todo, folder, access, policy, max_concurrent, report, *, progress, client=None) -> None:
+    sizes = [p.size for p in todo]
     with _progress_bar(progress) as bar, ThreadPoolExecutor(max_concurrent, "download") as pool:
-        overall = bar.add_task(f"{len(todo)} product(s)", total=len(todo))
+        overall = bar.add_task(f"all {len(todo)} product(s)", total=None if None in sizes else sum(sizes))
 
         def fetch(product: RemoteProduct) -> Path:
             task = bar.add_task(product.name[:32], total=product.size)
+            reached = [0]
+
+            def show(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+                bar.advance(overall, done - reached[0])
+                reached[0] = done
+
             try:
                 return fetch_file(product.url, folder / product.file_name, session=access.new_session(),
                                   size=product.size, checksums=product.checksums, auth=access.auth, policy=policy,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  progress=show)
             finally:
                 bar.remove_task(task)
-                bar.advance(overall)
 
         futures = {pool.submit(fetch, p): p for p in todo}
         for future in as_completed(futures):

@@ -32,6 +32,11 @@ class RemoteProduct:
     def file_name(self) -> str:
         return f"{self.name}.zip"
 
+    @property
+    def s3_url(self) -> str | None:
+        """Where CDSE's ``eodata`` bucket keeps the SAFE folder (``paths.scenes`` reads it in place)."""
+        return f"s3://eodata/{self.s3_path.removeprefix('/eodata/')}" if self.s3_path else None
+
 
 _COLUMNS = ("name", "start_time", "relative_orbit", "size_bytes", "online", "id", "s3_path")
 

@@ -24,7 +24,7 @@ from seaice_dask.download.charts import chart_dates, chart_file_name, chart_url
 from seaice_dask.download.products import RemoteProduct, human_size
 from seaice_dask.download.query import query_from_config
 from seaice_dask.download.transfer import Auth, HTTPStatusError, RetryPolicy, fetch_file
-from seaice_dask.errors import AuthenticationError, DownloadError
+from seaice_dask.errors import AuthenticationError, ConfigError, DownloadError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 def first_folder(cfg: PipelineConfig, patterns: Sequence[str]) -> Path:
     """The folder of the first pattern: its path up to the first glob component."""
+    if patterns and "://" in patterns[0]:
+        raise ConfigError(f"downloads go to the first paths entry, which must be a local folder, not {patterns[0]!r}")
     parts: list[str] = []
     for part in PurePath(patterns[0]).parts if patterns else ():
         if any(c in part for c in "*?["):

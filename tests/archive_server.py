@@ -279,6 +279,14 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, body)
 
     def _download(self, product_id: str) -> None:
+        if self.server.redirect_to:  # the download host hands over to another host, as CDSE's does
+            self.state.log(product=product_id, range=self.headers.get("Range"), fault=None, status=302,
+                           auth="Authorization" in self.headers)
+            self.send_response(302)
+            self.send_header("Location", f"{self.server.redirect_to}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         served = self.state.products.get(product_id)
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ")
@@ -397,6 +405,7 @@ class ArchiveServer(ThreadingHTTPServer):
         """``tls``: a ``trustme.CA`` whose certificate for 127.0.0.1 the server presents."""
         super().__init__(("127.0.0.1", 0), Handler)
         self.state = state
+        self.redirect_to: str | None = None  # base URL that download requests are redirected to
         self.scheme = "http"
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -314,3 +314,28 @@ def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_p
     assert [r["status"] for r in state.downloads(ids["b"]) if r["status"] != 401] == [200, 206]
     assert state.grants == ["password", "refresh_token"]
     assert not list((tmp_path / "scenes").glob("*.part"))
+
+
+def test_a_redirect_to_a_sibling_host_keeps_the_token(simulated, tmp_path, monkeypatch):
+    """CDSE's download host redirects; requests would drop the Authorization header on the way."""
+    state = ArchiveState()
+    product = state.add_product(simulated.scenes[0])
+    monkeypatch.setenv("CDSE_USERNAME", USER)
+    monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
+    with ArchiveServer(state) as front, ArchiveServer(state) as zipper:
+        front.redirect_to = zipper.url  # same host name, another port
+        cfg = load_config(write_config(tmp_path, front.url, charts={"enabled": False}))
+        report = download_products(cfg, progress=False)
+    assert report.downloaded == [simulated.scenes[0].stem]
+    assert [r["status"] for r in state.downloads(product)] == [302, 200]
+    assert (tmp_path / "scenes" / simulated.scenes[0].name).read_bytes() == simulated.scenes[0].read_bytes()
+
+
+def test_the_token_follows_redirects_only_within_the_site():
+    from seaice_dask.download.transfer import _same_site
+
+    origin = "https://download.dataspace.copernicus.eu/odata/v1/Products(x)/$value"
+    assert _same_site(origin, "https://zipper.dataspace.copernicus.eu/odata/v1/Products(x)/$value")
+    assert _same_site(origin, "https://download.dataspace.copernicus.eu:8443/other")
+    assert not _same_site(origin, "https://eodata.s3.amazonaws.com/x?X-Amz-Signature=y")
+    assert not _same_site(origin, "https://dataspace.copernicus.eu.evil.example/x")

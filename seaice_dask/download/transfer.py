@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -100,7 +101,7 @@ def request(
     while True:
         headers = {**extra_headers, **(auth.headers() if auth else {})}
         try:
-            response = session.request(method, url, headers=headers, timeout=policy.timeout_s, **kwargs)
+            response = _send(session, method, url, headers, policy, follow_with_auth=auth is not None, **kwargs)
         except requests.RequestException as exc:
             if attempt >= policy.retries:
                 raise DownloadError(f"{what or url}: {exc.__class__.__name__} after {attempt} retries") from None
@@ -123,6 +124,34 @@ def request(
             response.close()
         time.sleep(wait)
         attempt += 1
+
+
+def _same_site(url: str, target: str) -> bool:
+    """Whether ``target`` is on ``url``'s host or a sibling (download.x.eu → zipper.x.eu)."""
+    host, other = urlsplit(url).hostname or "", urlsplit(target).hostname or ""
+    parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
+    return other == host or other.endswith(f".{parent}")
+
+
+def _send(session: requests.Session, method: str, url: str, headers: dict[str, str], policy: RetryPolicy, *,
+          follow_with_auth: bool, **kwargs) -> requests.Response:
+    """One request; with credentials, redirects are followed here so that the token goes along to
+    the same site (requests drops it on any change of host or port) and nowhere else."""
+    response = session.request(method, url, headers=headers, timeout=policy.timeout_s,
+                               allow_redirects=not follow_with_auth, **kwargs)
+    kwargs.pop("params", None)
+    kwargs.pop("data", None)
+    for _ in range(10):
+        if not (follow_with_auth and response.is_redirect):
+            break
+        target = urljoin(response.url, response.headers["Location"])
+        response.close()
+        if not _same_site(url, target):
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        method = "GET" if response.status_code == 303 else method
+        response = session.request(method, target, headers=headers, timeout=policy.timeout_s,
+                                   allow_redirects=False, **kwargs)
+    return response
 
 
 def _hasher(algorithm: str):

@@ -37,7 +37,7 @@ def realdata():
 
 
 @pytest.fixture(scope="session")
-def simulated(tmp_path_factory):
+def served_series(tmp_path_factory):
     """Three small simulated SAFE zips (relative orbit 24, 5–23 Oct 2020) and four weekly NIC-style
     charts (Mondays 5–26 Oct), as the download tests' archives serve them."""
     from seaice_dask.grid import default_grid

@@ -126,20 +126,20 @@ def test_credentials_from_env_or_netrc_never_shown(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def archive(simulated):
+def archive(served_series):
     """The stand-in archive: the three scenes online (one with an empty Checksum list), one
     offline product, three of the four weekly charts."""
     state = ArchiveState()
-    a, b, c = simulated.scenes
+    a, b, c = served_series.scenes
     ids = {
         "a": state.add_product(a),
         "b": state.add_product(b, checksums=("MD5",)),
         "c": state.add_product(c, checksums=()),
     }
-    offline = simulated.scenes[0].with_name("S1A_EW_GRDM_1SDH_20201011T082203_20201011T082307_034746_03B5C1_0000.zip")
+    offline = served_series.scenes[0].with_name("S1A_EW_GRDM_1SDH_20201011T082203_20201011T082307_034746_03B5C1_0000.zip")
     offline.write_bytes(b"never served")
     ids["offline"] = state.add_product(offline, online=False)
-    for chart in simulated.charts[:3]:
+    for chart in served_series.charts[:3]:
         day = dt.datetime.strptime(chart.name.split("_")[2], "%Y%m%d")
         state.charts[f"26{day:%m%d%Y}"] = chart.read_bytes()
     with ArchiveServer(state) as server:
@@ -170,7 +170,7 @@ def cli(config: Path, *args: str, password: str = PASSWORD) -> subprocess.Comple
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_search_follows_next_links_and_reads_the_product_fields(archive, tmp_path, simulated):
+def test_search_follows_next_links_and_reads_the_product_fields(archive, tmp_path, served_series):
     server, state, ids = archive
     cfg = load_config(write_config(tmp_path, server.url))
     products = search_archive(cfg)
@@ -180,7 +180,7 @@ def test_search_follows_next_links_and_reads_the_product_fields(archive, tmp_pat
     assert queries[0]["catalogue"] == cdse_filter(query_from_config(cfg))
     assert [p.id for p in products] == [ids["a"], ids["offline"], ids["b"], ids["c"]]  # by start time
     a = products[0]
-    assert a.name == simulated.scenes[0].stem and a.size == simulated.scenes[0].stat().st_size
+    assert a.name == served_series.scenes[0].stem and a.size == served_series.scenes[0].stat().st_size
     assert a.relative_orbit == 24 and a.online and set(a.checksums) == {"MD5", "BLAKE3"}
     assert a.url == f"{server.url}/odata/v1/Products({ids['a']})/$value"
     assert a.start_time.date() == START and a.s3_path.startswith("/eodata/Sentinel-1/SAR/EW_GRDM_1S/2020/10/05/")
@@ -191,7 +191,7 @@ def test_search_follows_next_links_and_reads_the_product_fields(archive, tmp_pat
     assert [p.id for p in search_archive(late)] == [ids["b"], ids["c"]]
 
 
-def test_download_cli_end_to_end_with_faults(archive, tmp_path, simulated):
+def test_download_cli_end_to_end_with_faults(archive, tmp_path, served_series):
     """Every injected fault at once; two transfers in parallel; then a re-run that skips everything."""
     server, state, ids = archive
     state.faults = {ids["a"]: ["401", "cut"], ids["b"]: ["429", "500", "corrupt"], ids["c"]: ["cut", "no-range"]}
@@ -199,8 +199,8 @@ def test_download_cli_end_to_end_with_faults(archive, tmp_path, simulated):
     result = cli(config)
     assert result.returncode == 0, result.stderr
     scenes = tmp_path / "scenes"
-    assert sorted(p.name for p in scenes.iterdir()) == sorted(p.name for p in simulated.scenes)  # nothing else
-    for source in simulated.scenes:
+    assert sorted(p.name for p in scenes.iterdir()) == sorted(p.name for p in served_series.scenes)  # nothing else
+    for source in served_series.scenes:
         assert (scenes / source.name).read_bytes() == source.read_bytes()
     # the cut transfer of A was resumed from the byte reached (the last, partly read chunk is lost)
     a = state.downloads(ids["a"])
@@ -220,7 +220,7 @@ def test_download_cli_end_to_end_with_faults(archive, tmp_path, simulated):
     # charts: three saved under the archive's name, the missing week reported
     charts = tmp_path / "charts"
     assert sorted(p.name for p in charts.iterdir()) == ["arctic201005.zip", "arctic201012.zip", "arctic201019.zip"]
-    assert (charts / "arctic201012.zip").read_bytes() == simulated.charts[1].read_bytes()
+    assert (charts / "arctic201012.zip").read_bytes() == served_series.charts[1].read_bytes()
     assert "3 downloaded" in result.stdout and "1 offline" in result.stdout and "0 failed" in result.stdout
     assert "offline (order it or retry later): S1A_EW_GRDM_1SDH_20201011" in result.stdout
     assert "no chart: arctic201026.zip" in result.stdout
@@ -249,35 +249,35 @@ def test_wrong_password_is_one_clean_line_and_leaves_nothing(archive, tmp_path):
     assert not any("product" in r for r in state.requests)
 
 
-def test_list_prints_and_writes_the_table_without_downloading(archive, tmp_path, simulated):
+def test_list_prints_and_writes_the_table_without_downloading(archive, tmp_path, served_series):
     server, state, ids = archive
     result = cli(write_config(tmp_path, server.url), "--list")
     assert result.returncode == 0, result.stderr
-    assert simulated.scenes[0].stem in result.stdout and "4 product(s)" in result.stdout
+    assert served_series.scenes[0].stem in result.stdout and "4 product(s)" in result.stdout
     with (tmp_path / "scenes" / "cdse-products.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [ids["a"], ids["offline"], ids["b"], ids["c"]]
-    assert rows[1]["online"] == "False" and int(rows[0]["size_bytes"]) == simulated.scenes[0].stat().st_size
+    assert rows[1]["online"] == "False" and int(rows[0]["size_bytes"]) == served_series.scenes[0].stat().st_size
     geo = json.loads((tmp_path / "scenes" / "cdse-products.geojson").read_text())
     assert len(geo["features"]) == 4 and geo["features"][0]["geometry"]["type"] == "Polygon"
     assert not any("product" in r for r in state.requests) and not state.grants
     assert sorted(p.name for p in (tmp_path / "scenes").iterdir()) == ["cdse-products.csv", "cdse-products.geojson"]
 
 
-def test_persistent_checksum_mismatch_is_retried_once_then_fails_cleanly(simulated, tmp_path, monkeypatch):
+def test_persistent_checksum_mismatch_is_retried_once_then_fails_cleanly(served_series, tmp_path, monkeypatch):
     state = ArchiveState()
-    bad = state.add_product(simulated.scenes[0], wrong_md5=True)
-    good = state.add_product(simulated.scenes[1])
+    bad = state.add_product(served_series.scenes[0], wrong_md5=True)
+    good = state.add_product(served_series.scenes[1])
     monkeypatch.setenv("CDSE_USERNAME", USER)
     monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
     with ArchiveServer(state) as server:
         cfg = load_config(write_config(tmp_path, server.url, charts={"enabled": False}))
         report = download_products(cfg, progress=False)
-    assert report.downloaded == [simulated.scenes[1].stem]
-    assert list(report.failed) == [simulated.scenes[0].stem]
-    assert "MD5 checksum" in report.failed[simulated.scenes[0].stem] and "downloaded twice" in report.summary()
+    assert report.downloaded == [served_series.scenes[1].stem]
+    assert list(report.failed) == [served_series.scenes[0].stem]
+    assert "MD5 checksum" in report.failed[served_series.scenes[0].stem] and "downloaded twice" in report.summary()
     assert [r["status"] for r in state.downloads(bad)] == [200, 200] and len(state.downloads(good)) == 1
-    assert sorted(p.name for p in (tmp_path / "scenes").iterdir()) == [simulated.scenes[1].name]
+    assert sorted(p.name for p in (tmp_path / "scenes").iterdir()) == [served_series.scenes[1].name]
 
 
 def test_tokens_are_refreshed_before_expiry_and_login_again_when_refresh_fails():
@@ -296,7 +296,7 @@ def test_tokens_are_refreshed_before_expiry_and_login_again_when_refresh_fails()
 
 
 @pytest.mark.cluster
-def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_path, simulated, monkeypatch):
+def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_path, served_series, monkeypatch):
     from distributed import Client, LocalCluster
 
     server, state, ids = archive
@@ -306,8 +306,8 @@ def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_p
     cfg = load_config(write_config(tmp_path, server.url, charts={"enabled": False}))
     with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster, Client(cluster) as client:
         report = download_products(cfg, client=client, progress=False)
-    assert sorted(report.downloaded) == sorted(p.stem for p in simulated.scenes) and not report.failed
-    for source in simulated.scenes:
+    assert sorted(report.downloaded) == sorted(p.stem for p in served_series.scenes) and not report.failed
+    for source in served_series.scenes:
         assert (tmp_path / "scenes" / source.name).read_bytes() == source.read_bytes()
     assert [r["status"] for r in state.downloads(ids["a"])] == [401, 200]
     # B may have tried A's dead token first; then it was cut and resumed
@@ -316,19 +316,19 @@ def test_downloads_as_cluster_tasks_renew_the_token_on_the_client(archive, tmp_p
     assert not list((tmp_path / "scenes").glob("*.part"))
 
 
-def test_a_redirect_to_a_sibling_host_keeps_the_token(simulated, tmp_path, monkeypatch):
+def test_a_redirect_to_a_sibling_host_keeps_the_token(served_series, tmp_path, monkeypatch):
     """CDSE's download host redirects; requests would drop the Authorization header on the way."""
     state = ArchiveState()
-    product = state.add_product(simulated.scenes[0])
+    product = state.add_product(served_series.scenes[0])
     monkeypatch.setenv("CDSE_USERNAME", USER)
     monkeypatch.setenv("CDSE_PASSWORD", PASSWORD)
     with ArchiveServer(state) as front, ArchiveServer(state) as zipper:
         front.redirect_to = zipper.url  # same host name, another port
         cfg = load_config(write_config(tmp_path, front.url, charts={"enabled": False}))
         report = download_products(cfg, progress=False)
-    assert report.downloaded == [simulated.scenes[0].stem]
+    assert report.downloaded == [served_series.scenes[0].stem]
     assert [r["status"] for r in state.downloads(product)] == [302, 200]
-    assert (tmp_path / "scenes" / simulated.scenes[0].name).read_bytes() == simulated.scenes[0].read_bytes()
+    assert (tmp_path / "scenes" / served_series.scenes[0].name).read_bytes() == served_series.scenes[0].read_bytes()
 
 
 def test_the_token_follows_redirects_only_within_the_site():

@@ -18,7 +18,7 @@ trustme = pytest.importorskip("trustme")
 
 
 @pytest.fixture
-def asf_archive(simulated, tmp_path, monkeypatch):
+def asf_archive(served_series, tmp_path, monkeypatch):
     ca = trustme.CA()
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
@@ -28,7 +28,7 @@ def asf_archive(simulated, tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     state = ArchiveState()
     with ArchiveServer(state, tls=ca) as server:
-        names = [state.add_asf_product(path, server.host) for path in simulated.scenes]
+        names = [state.add_asf_product(path, server.host) for path in served_series.scenes]
         yield server, state, names
 
 
@@ -45,13 +45,13 @@ def config(tmp_path: Path, host: str) -> Path:
     return path
 
 
-def test_asf_search_speaks_cmr_through_asf_search(asf_archive, tmp_path, simulated):
+def test_asf_search_speaks_cmr_through_asf_search(asf_archive, tmp_path, served_series):
     server, state, names = asf_archive
     cfg = load_config(config(tmp_path, server.host))
     products = search_archive(cfg)
-    assert [p.file_name for p in products] == [p.name for p in simulated.scenes]
+    assert [p.file_name for p in products] == [p.name for p in served_series.scenes]
     first = products[0]
-    assert first.relative_orbit == 24 and first.size == simulated.scenes[0].stat().st_size
+    assert first.relative_orbit == 24 and first.size == served_series.scenes[0].stat().st_size
     assert set(first.checksums) == {"MD5"} and first.url == f"https://{server.host}/GRD_MD/SB/{names[0]}"
     assert first.start_time.isoformat() == "2020-10-05T08:22:03" and first.footprint.bounds == (-35, 64, -18, 70)
     (query,) = [r["cmr"] for r in state.requests if "cmr" in r]
@@ -62,15 +62,15 @@ def test_asf_search_speaks_cmr_through_asf_search(asf_archive, tmp_path, simulat
     assert len(search_archive(cfg)) == 2
 
 
-def test_asf_download_logs_in_resumes_and_verifies(asf_archive, tmp_path, simulated):
+def test_asf_download_logs_in_resumes_and_verifies(asf_archive, tmp_path, served_series):
     server, state, names = asf_archive
     state.faults = {names[0]: ["cut"], names[1]: ["corrupt"], names[2]: ["500"]}
     cfg = load_config(config(tmp_path, server.host))
     report = download_products(cfg, progress=False)
-    assert sorted(report.downloaded) == sorted(p.stem for p in simulated.scenes) and not report.failed
+    assert sorted(report.downloaded) == sorted(p.stem for p in served_series.scenes) and not report.failed
     scenes = tmp_path / "run" / "scenes"
-    assert sorted(p.name for p in scenes.iterdir()) == sorted(p.name for p in simulated.scenes)
-    for source in simulated.scenes:
+    assert sorted(p.name for p in scenes.iterdir()) == sorted(p.name for p in served_series.scenes)
+    for source in served_series.scenes:
         assert (scenes / source.name).read_bytes() == source.read_bytes()
     s3 = {name: [r for r in state.downloads(name) if r["status"] != 307] for name in names}
     cut, resumed = s3[names[0]]

@@ -23,7 +23,7 @@ EODATA_DIR = "Sentinel-1/SAR/EW_GRDM_1S/2020/10/05"
 
 
 @pytest.fixture(scope="module")
-def s3(simulated, tmp_path_factory):
+def s3(served_series, tmp_path_factory):
     """moto's S3 server (its own process, as a real endpoint would be) with a bucket ``scenes``
     holding the simulated zips and ``eodata`` holding the first one unzipped (CDSE layout)."""
     with socket.socket() as probe:
@@ -53,10 +53,10 @@ def s3(simulated, tmp_path_factory):
         fs = s3_filesystem()
         fs.mkdir("scenes")
         fs.mkdir("eodata")
-        for path in simulated.scenes:
+        for path in served_series.scenes:
             fs.put_file(str(path), f"scenes/archive/{path.name}")
         unzipped = tmp_path_factory.mktemp("unzipped")
-        with zipfile.ZipFile(simulated.scenes[0]) as zf:
+        with zipfile.ZipFile(served_series.scenes[0]) as zf:
             zf.extractall(unzipped)
         (safe,) = unzipped.iterdir()
         for file in sorted(p for p in safe.rglob("*") if p.is_file()):
@@ -76,19 +76,19 @@ def _same_product(remote, local) -> None:
     assert [g.x for g in remote.measurement_gcps("HH")] == [g.x for g in local.measurement_gcps("HH")]
 
 
-def test_zipped_safe_is_read_in_place_from_a_bucket(s3, simulated):
+def test_zipped_safe_is_read_in_place_from_a_bucket(s3, served_series):
     from seaice_dask.safe import open_safe
 
-    url = f"s3://scenes/archive/{simulated.scenes[1].name}"
+    url = f"s3://scenes/archive/{served_series.scenes[1].name}"
     product = open_safe(url)
     assert product.measurement_path("HH").startswith("/vsizip//vsis3/scenes/archive/")
-    _same_product(product, open_safe(simulated.scenes[1]))
+    _same_product(product, open_safe(served_series.scenes[1]))
 
 
-def test_cdse_eodata_folder_layout_is_read_in_place(s3, simulated):
+def test_cdse_eodata_folder_layout_is_read_in_place(s3, served_series):
     from seaice_dask.safe import open_safe
 
-    local = open_safe(simulated.scenes[0])
+    local = open_safe(served_series.scenes[0])
     s3_path = f"/eodata/{EODATA_DIR}/{local.name}.SAFE"  # as the CDSE catalogue's S3Path gives it
     url = RemoteProduct(id="x", name=local.name, start_time=None, url="", s3_path=s3_path).s3_url
     assert url == f"s3://eodata/{EODATA_DIR}/{local.name}.SAFE"
@@ -110,7 +110,7 @@ def test_missing_and_unreadable_objects_name_the_url(s3):
 
 
 @pytest.mark.slow
-def test_ingest_from_the_bucket_equals_ingest_from_disk(s3, simulated, tmp_path):
+def test_ingest_from_the_bucket_equals_ingest_from_disk(s3, served_series, tmp_path):
     from seaice_dask import cube
     from seaice_dask.config import PipelineConfig
     from seaice_dask.ingest import find_scenes, ingest
@@ -123,7 +123,7 @@ def test_ingest_from_the_bucket_equals_ingest_from_disk(s3, simulated, tmp_path)
     remote = config("remote", ["s3://scenes/archive/*.zip", f"s3://eodata/{EODATA_DIR}/*.SAFE"])
     found = find_scenes(remote)
     assert len(found) == 4 and all(str(p).startswith("s3://") for p in found)
-    local = config("local", [str(p) for p in simulated.scenes])
+    local = config("local", [str(p) for p in served_series.scenes])
     assert ingest(local, progress=False).ok
     report = ingest(remote, progress=False)  # the eodata copy is the same acquisition: ignored
     assert report.ok and len(report.ingested) == 3, report.summary()

@@ -67,11 +67,6 @@ def _quiet_libraries(level: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def _not_yet(verb: str) -> None:
-    console.print(f"[yellow]`seaice-dask {verb}` is not available yet.[/yellow]")
-    raise typer.Exit(2)
-
-
 def _load(config: Path) -> PipelineConfig:
     from seaice_dask.config import load_config
 
@@ -280,9 +275,39 @@ def search(
 
 
 @app.command()
-def download() -> None:
-    """Download Sentinel-1 scenes and ice charts from online archives (needs network access)."""
-    _not_yet("download")
+def download(
+    config: ConfigArg,
+    scheduler: SchedulerOpt = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only print the matching products and write them as CSV + GeoJSON.")
+    ] = False,
+) -> None:
+    """Search the archive (download.provider) and fetch missing scenes and NIC charts (needs network)."""
+    from rich.table import Table
+
+    from seaice_dask.download import download_products, first_folder, search_archive, write_listing
+    from seaice_dask.download.products import human_size
+
+    cfg = _load(config)
+    products = search_archive(cfg)
+    if list_only:
+        table = Table(title=f"{len(products)} product(s) from {cfg.download.provider}")
+        for column in ("start (UTC)", "product", "orbit", "size", "online"):
+            table.add_column(column)
+        for p in products:
+            table.add_row(str(p.start_time)[:19], p.name, str(p.relative_orbit or "?"), human_size(p.size),
+                          "yes" if p.online else "no")
+        Console().print(table)
+        stem = first_folder(cfg, cfg.paths.scenes) / f"{cfg.download.provider}-products"
+        csv_path, geojson_path = write_listing(products, stem)
+        typer.echo(f"listing: {csv_path}, footprints: {geojson_path}")
+        return
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_cluster(cfg, scheduler)) if scheduler else None
+        report = download_products(cfg, products, client=client)
+    typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -312,7 +337,9 @@ def main() -> None:
     try:
         app()
     except SeaIceError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)  # one line, even when long
         sys.exit(1)
 
 

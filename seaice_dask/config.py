@@ -140,6 +140,40 @@ class SimulateConfig(_Section):
     seed: int = 0
 
 
+class CdseConfig(_Section):
+    catalogue_url: str = "https://catalogue.dataspace.copernicus.eu/odata/v1"
+    download_url: str = "https://download.dataspace.copernicus.eu/odata/v1"
+    token_url: str = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    page_size: int = Field(100, ge=1, le=1000)
+
+
+class AsfConfig(_Section):
+    search_host: str = "cmr.earthdata.nasa.gov"  # CMR search API (asf_search's host option)
+    edl_host: str = "urs.earthdata.nasa.gov"  # Earthdata Login
+    auth_host: str = "cumulus.asf.alaska.edu"
+
+
+class ChartDownloadConfig(_Section):
+    enabled: bool = True
+    url_template: str = "https://usicecenter.gov/File/DownloadArchive?prd=26{date:%m%d%Y}"
+    weekday: int = Field(0, ge=0, le=6)  # NIC weekly Arctic charts: 0 = Monday
+
+
+class DownloadConfig(_Section):
+    provider: Literal["cdse", "asf"] = "cdse"
+    relative_orbit: int | None = Field(None, ge=1, le=175)
+    mode: Literal["EW", "IW", "SM"] = "EW"
+    product: list[Literal["GRDM", "GRDH"]] = Field(default_factory=lambda: ["GRDM", "GRDH"], min_length=1)
+    aoi: str | None = None  # WKT or GeoJSON in lon/lat; None = the grid bounds
+    max_concurrent: int = Field(2, ge=1, le=16)
+    retries: int = Field(5, ge=0)
+    backoff_s: float = Field(2.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    cdse: CdseConfig = Field(default_factory=CdseConfig)
+    asf: AsfConfig = Field(default_factory=AsfConfig)
+    charts: ChartDownloadConfig = Field(default_factory=ChartDownloadConfig)
+
+
 class PipelineConfig(_Section):
     name: str = "seaice-dask"
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -151,6 +185,7 @@ class PipelineConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
 
     def resolve(self, base: Path) -> PipelineConfig:
         """Return a copy whose paths are absolute, relative ones taken from ``base``."""

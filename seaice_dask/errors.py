@@ -43,3 +43,11 @@ class StoreLockedError(SeaIceError):
 
 class ClusterError(SeaIceError):
     """The Dask cluster failed under the run (e.g. the scheduler was lost)."""
+
+
+class DownloadError(SeaIceError):
+    """An archive search or a transfer failed (after its retries), or a download did not verify."""
+
+
+class AuthenticationError(DownloadError):
+    """An archive refused the credentials, or none were found."""

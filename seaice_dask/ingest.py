@@ -69,12 +69,18 @@ class IngestReport:
         )
 
 
-def find_scenes(cfg: PipelineConfig) -> list[Path]:
-    """Scene paths matching ``paths.scenes`` (globs relative to ``paths.workdir``), sorted."""
-    found: set[Path] = set()
+def find_scenes(cfg: PipelineConfig) -> list[Path | str]:
+    """Scene paths matching ``paths.scenes`` (globs relative to ``paths.workdir``, or ``s3://``
+    URL globs read in place), sorted."""
+    found: set[Path | str] = set()
     for pattern in cfg.paths.scenes:
-        found.update(Path(p) for p in glob.glob(str(cfg.path(pattern))))
-    return sorted(found)
+        if pattern.startswith("s3://"):
+            from seaice_dask.safe.objectstore import list_remote
+
+            found.update(list_remote(pattern))
+        else:
+            found.update(Path(p) for p in glob.glob(str(cfg.path(pattern))))
+    return sorted(found, key=str)
 
 
 def _utc_us(value: Any) -> np.datetime64:

@@ -36,4 +36,15 @@ def realdata():
     return get
 
 
+@pytest.fixture(scope="session")
+def served_series(tmp_path_factory):
+    """Three small simulated SAFE zips (relative orbit 24, 5–23 Oct 2020) and four weekly NIC-style
+    charts (Mondays 5–26 Oct), as the download tests' archives serve them."""
+    from seaice_dask.grid import default_grid
+    from seaice_dask.simulate import simulate_series
+
+    return simulate_series(tmp_path_factory.mktemp("archive"), n_scenes=3, start="2020-10-05", end="2020-10-26",
+                           grid=default_grid(2000.0), progress=False)
+
+
 from tests.smallseries import small_series  # noqa: E402, F401  (session fixture shared by several modules)

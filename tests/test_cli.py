@@ -24,10 +24,10 @@ def test_info_prints_versions_and_cluster():
     assert "dask" in result.output and "LocalCluster" in result.output
 
 
-def test_unavailable_verb_exits_2():
+def test_download_needs_a_config():
     result = runner.invoke(app, ["download"])
     assert result.exit_code == 2
-    assert "not available yet" in result.output
+    assert "Missing argument" in result.output
 
 
 def test_console_script_is_installed():

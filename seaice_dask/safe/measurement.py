@@ -17,6 +17,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from seaice_dask.errors import ProductError
+from seaice_dask.safe.objectstore import vsi_env
 
 if TYPE_CHECKING:
     from seaice_dask.safe.product import Product
@@ -27,8 +28,9 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.n
     (r0, r1), (c0, c1) = rows, cols
     try:
         # Direct I/O reads only the window's bytes from uncompressed strips (ESA's layout)
-        # instead of whole full-width strips through the block cache: ~5x faster windows.
-        with rasterio.Env(GTIFF_DIRECT_IO=True), rasterio.open(path) as src:
+        # instead of whole full-width strips through the block cache: ~5x faster windows. Not
+        # over /vsis3/, where it turns every row of the window into a request (~100x slower).
+        with vsi_env(path), rasterio.Env(GTIFF_DIRECT_IO="/vsis3/" not in path), rasterio.open(path) as src:
             return src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     except RasterioIOError as exc:
         raise ProductError(f"cannot read window rows {r0}:{r1}, cols {c0}:{c1}: {exc}", path) from None
@@ -42,7 +44,7 @@ def _read_block(path: str, dtype: np.dtype, block_info=None) -> np.ndarray:
 def inspect_tiff(path: str) -> tuple[tuple[int, int], np.dtype]:
     """(rows, cols) and dtype of band 1; ProductError for a missing/corrupt/empty TIFF."""
     try:
-        with rasterio.open(path) as src:
+        with vsi_env(path), rasterio.open(path) as src:
             return (src.height, src.width), np.dtype(src.dtypes[0])
     except RasterioIOError as exc:
         raise ProductError(f"corrupt or unreadable measurement TIFF: {exc}", path) from None
@@ -51,7 +53,7 @@ def inspect_tiff(path: str) -> tuple[tuple[int, int], np.dtype]:
 def read_gcps(path: str) -> list[GroundControlPoint]:
     """GCPs stored in a measurement TIFF (ESA writes them in EPSG:4326)."""
     try:
-        with rasterio.open(path) as src:
+        with vsi_env(path), rasterio.open(path) as src:
             gcps, _crs = src.gcps
     except RasterioIOError as exc:
         raise ProductError(f"corrupt or unreadable measurement TIFF: {exc}", path) from None

@@ -117,7 +117,7 @@ class ZipStore(ProductStore):
     def __init__(self, path: Path):
         self.path = path
         try:
-            with zipfile.ZipFile(path) as zf:
+            with self._open_zip() as zf:
                 names = zf.namelist()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise ProductError(f"not a readable zip archive: {exc}", path) from None
@@ -136,6 +136,9 @@ class ZipStore(ProductStore):
             else ({}, None)
         )
 
+    def _open_zip(self) -> zipfile.ZipFile:
+        return zipfile.ZipFile(self.path)
+
     def _member(self, name: str) -> str:
         rel = safe_relpath(name, self.path)
         return self._prefix + self._map.get(rel, rel)
@@ -145,7 +148,7 @@ class ZipStore(ProductStore):
         if member not in self._members:
             raise ProductError(f"missing member {member!r}", self.path)
         try:
-            with zipfile.ZipFile(self.path) as zf:
+            with self._open_zip() as zf:
                 if zf.getinfo(member).file_size > MAX_METADATA_BYTES:
                     raise ProductError(
                         f"member {member!r} is larger than {MAX_METADATA_BYTES} bytes unpacked: "
@@ -176,7 +179,12 @@ class ZipStore(ProductStore):
 
 
 def open_store(path: str | Path) -> ProductStore:
-    """The store for a ``.SAFE`` folder, its ``manifest.safe``, a zip, or an AWS-layout folder."""
+    """The store for a ``.SAFE`` folder, its ``manifest.safe``, a zip, or an AWS-layout folder;
+    local or at an ``s3://`` URL (read in place, see :mod:`seaice_dask.safe.objectstore`)."""
+    if str(path).startswith("s3://"):
+        from seaice_dask.safe.objectstore import open_remote_store
+
+        return open_remote_store(str(path))
     path = Path(path).expanduser()
     if not path.exists():
         raise ProductError("product not found", path)

@@ -108,6 +108,10 @@ class ModelConfig(_Section):
     smoothing_m: float = Field(0.0, ge=0)  # average class probabilities over this window (metres)
 
 
+class ExportConfig(_Section):
+    probabilities: bool = True  # also write proba_<date>.tif (one band per class)
+
+
 class TLSConfig(_Section):
     ca_file: Path
     cert: Path
@@ -144,6 +148,7 @@ class PipelineConfig(_Section):
     charts: ChartsConfig = Field(default_factory=ChartsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
 

@@ -24,8 +24,8 @@ from seaice_dask.grid import Grid  # noqa: E402
 
 #: Names of the built-in ``sod4`` class ids 0…3.
 SOD4_CLASS_NAMES = tuple(SOD4.classes[i] for i in sorted(SOD4.classes))
-#: Colours close to the WMO stage-of-development chart colours (water, young, FYI, old).
-SOD4_COLOURS = ("#3a6fb0", "#e36ee3", "#ffff00", "#a0522d")
+#: Their colours (the scheme's palette, shared with the GeoTIFF colour tables and QGIS styles).
+SOD4_COLOURS = tuple(SOD4.colours[i] for i in sorted(SOD4.classes))
 
 
 def _tmp(path: Path) -> Path:

@@ -92,7 +92,9 @@ def class_map_uint8(cls: np.ndarray) -> np.ndarray:
     cls = np.asarray(cls)
     if cls.size and cls.max() >= NODATA:
         raise CubeError(f"class id {int(cls.max())} does not fit below the nodata value {NODATA}")
-    return np.where(cls < 0, NODATA, cls).astype(np.uint8)
+    out = cls.astype(np.uint8)
+    out[cls < 0] = NODATA
+    return out
 
 
 def _overview_count(shape: tuple[int, int]) -> int:
@@ -259,6 +261,7 @@ class ExportReport:
     probabilities: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     collection: str = ""
+    index: str = ""  # reports/index.html, when the pipeline wrote one
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,7 +330,7 @@ def export_maps(
         item = class_map_item(f"{cfg.name}_class_{stamp}", when, grid, assets, props)
         item.set_self_href(str(out / f"class_{stamp}.json"))
         if scores.is_file():
-            item.add_link(pystac.Link("related", str(scores), media_type=pystac.MediaType.JSON, title="scores of the run"))
+            item.add_link(pystac.Link("related", f"../{SCORES_FILE}", media_type=pystac.MediaType.JSON, title="scores of the run"))
         items.append(item)
     collection = run_collection(cfg.name, items)
     collection.set_self_href(str(out / COLLECTION_FILE))

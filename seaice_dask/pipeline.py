@@ -19,7 +19,7 @@ from seaice_dask.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate")
+STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate", "export")
 
 
 def stage_ingest(cfg: PipelineConfig, client: Client, progress: bool) -> object:
@@ -50,13 +50,24 @@ def stage_train(cfg: PipelineConfig, client: Client, progress: bool) -> object:
 def stage_predict(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.learn import predict
 
-    return predict(cfg, client=client, progress=progress)
+    return predict(cfg, client=client, progress=progress, export=False)  # GeoTIFFs: stage export
 
 
 def stage_evaluate(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.learn import evaluate
 
     return evaluate(cfg, client=client, progress=progress)
+
+
+def stage_export(cfg: PipelineConfig, client: Client, progress: bool) -> object:
+    """GIS files and STAC catalogue of the class maps, then ``index.html`` (once scores exist)."""
+    from seaice_dask.export import export_maps
+    from seaice_dask.report import write_index
+
+    report = export_maps(cfg, progress=progress)
+    if (cfg.paths.reports / "scores.json").is_file():
+        report.index = str(write_index(cfg.paths.reports, title=f"seaice-dask report: {cfg.name}"))
+    return report
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client, bool], object]] = {
@@ -66,6 +77,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client, bool], object]] = {
     "train": stage_train,
     "predict": stage_predict,
     "evaluate": stage_evaluate,
+    "export": stage_export,
 }
 
 

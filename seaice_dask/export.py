@@ -38,7 +38,7 @@ import pandas as pd
 import pystac
 import rasterio
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from pyproj import Transformer
+from pyproj import CRS, Transformer
 from pystac.extensions.projection import ProjectionExtension
 
 from seaice_dask.charts.schemes import ClassScheme, get_scheme
@@ -225,19 +225,13 @@ def class_map_item(
     bbox, geometry = lonlat_footprint(grid)
     item = pystac.Item(item_id, geometry=geometry, bbox=bbox, datetime=when, properties=dict(properties))
     proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.epsg = _epsg(grid)
+    proj.epsg = CRS.from_user_input(grid.crs).to_epsg()
     proj.shape = list(grid.shape)
     proj.transform = list(grid.transform)[:6]
     proj.bbox = list(grid.bounds)
     for key, asset in assets.items():
         item.add_asset(key, asset)
     return item
-
-
-def _epsg(grid: Grid) -> int | None:
-    from pyproj import CRS
-
-    return CRS.from_user_input(grid.crs).to_epsg()
 
 
 def stac_validator() -> pystac.validation.JsonSchemaSTACValidator:
@@ -275,10 +269,8 @@ def _write_stac(collection: pystac.Collection, items: list[pystac.Item]) -> None
         write_json(obj.to_dict(include_self_link=False, transform_hrefs=True), obj.get_self_href())
 
 
-def export_maps(
-    cfg: PipelineConfig, *, times: Sequence[int] | None = None, progress: bool = False
-) -> ExportReport:
-    """GIS files and the STAC catalogue for every predicted date of the cube (or ``times``)."""
+def export_maps(cfg: PipelineConfig, *, progress: bool = False) -> ExportReport:
+    """GIS files for every predicted date of the cube, and the run's STAC catalogue."""
     from rich.progress import track
 
     start = clock.perf_counter()
@@ -287,8 +279,7 @@ def export_maps(
     if "class" not in ds.data_vars:
         raise CubeError("no class maps in the cube (run `seaice-dask predict` first)", store)
     grid = cube_grid(ds)
-    finished = np.flatnonzero(done(store, STAGE))
-    indices = [int(t) for t in (finished if times is None else times) if t in set(finished.tolist())]
+    indices = np.flatnonzero(done(store, STAGE)).tolist()
     attrs = ds["class"].attrs
     with_proba = cfg.export.probabilities and "proba" in ds.data_vars
     class_ids = ds["proba"]["class_id"].values if "proba" in ds.data_vars else attrs.get("flag_values")

@@ -1,20 +1,23 @@
 """Figures and tables of a run: class maps per date, confusion matrices, scores per model and month.
 
-Matplotlib with the non-interactive Agg backend (works on headless cluster nodes). Every file is
-written under a temporary name and renamed, so a crash never leaves a truncated figure.
+Matplotlib with the non-interactive Agg backend (works on headless cluster nodes), unless pyplot is
+already in use (a notebook's inline backend stays). Every file is written under a temporary name and
+renamed, so a crash never leaves a truncated figure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402

@@ -156,7 +156,8 @@ def _map_rows(reports: Path) -> list[dict[str, Any]]:
             target = (item_path.parent / asset["href"]).resolve()
             if target.is_file():
                 links[asset.get("title") or key] = target.relative_to(reports.resolve()).as_posix()
-        rows.append({"date": item["properties"].get("datetime", ""), "learner": item["properties"].get("seaice:learner", ""), "links": links})
+        when = str(item["properties"].get("datetime", ""))[:16].replace("T", " ")
+        rows.append({"date": when, "learner": item["properties"].get("seaice:learner", ""), "links": links})
     return rows
 
 

@@ -183,6 +183,7 @@ def write_index(reports: str | Path, *, scores_file: str = "scores.json", title:
         title=title or f"seaice-dask report: {reports.resolve().parent.name}",
         scores=scores["scores"],
         best=scores["best"],
+        method=scores.get("method", {}),  # how each learner was scored, when evaluate says
         test_dates=[d[:10] for d in scores["test_dates"]],
         references=references,
         primary=primary,

@@ -55,6 +55,7 @@ def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
     scores_json = {
         "test_dates": ["2020-11-02T08:31:00", "2021-01-04T08:31:00"],
         "best": "rf",
+        "method": {"rf": "stored class maps", "sgd": "stratified sample"},
         "scores": {
             m: {ref: {"overall": _scores(oa), "per_scene": {}, "per_month": {"2020-11": _scores(oa - 0.1), "2021-01": _scores(oa - 0.2)}}
                 for ref in ("labels", "truth")}
@@ -76,6 +77,7 @@ def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
     overall = page.get_element_by_id("scores-overall")
     rows = {r[0].text_content(): [c.text_content() for c in r[1:]] for r in overall.iter("tr") if r[0].tag == "td"}
     assert rows["rf"][0] == "0.912" and rows["sgd"][3] == "0.746"  # labels, then truth
+    assert rows["sgd"][-1] == "stratified sample"
     monthly = page.get_element_by_id("scores-month").text_content()
     assert "2020-11" in monthly and "0.812" in monthly and "0.546" in monthly
     per_class = page.get_element_by_id("scores-class").text_content()

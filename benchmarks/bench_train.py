@@ -36,7 +36,7 @@ def run(client: Client, cfg: PipelineConfig, n_scenes: int) -> dict:
         report = train(cfg, client, progress=False)
     train_peak = max(peaks.values())
     with timer() as t_predict, rss_poller(client) as predict_peaks:
-        predict(cfg, client=client, progress=False, export=False)
+        predict(cfg, client=client, progress=False)
     return {
         "scenes": n_scenes,
         "train_pixels": report.n_train,

@@ -62,7 +62,7 @@ def rss() -> int:
 
 
 @contextmanager
-def rss_poller(client: Client, interval: float = 0.2):
+def rss_poller(client, interval: float = 0.2):
     """Poll every worker's RSS in a thread; yields a dict filled with the peak per worker."""
     peaks: dict[str, int] = {}
     stop = threading.Event()

@@ -173,7 +173,7 @@ def train(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: Force
 
 @app.command()
 def predict(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
-    """Classify every scene of the cube; write classes, probabilities and GeoTIFFs."""
+    """Classify every scene of the cube; write classes and probabilities into it."""
     _stage(config, scheduler, "predict", force_unlock)
 
 
@@ -181,6 +181,14 @@ def predict(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: For
 def evaluate(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
     """Scores per model, scene and month; confusion matrices and figures."""
     _stage(config, scheduler, "evaluate", force_unlock)
+
+
+@app.command()
+def export(config: ConfigArg, scheduler: SchedulerOpt = None, force_unlock: ForceUnlockOpt = False) -> None:
+    """GIS outputs: class-map COGs with palette and class names, QGIS styles, STAC; index.html."""
+    report = _stage(config, scheduler, "export", force_unlock)
+    typer.echo(f"{len(report.class_maps)} class maps, STAC collection {report.collection}"
+               + (f", report {report.index}" if report.index else ""))
 
 
 @app.command()
@@ -192,7 +200,7 @@ def run(
     ] = None,
     force_unlock: ForceUnlockOpt = False,
 ) -> None:
-    """Every stage in order: ingest, charts, features, train, predict, evaluate."""
+    """Every stage in order: ingest, charts, features, train, predict, evaluate, export."""
     from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import STAGES, run_pipeline, simulate_inputs
 
@@ -221,7 +229,7 @@ def demo(
     typer.echo(f"  inputs   {cfg.paths.workdir / 'scenes'}, {cfg.paths.workdir / 'charts'}")
     typer.echo(f"  cube     {cfg.paths.store}")
     typer.echo(f"  models   {cfg.paths.models}")
-    typer.echo(f"  reports  {cfg.paths.reports} (scores, figures, GeoTIFF class maps)")
+    typer.echo(f"  reports  {cfg.paths.reports / 'index.html'} (scores, figures; maps/: class-map COGs, QGIS styles, STAC)")
     evaluation = reports.get("evaluate")
     if evaluation is not None:
         typer.echo(f"  scores on the held-out dates {', '.join(d[:10] for d in evaluation.test_dates)}, "

@@ -112,6 +112,10 @@ class ModelConfig(_Section):
     eval_full_maps: bool = False  # classify the full test maps with every learner (slow)
 
 
+class ExportConfig(_Section):
+    probabilities: bool = True  # also write proba_<date>.tif (one band per class)
+
+
 class TLSConfig(_Section):
     ca_file: Path
     cert: Path
@@ -183,6 +187,7 @@ class PipelineConfig(_Section):
     charts: ChartsConfig = Field(default_factory=ChartsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     download: DownloadConfig = Field(default_factory=DownloadConfig)

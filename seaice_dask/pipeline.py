@@ -21,7 +21,7 @@ from seaice_dask.lock import store_lock
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate")
+STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate", "export")
 
 
 def stage_ingest(cfg: PipelineConfig, client: Client, progress: bool) -> object:
@@ -61,6 +61,17 @@ def stage_evaluate(cfg: PipelineConfig, client: Client, progress: bool) -> objec
     return evaluate(cfg, client=client, progress=progress)
 
 
+def stage_export(cfg: PipelineConfig, client: Client, progress: bool) -> object:
+    """GIS files and STAC catalogue of the class maps, then ``index.html`` (once scores exist)."""
+    from seaice_dask.export import export_maps
+    from seaice_dask.report import write_index
+
+    report = export_maps(cfg, progress=progress)
+    if (cfg.paths.reports / "scores.json").is_file():
+        report.index = str(write_index(cfg.paths.reports, title=f"seaice-dask report: {cfg.name}"))
+    return report
+
+
 STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client, bool], object]] = {
     "ingest": stage_ingest,
     "charts": stage_charts,
@@ -68,6 +79,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[PipelineConfig, Client, bool], object]] = {
     "train": stage_train,
     "predict": stage_predict,
     "evaluate": stage_evaluate,
+    "export": stage_export,
 }
 
 

@@ -1,20 +1,23 @@
 """Figures and tables of a run: class maps per date, confusion matrices, scores per model and month.
 
-Matplotlib with the non-interactive Agg backend (works on headless cluster nodes). Every file is
-written under a temporary name and renamed, so a crash never leaves a truncated figure.
+Matplotlib with the non-interactive Agg backend (works on headless cluster nodes), unless pyplot is
+already in use (a notebook's inline backend stays). Every file is written under a temporary name and
+renamed, so a crash never leaves a truncated figure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
@@ -24,8 +27,8 @@ from seaice_dask.grid import Grid  # noqa: E402
 
 #: Names of the built-in ``sod4`` class ids 0…3.
 SOD4_CLASS_NAMES = tuple(SOD4.classes[i] for i in sorted(SOD4.classes))
-#: Colours close to the WMO stage-of-development chart colours (water, young, FYI, old).
-SOD4_COLOURS = ("#3a6fb0", "#e36ee3", "#ffff00", "#a0522d")
+#: Their colours (the scheme's palette, shared with the GeoTIFF colour tables and QGIS styles).
+SOD4_COLOURS = tuple(SOD4.colours[i] for i in sorted(SOD4.classes))
 
 
 def _tmp(path: Path) -> Path:
@@ -131,3 +134,64 @@ def plot_monthly(series: Mapping[str, Mapping[str, float]], path: str | Path, *,
     ax.legend(fontsize=8)
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+#: Figures of a run in the order the report shows them (file-name patterns under the reports folder).
+REPORT_FIGURES = ("scores.png", "accuracy_per_month.png", "confusion_*.png", "class_*.png")
+
+
+def _data_uri(path: Path) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _map_rows(reports: Path) -> list[dict[str, Any]]:
+    """One row per STAC Item under ``maps/``: date, learner and links to files that exist."""
+    rows = []
+    for item_path in sorted((reports / "maps").glob("class_*.json")):
+        item = json.loads(item_path.read_text())
+        links = {"STAC item": item_path.relative_to(reports).as_posix()}
+        for key, asset in item.get("assets", {}).items():
+            target = (item_path.parent / asset["href"]).resolve()
+            if target.is_file():
+                links[asset.get("title") or key] = target.relative_to(reports.resolve()).as_posix()
+        when = str(item["properties"].get("datetime", ""))[:16].replace("T", " ")
+        rows.append({"date": when, "learner": item["properties"].get("seaice:learner", ""), "links": links})
+    return rows
+
+
+def write_index(reports: str | Path, *, scores_file: str = "scores.json", title: str = "") -> Path:
+    """``index.html``: one offline file with the scores of ``scores.json``, the figures and the maps.
+
+    Scores per learner (overall, per month, per class) and confusion matrices come from
+    ``scores.json`` (written by ``evaluate``); figures are embedded (``data:`` URIs), and the
+    maps table links, relatively, to the GeoTIFFs, styles and STAC Items that exist.
+    """
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    reports = Path(reports)
+    scores = json.loads((reports / scores_file).read_text())
+    figures = []
+    for pattern in REPORT_FIGURES:
+        for path in sorted(reports.glob(pattern)):
+            figures.append({"name": path.stem.replace("_", " "), "src": _data_uri(path)})
+    references = sorted({ref for by_ref in scores["scores"].values() for ref in by_ref})
+    primary = "truth" if "truth" in references else "labels"
+    env = Environment(loader=PackageLoader("seaice_dask", "templates"), undefined=StrictUndefined, autoescape=True)
+    html = env.get_template("report.html.j2").render(
+        title=title or f"seaice-dask report: {reports.resolve().parent.name}",
+        scores=scores["scores"],
+        best=scores["best"],
+        method=scores.get("method", {}),  # how each learner was scored, when evaluate says
+        test_dates=[d[:10] for d in scores["test_dates"]],
+        references=references,
+        primary=primary,
+        figures=figures,
+        maps=_map_rows(reports),
+    )
+    path = reports / "index.html"
+    tmp = _tmp(path)
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from seaice_dask.cli import app
 
-VERBS = ["simulate", "ingest", "charts", "features", "train", "predict", "evaluate", "run", "demo",
+VERBS = ["simulate", "ingest", "charts", "features", "train", "predict", "evaluate", "export", "run", "demo",
          "search", "download", "info", "validate"]
 runner = CliRunner()
 

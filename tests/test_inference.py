@@ -193,7 +193,7 @@ def test_evaluate_on_whole_test_set_sample_equals_full_maps(cube, tmp_path):
     cfg = _config(tmp_path, learners=["gnb", "mlp", "rf"], cap_per_class=300, select="accuracy")
     report = train(cfg, progress=False)
     assert set(report.predict_px_per_s) == {"gnb", "mlp", "rf"}
-    predict(cfg, progress=False, export=False)
+    predict(cfg, progress=False)
     cfg.model.eval_sample_per_class = None  # the sample is every test pixel
     sampled = evaluate(cfg, progress=False, figures=False)
     assert sampled.method[report.best] == "stored class maps"
@@ -219,7 +219,7 @@ def test_stale_class_maps_are_not_scored(cube, tmp_path):
     shutil.copytree(cube, tmp_path / "cube.zarr")
     cfg = _config(tmp_path, learners=["mlp"], cap_per_class=300)
     train(cfg, progress=False)
-    predict(cfg, progress=False, export=False)
+    predict(cfg, progress=False)
     assert evaluate(cfg, progress=False, figures=False).method["mlp"] == "stored class maps"
     cfg.model.seed = 5
     train(cfg, progress=False)

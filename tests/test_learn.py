@@ -12,19 +12,18 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, open_cube
+from seaice_dask.cube import open_cube
 from seaice_dask.errors import ModelError
 from seaice_dask.learn import evaluate, predict, train
 from seaice_dask.learn.evaluate import confusion, confusion_per_date, scores
 from seaice_dask.learn.models import LEARNERS, fit_learner, partial_fit_blocks
 from seaice_dask.learn.persist import load_model, save_model
-from seaice_dask.learn.predict import PROBA_DIM, export_cog, predict_dataset, smooth_probabilities, smoothing_pixels
+from seaice_dask.learn.predict import PROBA_DIM, predict_dataset, smooth_probabilities, smoothing_pixels
 from seaice_dask.learn.samples import (
     draw_samples,
     feature_names,
@@ -249,18 +248,6 @@ def test_smoothing_removes_an_isolated_pixel():
     assert smoothing_pixels(0, 80) == 1 and smoothing_pixels(2000, 400) == 5 and smoothing_pixels(2000, 80) == 25
 
 
-def test_export_cog_reads_back(cube, tmp_path):
-    grid = cube_grid(cube)
-    cls = np.random.default_rng(0).integers(-1, 4, grid.shape).astype(np.int8)
-    path = export_cog(cls, grid, tmp_path / "maps" / "class.tif", {"date": "2020-10-05"})
-    with rasterio.open(path) as src:
-        assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-        assert src.crs.to_epsg() == 32626 and src.nodata == -1 and src.transform == grid.transform
-        np.testing.assert_array_equal(src.read(1), cls)
-        assert src.tags()["date"] == "2020-10-05"
-    assert not list(tmp_path.glob("maps/.*"))  # no temp files left
-
-
 def test_train_random_split_warns_and_records_every_date(cube, tmp_path):
     import shutil
 
@@ -285,7 +272,7 @@ def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_p
     assert set(report.scores) == set(LEARNERS) and len(report.test_dates) == 4
     assert set(report.test_dates).isdisjoint(report.train_dates)
     pred = predict(cfg, progress=False)
-    assert len(pred.cogs) == 12
+    assert len(pred.dates) == 12
     stored = open_cube(cfg.paths.store)
     assert stored["class"].dtype == np.int8 and (stored["class"].isel(time=0).values >= -1).all()
     result = evaluate(cfg, progress=False)

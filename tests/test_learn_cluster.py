@@ -35,7 +35,7 @@ def test_predictions_identical_on_one_or_two_workers(tmp_path):
                 {"paths": {"workdir": str(workdir)}, "model": {"learners": ["sgd", "gnb"], "cap_per_class": 400}}
             ).resolve(workdir)
             report = train(cfg, client, progress=False)
-            predict(cfg, client=client, progress=False, export=False)
+            predict(cfg, client=client, progress=False)
             ds = open_cube(cfg.paths.store)
             outputs[n_workers] = (report, ds["class"].values, ds["proba"].values)
     (r1, c1, p1), (r2, c2, p2) = outputs[1], outputs[2]

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
+import pystac
+import pystac.validation
 import pytest
 import rasterio
 
 from seaice_dask.cluster import open_client
 from seaice_dask.cube import done, open_cube
+from seaice_dask.export import stac_validator
 from seaice_dask.ingest import validate_ingest
 from seaice_dask.pipeline import STAGES, demo_config, run_pipeline, simulate_inputs
 
@@ -56,11 +63,47 @@ def test_best_model_reaches_085_against_truth_on_held_out_dates(season):
     assert set(scores["scores"][evaluation.best]) == {"labels", "truth"}
 
 
-def test_class_maps_are_exported_as_cogs(season):
-    cfg, _ = season
+def test_class_maps_open_in_gis_tools_as_classes(season):
+    """Issue acceptance: uint8 COGs with colour table, overviews, nodata 255 and class names; a .qml each."""
+    cfg, reports = season
     maps = sorted((cfg.paths.reports / "maps").glob("class_*.tif"))
-    assert len(maps) == 12
+    assert len(maps) == 12 and [str(p) for p in maps] == reports["export"].class_maps
     ds = open_cube(cfg.paths.store)
-    with rasterio.open(maps[3]) as src:
-        assert src.crs.to_epsg() == 32626
-        np.testing.assert_array_equal(src.read(1), ds["class"].isel(time=3).values)
+    for t, path in enumerate(maps):
+        with rasterio.open(path) as src:
+            assert src.dtypes == ("uint8",) and src.nodata == 255 and src.overviews(1)
+            assert src.colormap(1)[0] == (58, 111, 176, 255) and src.crs.to_epsg() == 32626
+            expected = ds["class"].isel(time=t).values.astype(int)
+            np.testing.assert_array_equal(src.read(1), np.where(expected < 0, 255, expected))
+        names = [c.text for c in ET.parse(f"{path}.aux.xml").getroot().iter("Category")]
+        assert names == ["open water", "young ice", "first-year ice", "old ice"]
+        assert path.with_suffix(".qml").is_file() and path.with_name(path.name.replace("class_", "proba_")).is_file()
+    if shutil.which("gdalinfo"):
+        info = subprocess.run(["gdalinfo", str(maps[0])], capture_output=True, text=True, check=True).stdout
+        assert "Categories:" in info and "first-year ice" in info
+
+
+def test_one_valid_stac_item_per_map(season):
+    cfg, reports = season
+    validator = stac_validator()
+    collection = pystac.Collection.from_file(reports["export"].collection)
+    items = list(collection.get_items())
+    assert len(items) == 12
+    for item in items:
+        pystac.validation.validate(item, validator=validator)
+        assert item.properties["seaice:learner"] == reports["train"].best  # the model predict used
+        assert Path(item.assets["class_map"].get_absolute_href()).is_file()
+    pystac.validation.validate(collection, validator=validator)
+
+
+def test_report_page_links_existing_files_and_shows_the_scores(season):
+    import lxml.html
+
+    cfg, reports = season
+    index = cfg.paths.reports / "index.html"
+    page = lxml.html.parse(str(index)).getroot()
+    hrefs = [a.get("href") for a in page.iter("a")]
+    assert len(hrefs) >= 12 * 4 and all((index.parent / h).is_file() for h in hrefs)
+    overall = page.get_element_by_id("scores-overall").text_content()
+    for row in reports["evaluate"].table("truth").values():
+        assert f"{row['overall_accuracy']:.3f}" in overall

@@ -37,3 +37,56 @@ def test_confusion_scores_monthly_and_json(tmp_path):
     path = report.write_json({"table": table, "when": np.datetime64("2020-10-05")}, tmp_path / "out" / "scores.json")
     assert json.loads(path.read_text())["table"] == table
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["cm.png", "scores.png", "monthly.png", "out", "scores.json"])
+
+
+def _scores(oa: float) -> dict:
+    cm = np.array([[50, 2, 0, 0], [3, 40, 5, 0], [0, 4, 60, 1], [0, 0, 2, 30]])
+    from seaice_dask.learn.evaluate import scores
+
+    s = scores(cm, list(report.SOD4_CLASS_NAMES))
+    s["overall_accuracy"] = oa  # a marker the page must show
+    return s
+
+
+def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
+    import lxml.html
+
+    learners = {"rf": 0.9123, "sgd": 0.7456}
+    scores_json = {
+        "test_dates": ["2020-11-02T08:31:00", "2021-01-04T08:31:00"],
+        "best": "rf",
+        "method": {"rf": "stored class maps", "sgd": "stratified sample"},
+        "scores": {
+            m: {ref: {"overall": _scores(oa), "per_scene": {}, "per_month": {"2020-11": _scores(oa - 0.1), "2021-01": _scores(oa - 0.2)}}
+                for ref in ("labels", "truth")}
+            for m, oa in learners.items()
+        },
+    }
+    report.write_json(scores_json, tmp_path / "scores.json")
+    report.plot_scores({m: {"overall_accuracy": oa} for m, oa in learners.items()}, tmp_path / "scores.png")
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "class_20201102T083100.tif").write_bytes(b"II*\0")
+    item = {"properties": {"datetime": "2020-11-02T08:31:00Z", "seaice:learner": "rf"},
+            "assets": {"class_map": {"href": "./class_20201102T083100.tif", "title": "class map"},
+                       "style": {"href": "./class_20201102T083100.qml", "title": "QGIS style"}}}  # no .qml: no link
+    (maps / "class_20201102T083100.json").write_text(json.dumps(item))
+    path = report.write_index(tmp_path, title="test run")
+    page = lxml.html.parse(str(path)).getroot()
+    assert page.findtext(".//h1") == "test run"
+    overall = page.get_element_by_id("scores-overall")
+    rows = {r[0].text_content(): [c.text_content() for c in r[1:]] for r in overall.iter("tr") if r[0].tag == "td"}
+    assert rows["rf"][0] == "0.912" and rows["sgd"][3] == "0.746"  # labels, then truth
+    assert rows["sgd"][-1] == "stratified sample"
+    monthly = page.get_element_by_id("scores-month").text_content()
+    assert "2020-11" in monthly and "0.812" in monthly and "0.546" in monthly
+    per_class = page.get_element_by_id("scores-class").text_content()
+    assert "first-year ice" in per_class and f"{40 / 46:.3f}" in per_class  # young ice precision
+    confusion = page.get_element_by_id("confusion-sgd")
+    assert [c.text_content() for c in list(confusion.iter("tr"))[2]] == ["young ice", "3", "40", "5", "0"]
+    hrefs = [a.get("href") for a in page.iter("a")]
+    assert hrefs == ["maps/class_20201102T083100.json", "maps/class_20201102T083100.tif"]
+    assert all((tmp_path / h).is_file() for h in hrefs)
+    images = [img.get("src") for img in page.iter("img")]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")  # offline, one file
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -43,13 +43,16 @@ class ClassScheme:
 
     ``stages`` maps named stage codes (79–98) to a class id or ``None`` (unlabelled);
     ``thickness_cm`` holds (upper bound in cm, class id or ``None``) pairs, ascending, for the
-    thickness codes 02–78. Class 0 must be open water.
+    thickness codes 02–78. Class 0 must be open water. ``colours`` (``#rrggbb`` per class id,
+    close to the WMO stage-of-development colour code) is the one palette of figures, GeoTIFF
+    colour tables and QGIS styles.
     """
 
     name: str
     classes: Mapping[int, str]
     stages: Mapping[str, int | None]
     thickness_cm: tuple[tuple[float, int | None], ...]
+    colours: Mapping[int, str]
 
     def stage_class(self, code: str | None) -> int | None:
         """Class of one stage code; ``None`` when unknown or not a sea-ice stage."""
@@ -72,6 +75,7 @@ SOD4 = ClassScheme(
         "79": None, "98": None,
     },  # fmt: skip
     thickness_cm=((30.0, 1), (200.0, 2), (float("inf"), None)),
+    colours={0: "#3a6fb0", 1: "#e36ee3", 2: "#ffff00", 3: "#a0522d"},
 )
 
 AI4ARCTIC = ClassScheme(
@@ -88,6 +92,7 @@ AI4ARCTIC = ClassScheme(
         "79": None, "94": None, "98": None,
     },  # fmt: skip
     thickness_cm=((10.0, 1), (30.0, 2), (70.0, 3), (200.0, 4), (float("inf"), None)),
+    colours={0: "#3a6fb0", 1: "#f0d2fa", 2: "#aa28f0", 3: "#9bd200", 4: "#007800", 5: "#a0522d"},
 )
 
 SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (SOD4, AI4ARCTIC)}

@@ -3,7 +3,7 @@
 Library entry points (the CLI verbs ``train``, ``predict``, ``evaluate`` call these)::
 
     report = train(cfg, client)          # models/<learner>.skops + models/train_report.json
-    predict(cfg, client=client)          # cube `class`, `proba`; reports/maps/class_<date>.tif
+    predict(cfg, client=client)          # cube `class`, `proba` (GIS files: seaice_dask.export)
     evaluate(cfg, client=client)         # reports/scores.json + figures
 """
 

@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import json
 import time as clock
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import pandas as pd
-import rasterio
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
 from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
-from seaice_dask.errors import CubeError, ModelError
-from seaice_dask.grid import Grid
+from seaice_dask.errors import ModelError
 from seaice_dask.learn._compute import persist
 from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model
@@ -173,24 +171,6 @@ def predict_dataset(
     return xr.Dataset({CLASS_VAR: cls, PROBA_VAR: proba})
 
 
-def export_cog(cls: np.ndarray, grid: Grid, path: str | Path, tags: dict[str, str] | None = None) -> Path:
-    """Write a (y, x) int8 class map as a Cloud-Optimised GeoTIFF (nodata −1), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ny, nx = grid.shape
-    if cls.shape != (ny, nx):
-        raise CubeError(f"class map shape {cls.shape} differs from the grid {grid.shape}", path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with rasterio.open(
-        tmp, "w", driver="COG", height=ny, width=nx, count=1, dtype="int8", crs=grid.crs,
-        transform=grid.transform, nodata=-1, compress="deflate", overview_resampling="mode",
-    ) as dst:
-        dst.write(cls.astype(np.int8), 1)
-        dst.update_tags(**(tags or {}))
-    tmp.replace(path)
-    return path
-
-
 def checked_model_ref(path: str | Path, feature_names: list[str]) -> tuple[ModelRef, dict[str, Any]]:
     """A :class:`ModelRef` for ``path`` after checking, here, that the file loads and fits the inputs."""
     model, meta = load_model(path, feature_names=feature_names)
@@ -212,7 +192,6 @@ class PredictReport:
     model: str
     learner: str
     dates: list[str]
-    cogs: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,13 +204,13 @@ def predict(
     *,
     client: Any = None,
     progress: bool = True,
-    export: bool = True,
     times: list[int] | None = None,
 ) -> PredictReport:
-    """Classify every date of the cube (or ``times``); write ``class``/``proba`` and COGs.
+    """Classify every date of the cube (or ``times``); write ``class`` and ``proba`` into it.
 
-    Each date is computed once on the workers (persisted), then written to the store by the
-    workers and, for the GeoTIFF, the int8 class map is gathered (one byte per pixel).
+    Each date is computed once on the workers (persisted) and written to the store by the
+    workers; the next date is already computing while one is written. GIS files come from
+    the ``export`` stage (:mod:`seaice_dask.export`).
     """
     from rich.progress import track
 
@@ -256,19 +235,15 @@ def predict(
     indices = list(range(ds.sizes["time"])) if times is None else list(times)
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])
-    for t in track(indices, description="predict", disable=not progress, transient=True):
-        sl = persist(out.isel(time=t), client)
+    ahead = persist(out.isel(time=indices[0]), client) if indices else None
+    for i, t in enumerate(track(indices, description="predict", disable=not progress, transient=True)):
+        sl = ahead
+        ahead = persist(out.isel(time=indices[i + 1]), client) if i + 1 < len(indices) else None
         write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data)
         write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data)
         set_slice_coord(store, MODEL_KEY_COORD, t, ref.key)
         mark_done(store, STAGE, t)
-        stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
         report.dates.append(stamps[t].isoformat())
-        if export:
-            cls = np.asarray(sl[CLASS_VAR].data.compute())
-            path = Path(cfg.paths.reports) / "maps" / f"class_{stamp}.tif"
-            export_cog(cls, grid, path, {"date": stamps[t].isoformat(), "model": meta["learner"]})
-            report.cogs.append(str(path))
         del sl
     report.seconds = clock.perf_counter() - start
     return report

@@ -1,0 +1,355 @@
+"""GIS outputs of a run: class maps that GIS tools show as classes, QGIS styles, probabilities, STAC.
+
+Per predicted date, under ``<paths.reports>/maps/``:
+
+* ``class_<stamp>.tif``: Cloud-Optimised GeoTIFF, uint8, nodata 255 (land, invalid, no inputs),
+  a colour table, overviews by mode (class ids are categories: averaging them would invent
+  classes), and beside it ``class_<stamp>.tif.aux.xml`` with the GDAL category names and a
+  thematic raster attribute table (value, class name, RGB). The GeoTIFF format has no tag for
+  category names; GDAL, QGIS and ArcGIS read them from this sidecar.
+* ``class_<stamp>.qml``: a QGIS paletted-renderer style with the class names; QGIS applies a
+  ``.qml`` of the same base name as the default style of the layer.
+* ``proba_<stamp>.tif`` (``export.probabilities``): one band per class, the probability in
+  percent as uint8 (scale 0.01 gives the probability; nodata 255), band descriptions = class
+  names, overviews by average.
+* ``class_<stamp>.json``: a STAC Item (datetime, bbox and geometry in lon/lat, projection
+  extension, model, learner, a link to ``scores.json``; assets class map, style, probabilities),
+  and ``collection.json``: the STAC Collection of the run.
+
+The palette is the chart scheme's (:attr:`ClassScheme.colours`), the one the figures use.
+Everything is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time as clock
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pystac
+import rasterio
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pyproj import CRS, Transformer
+from pystac.extensions.projection import ProjectionExtension
+
+from seaice_dask.charts.schemes import ClassScheme, get_scheme
+from seaice_dask.config import PipelineConfig
+from seaice_dask.cube import cube_grid, done, open_cube
+from seaice_dask.errors import CubeError
+from seaice_dask.grid import Grid
+
+#: Pixel value of land, invalid and unclassified pixels in the uint8 GeoTIFFs.
+NODATA = 255
+#: Probability GeoTIFFs hold percent: value × 0.01 = probability.
+PROBA_SCALE = 0.01
+#: COG tile size; small enough that the demo's 1000² maps get overviews.
+BLOCKSIZE = 256
+MAPS_DIR = "maps"
+COLLECTION_FILE = "collection.json"
+SCORES_FILE = "scores.json"
+STAGE = "predict"  # the cube stage whose slices are exported
+MEDIA_QML = "text/xml"
+
+_templates = Environment(
+    loader=PackageLoader("seaice_dask", "templates"), undefined=StrictUndefined, autoescape=True,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class ClassPalette:
+    """Class ids, names and ``#rrggbb`` colours, in id order."""
+
+    values: tuple[int, ...]
+    names: tuple[str, ...]
+    colours: tuple[str, ...]
+
+    @classmethod
+    def from_scheme(cls, scheme: str | ClassScheme, values: Sequence[int] | None = None) -> ClassPalette:
+        """The scheme's palette, restricted to ``values`` (all its classes by default)."""
+        scheme = get_scheme(scheme)
+        ids = sorted(scheme.classes) if values is None else sorted(int(v) for v in values)
+        unknown = set(ids) - set(scheme.classes)
+        if unknown:
+            raise CubeError(f"class ids {sorted(unknown)} are not in the {scheme.name} scheme")
+        return cls(tuple(ids), tuple(scheme.classes[i] for i in ids), tuple(scheme.colours[i] for i in ids))
+
+    def rgb(self) -> list[tuple[int, int, int]]:
+        return [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in self.colours]  # type: ignore[misc]
+
+
+def class_map_uint8(cls: np.ndarray) -> np.ndarray:
+    """int class ids (−1: none) → uint8 with :data:`NODATA` for negative ids."""
+    cls = np.asarray(cls)
+    if cls.size and cls.max() >= NODATA:
+        raise CubeError(f"class id {int(cls.max())} does not fit below the nodata value {NODATA}")
+    out = cls.astype(np.uint8)
+    out[cls < 0] = NODATA
+    return out
+
+
+def _overview_count(shape: tuple[int, int]) -> int:
+    """Halvings until the larger side fits in one tile; at least one (GIS tools ask for some)."""
+    return max(1, math.ceil(math.log2(max(shape) / BLOCKSIZE)))
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _write_cog(path: Path, data: np.ndarray, grid: Grid, resampling: str, fill: Any) -> Path:
+    """Write ``data`` (bands, y, x) uint8 as a COG under a temp name; ``fill(dst)`` adds metadata."""
+    bands, ny, nx = data.shape
+    if (ny, nx) != grid.shape:
+        raise CubeError(f"map shape {(ny, nx)} differs from the grid {grid.shape}", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    with rasterio.open(
+        tmp, "w", driver="COG", height=ny, width=nx, count=bands, dtype="uint8", crs=grid.crs,
+        transform=grid.transform, nodata=NODATA, compress="deflate", blocksize=BLOCKSIZE,
+        overview_resampling=resampling, overview_count=_overview_count(grid.shape),
+    ) as dst:
+        dst.write(data)
+        fill(dst)
+    return tmp
+
+
+def category_aux_xml(palette: ClassPalette) -> bytes:
+    """GDAL PAM sidecar of band 1: category names and a thematic raster attribute table."""
+    root = ET.Element("PAMDataset")
+    band = ET.SubElement(root, "PAMRasterBand", band="1")
+    names = ET.SubElement(band, "CategoryNames")
+    by_value = dict(zip(palette.values, palette.names, strict=True))
+    for value in range(max(palette.values) + 1):  # GDAL category names are indexed by pixel value
+        ET.SubElement(names, "Category").text = by_value.get(value, "")
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
+    # field types: 0 integer, 2 string; usages: 5 min-max (the value), 2 name, 6–8 red/green/blue
+    columns = [("Value", 0, 5), ("Class_Name", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
+    for index, (name, kind, usage) in enumerate(columns):
+        defn = ET.SubElement(rat, "FieldDefn", index=str(index))
+        ET.SubElement(defn, "Name").text = name
+        ET.SubElement(defn, "Type").text = str(kind)
+        ET.SubElement(defn, "Usage").text = str(usage)
+    for row, (value, name, rgb) in enumerate(zip(palette.values, palette.names, palette.rgb(), strict=True)):
+        r = ET.SubElement(rat, "Row", index=str(row))
+        for cell in (value, name, *rgb):
+            ET.SubElement(r, "F").text = str(cell)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8")
+
+
+def write_class_cog(
+    cls: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None
+) -> Path:
+    """A (y, x) class map (−1: none) as a paletted uint8 COG plus its category sidecar."""
+    path = Path(path)
+    colormap = {v: (*rgb, 255) for v, rgb in zip(palette.values, palette.rgb(), strict=True)}
+    colormap[NODATA] = (0, 0, 0, 0)
+
+    def fill(dst: Any) -> None:
+        dst.write_colormap(1, colormap)
+        dst.set_band_description(1, "sea-ice class")
+        dst.update_tags(**(tags or {}))
+
+    tmp = _write_cog(path, class_map_uint8(cls)[None], grid, "mode", fill)
+    aux = path.with_name(path.name + ".aux.xml")
+    aux_tmp = _tmp(aux)
+    aux_tmp.write_bytes(category_aux_xml(palette))
+    tmp.replace(path)
+    aux_tmp.replace(aux)
+    return path
+
+
+def write_proba_cog(
+    proba: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None
+) -> Path:
+    """Class probabilities (K, y, x), NaN where none, as a K-band uint8 percent COG."""
+    path = Path(path)
+    proba = np.asarray(proba, dtype=np.float32)
+    if proba.shape[0] != len(palette.values):
+        raise CubeError(f"{proba.shape[0]} probability bands for {len(palette.values)} classes", path)
+    with np.errstate(invalid="ignore"):
+        percent = np.where(np.isfinite(proba), np.clip(np.rint(proba / PROBA_SCALE), 0, 100), NODATA)
+
+    def fill(dst: Any) -> None:
+        for band, name in enumerate(palette.names, start=1):
+            dst.set_band_description(band, f"probability of {name}")
+        dst.scales = (PROBA_SCALE,) * len(palette.names)
+        dst.update_tags(**(tags or {}), units="1 (value × scale)")
+
+    _write_cog(path, percent.astype(np.uint8), grid, "average", fill).replace(path)
+    return path
+
+
+def write_qml(path: str | Path, palette: ClassPalette) -> Path:
+    """QGIS style (paletted renderer, class names as labels, nodata transparent)."""
+    path = Path(path)
+    entries = [{"value": v, "name": n, "colour": c} for v, n, c in zip(palette.values, palette.names, palette.colours, strict=True)]
+    text = _templates.get_template("class_map.qml.j2").render(entries=entries, nodata=NODATA)
+    tmp = _tmp(path)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def lonlat_footprint(grid: Grid, points_per_side: int = 16) -> tuple[list[float], dict[str, Any]]:
+    """(bbox, GeoJSON polygon) of the grid in lon/lat, its edges densified (they curve in lon/lat)."""
+    xmin, ymin, xmax, ymax = grid.bounds
+    t = np.linspace(0.0, 1.0, points_per_side, endpoint=False)
+    xs = np.concatenate([xmin + t * (xmax - xmin), np.full_like(t, xmax), xmax - t * (xmax - xmin), np.full_like(t, xmin)])
+    ys = np.concatenate([np.full_like(t, ymin), ymin + t * (ymax - ymin), np.full_like(t, ymax), ymax - t * (ymax - ymin)])
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
+    ring.append(ring[0])
+    bbox = [float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))]
+    return bbox, {"type": "Polygon", "coordinates": [ring]}
+
+
+def class_map_item(
+    item_id: str,
+    when: dt.datetime,
+    grid: Grid,
+    assets: dict[str, pystac.Asset],
+    properties: dict[str, Any],
+) -> pystac.Item:
+    """STAC Item of one class map: lon/lat footprint, projection of the grid, the given assets."""
+    bbox, geometry = lonlat_footprint(grid)
+    item = pystac.Item(item_id, geometry=geometry, bbox=bbox, datetime=when, properties=dict(properties))
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.epsg = CRS.from_user_input(grid.crs).to_epsg()
+    proj.shape = list(grid.shape)
+    proj.transform = list(grid.transform)[:6]
+    proj.bbox = list(grid.bounds)
+    for key, asset in assets.items():
+        item.add_asset(key, asset)
+    return item
+
+
+def stac_validator() -> pystac.validation.JsonSchemaSTACValidator:
+    """A pystac validator that needs no network: pystac's core schemas plus the bundled extensions."""
+    from pystac.validation import JsonSchemaSTACValidator
+
+    from seaice_dask.data import STAC_SCHEMAS
+
+    validator = JsonSchemaSTACValidator()
+    for uri, path in STAC_SCHEMAS.items():
+        validator.schema_cache[uri] = json.loads(path.read_text())
+    return validator
+
+
+@dataclass
+class ExportReport:
+    """Files written by :func:`export_maps`."""
+
+    class_maps: list[str] = field(default_factory=list)
+    styles: list[str] = field(default_factory=list)
+    probabilities: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    collection: str = ""
+    index: str = ""  # reports/index.html, when the pipeline wrote one
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _write_stac(collection: pystac.Collection, items: list[pystac.Item]) -> None:
+    from seaice_dask.report import write_json
+
+    for obj in (collection, *items):
+        write_json(obj.to_dict(include_self_link=False, transform_hrefs=True), obj.get_self_href())
+
+
+def export_maps(cfg: PipelineConfig, *, progress: bool = False) -> ExportReport:
+    """GIS files for every predicted date of the cube, and the run's STAC catalogue."""
+    from rich.progress import track
+
+    start = clock.perf_counter()
+    store = cfg.paths.store
+    ds = open_cube(store)
+    if "class" not in ds.data_vars:
+        raise CubeError("no class maps in the cube (run `seaice-dask predict` first)", store)
+    grid = cube_grid(ds)
+    indices = np.flatnonzero(done(store, STAGE)).tolist()
+    attrs = ds["class"].attrs
+    with_proba = cfg.export.probabilities and "proba" in ds.data_vars
+    class_ids = ds["proba"]["class_id"].values if "proba" in ds.data_vars else attrs.get("flag_values")
+    palette = ClassPalette.from_scheme(cfg.charts.scheme, class_ids)
+    out = Path(cfg.paths.reports) / MAPS_DIR
+    scores = Path(cfg.paths.reports) / SCORES_FILE
+    stamps = pd.DatetimeIndex(ds["time"].values)
+    products = ds["product_id"].values if "product_id" in ds.coords else None
+    report = ExportReport()
+    items = []
+    properties = {
+        "seaice:model": str(attrs.get("model", "")),
+        "seaice:learner": str(attrs.get("learner", "")),
+        "seaice:class_scheme": cfg.charts.scheme,
+        "seaice:classes": [{"value": v, "name": n, "colour": c} for v, n, c in zip(palette.values, palette.names, palette.colours, strict=True)],
+    }
+    for t in track(indices, description="export", disable=not progress, transient=True):
+        stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
+        when = stamps[t].to_pydatetime().replace(tzinfo=dt.UTC)
+        tags = {"date": when.isoformat(), "model": properties["seaice:model"], "learner": properties["seaice:learner"]}
+        class_path = write_class_cog(ds["class"].isel(time=t).values, grid, out / f"class_{stamp}.tif", palette, tags)
+        style_path = write_qml(out / f"class_{stamp}.qml", palette)
+        report.class_maps.append(str(class_path))
+        report.styles.append(str(style_path))
+        assets = {
+            "class_map": pystac.Asset(f"./{class_path.name}", title="sea-ice class map", media_type=pystac.MediaType.COG, roles=["data"]),
+            "style": pystac.Asset(f"./{style_path.name}", title="QGIS style", media_type=MEDIA_QML, roles=["style"]),
+            "categories": pystac.Asset(f"./{class_path.name}.aux.xml", title="GDAL category names and attribute table", media_type=pystac.MediaType.XML, roles=["metadata"]),
+        }
+        if with_proba:
+            proba_path = write_proba_cog(ds["proba"].isel(time=t).values, grid, out / f"proba_{stamp}.tif", palette, tags)
+            report.probabilities.append(str(proba_path))
+            assets["probabilities"] = pystac.Asset(
+                f"./{proba_path.name}", title="class probabilities (percent, scale 0.01)", media_type=pystac.MediaType.COG, roles=["data"],
+            )
+        props = dict(properties)
+        if products is not None:
+            props["seaice:source_product"] = str(products[t])
+        item = class_map_item(f"{cfg.name}_class_{stamp}", when, grid, assets, props)
+        item.set_self_href(str(out / f"class_{stamp}.json"))
+        if scores.is_file():
+            item.add_link(pystac.Link("related", f"../{SCORES_FILE}", media_type=pystac.MediaType.JSON, title="scores of the run"))
+        items.append(item)
+    collection = run_collection(cfg.name, items)
+    collection.set_self_href(str(out / COLLECTION_FILE))
+    for item in items:
+        href = item.get_self_href()
+        collection.add_item(item)
+        item.set_self_href(href)  # add_item may re-home the item: keep it beside its map
+    _write_stac(collection, items)
+    report.items = [str(item.get_self_href()) for item in items]
+    report.collection = str(out / COLLECTION_FILE)
+    report.seconds = clock.perf_counter() - start
+    return report
+
+
+def run_collection(name: str, items: Sequence[pystac.Item]) -> pystac.Collection:
+    """STAC Collection of one run's class maps: the union of their footprints and dates."""
+    if items:
+        boxes = np.array([item.bbox for item in items])
+        bbox = [*boxes[:, :2].min(axis=0).tolist(), *boxes[:, 2:].max(axis=0).tolist()]
+        dates = sorted(item.datetime for item in items)  # type: ignore[type-var]
+        interval = [dates[0], dates[-1]]
+    else:
+        bbox, interval = [-180.0, -90.0, 180.0, 90.0], [None, None]
+    extent = pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([interval]))
+    return pystac.Collection(
+        id=name,
+        description=f"Sea-ice type maps of the seaice-dask run {name!r} (contains modified Copernicus Sentinel data).",
+        extent=extent,
+        license="other",
+        catalog_type=pystac.CatalogType.SELF_CONTAINED,
+    )

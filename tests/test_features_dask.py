@@ -40,6 +40,15 @@ def test_bit_identical_for_every_chunking():
     assert np.array_equal(glcm(da0, vmin=-35, vmax=-5).values, want, equal_nan=True)  # NumPy path
 
 
+def test_sliver_chunks_are_merged_not_cut_into_halo_sized_pieces():
+    """A 101-row grid in chunks of 50 leaves a 1-row chunk, smaller than the window's halo."""
+    da0 = scene(101, 90)
+    out = glcm(da0.chunk({"y": 50, "x": 45}), vmin=-35, vmax=-5)
+    assert out.data.chunks[-2:] == ((50, 51), (45, 45))
+    single = glcm(da0.chunk({"y": -1, "x": -1}), vmin=-35, vmax=-5)
+    assert np.array_equal(out.values, single.values, equal_nan=True)
+
+
 def test_dask_in_dask_out_with_metadata_and_crs():
     da0 = scene(90, 70).chunk({"y": 40, "x": 30})
     with dask.config.set(scheduler="sync"):

@@ -111,6 +111,19 @@ def _block_kernel(q_block: np.ndarray, *, half: int, levels: int, layout: Layout
                        feature_codes=feature_codes, snap=snap, max_pairs=max_pairs)  # fmt: skip
 
 
+def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+    """``chunks`` with every chunk smaller than ``minimum`` merged into its neighbour, so that a
+    grid leaving a sliver (501 rows in chunks of 250) keeps its chunking instead of being cut
+    into halo-sized pieces."""
+    merged: list[int] = []
+    for size in chunks:
+        if merged and (size < minimum or merged[-1] < minimum):
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
+
+
 def glcm(
     da_in: xr.DataArray,
     *,
@@ -158,7 +171,7 @@ def glcm(
     lead = (len(features), layout.n_slots)
     if isinstance(q, da.Array):
         if min(min(c) for c in q.chunks) < half:  # map_overlap needs chunks at least the halo
-            q = q.rechunk({0: max(half, min(q.chunks[0])), 1: max(half, min(q.chunks[1]))})
+            q = q.rechunk(tuple(_merge_small_chunks(c, half) for c in q.chunks))
         values = da.map_overlap(
             _block_kernel, q, depth={0: half, 1: half}, boundary=-1, trim=False,
             new_axis=[0, 1], chunks=(*((n,) for n in lead), *q.chunks),

@@ -7,6 +7,7 @@ from seaice_dask.preprocess.calibrate import (
     incidence_angle,
     negative_count,
     noise_power,
+    noise_sigma0,
     sigma0,
 )
 from seaice_dask.preprocess.luts import calibration_window, noise_window
@@ -21,6 +22,7 @@ __all__ = [
     "incidence_angle",
     "negative_count",
     "noise_power",
+    "noise_sigma0",
     "noise_scaling",
     "noise_window",
     "sigma0",

@@ -27,7 +27,7 @@ import xarray as xr
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.preprocess.luts import calibration_window, interp_vectors, noise_window
-from seaice_dask.preprocess.nersc import NoiseScaling, noise_scaling, nersc_power
+from seaice_dask.preprocess.nersc import NoiseScaling, nersc_power, noise_scaling, swath_labels
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product
 
 #: Linear value given to pixels whose noise-subtracted power is ≤ 0 (−50 dB).
@@ -79,7 +79,8 @@ def _backscatter_block(
         value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)
     else:
         value = _noise_subtracted_power(dn, noise, lines, samples) / a2
-    value[value <= 0] = floor
+    if floor is not None:
+        value[value <= 0] = floor
     value[dn == 0] = np.nan
     if db:
         value = 10.0 * np.log10(value)
@@ -162,6 +163,8 @@ def sigma0(
 
     ``denoise``: "esa" (annotated noise LUT), "nersc" (noise scaled and power-balanced per
     subswath, estimated from the scene: :mod:`seaice_dask.preprocess.nersc`) or None.
+    ``floor=None`` keeps noise-subtracted values ≤ 0 as they are (linear only), for corrections
+    that need the unbiased local mean (:mod:`seaice_dask.preprocess.textural`).
     """
     return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor)
 
@@ -176,6 +179,39 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
            chunks: tuple[int, int] = (1024, 1024), *, floor: float = SIGMA0_FLOOR) -> xr.DataArray:
     """γ0 of ``pol``, like :func:`sigma0` with the gamma LUT."""
     return _backscatter(product, pol, "gamma", denoise, db, chunks, floor)
+
+
+def _noise_sigma0_block(cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None = None,
+                        swaths: tuple = (), block_info=None) -> np.ndarray:
+    lines, samples = _window(block_info, None)
+    eta = noise_window(noise, lines, samples)
+    if scaling is not None:
+        eta = eta * np.append(scaling.scale, 1.0)[swath_labels(swaths, lines, samples)]
+    return (eta / np.square(calibration_window(cal, "sigma_nought", lines, samples))).astype(np.float32)
+
+
+def noise_sigma0(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:
+    """The noise power :func:`sigma0` subtracts, in σ0 units (linear), lazy float32: η/A² for
+    "esa", k_s·η/A² for "nersc" (the same delayed scaling estimate, computed once)."""
+    method = _denoise_method(denoise)
+    if method is None:
+        raise ConfigError("no noise is subtracted without denoising ('esa' or 'nersc')")
+    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    data = da.map_blocks(
+        _noise_sigma0_block,
+        dask.delayed(product.calibration(pol), pure=True, traverse=False),
+        dask.delayed(product.noise(pol), pure=True, traverse=False),
+        chunks=da.core.normalize_chunks(chunks, product.shape),
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
+        name=f"noise-sigma0-{dask.base.tokenize(product.name, pol, method, chunks)}",
+        **nersc,
+    )
+    return xr.DataArray(
+        data, dims=("line", "sample"), coords=_coords(product), name=f"noise_sigma0_{pol.lower()}",
+        attrs={"long_name": f"subtracted thermal noise {pol} ({method})", "units": "m2 m-2", "polarisation": pol,
+               "product": product.name, "denoising": method},
+    )
 
 
 def negative_count(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:

@@ -180,3 +180,26 @@ def test_geocoded_corrections_with_esa_and_nersc(product, denoise):
     mean_ratio = (10 ** (hv_both[ok] / 10)).mean() / (10 ** (hv_expected[ok] / 10)).mean()
     assert abs(mean_ratio - 1) < 0.05, mean_ratio
     assert (both.valid == plain.valid).mean() > 0.999
+
+
+def test_model_refuses_inputs_made_with_another_correction(tmp_path):
+    from sklearn.naive_bayes import GaussianNB
+
+    from seaice_dask.errors import ModelError
+    from seaice_dask.learn.persist import load_model, radiometry_of, save_model
+
+    linear = IncidenceCorrection("linear", 35.0, {"hh": -0.2, "hv": -0.1}, "charts")
+    corrected = radiometry_of({"incidence_correction": linear.to_attrs(), "textural_noise": True})
+    model = GaussianNB().fit(np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2)
+    path = save_model(model, tmp_path / "gnb.skops", learner="gnb", feature_names=["a", "b"], classes=[0, 1],
+                      radiometry=corrected)
+    _, meta = load_model(path, radiometry=radiometry_of({"incidence_correction": {**linear.to_attrs(), "source": "config"},
+                                                        "textural_noise": True}))
+    assert meta["radiometry"]["incidence_correction"]["slopes_db_per_deg"] == {"hh": -0.2, "hv": -0.1}
+    for other in ({}, {"incidence_correction": linear.to_attrs(), "textural_noise": False},
+                  {"incidence_correction": IncidenceCorrection("linear", 35.0, {"hh": -0.25, "hv": -0.1}).to_attrs(),
+                   "textural_noise": True}):
+        with pytest.raises(ModelError, match="gnb.skops.*radiometric corrections"):
+            load_model(path, radiometry=radiometry_of(other))
+    plain = save_model(model, tmp_path / "plain.skops", learner="gnb", feature_names=["a", "b"], classes=[0, 1])
+    load_model(plain, radiometry=radiometry_of({}))  # cubes and models from before: uncorrected

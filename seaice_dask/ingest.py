@@ -12,6 +12,13 @@ download does not stop a season's ingest; the caller decides whether that is an 
 (``IngestReport.ok``). A scene whose slot was created but whose write failed stays unflagged and
 is retried by the next run.
 
+Radiometric corrections (``preprocess.incidence``, ``preprocess.textural_noise``) are applied in
+radar geometry by :func:`~seaice_dask.geocode.geocode_product`. A cube holds one correction: it is
+recorded in the cube's attrs (``incidence_correction``, ``textural_noise``) before the first
+slice is written, reused on resume and when scenes are added, and a config asking for another is
+a CubeError. Estimated slopes come from a pre-pass over decimated samples of every scene of the
+run (:func:`estimate_season_slopes`), so the first run should hold the whole season.
+
 Variables (see ``DESIGN.md``): ``sigma0_<pol>`` dB float32 (NaN outside the footprint),
 ``incidence`` degrees float32, ``valid`` bool (every polarisation finite), and the static
 ``land`` (y, x) bool, re-burnt on every run from ``paths.land`` (cheap, idempotent, and it
@@ -331,8 +338,9 @@ def ingest(
             report.skipped.append(product.name)
         else:
             todo.append((t, product))
-    if todo:
+    if todo or INCIDENCE_ATTR in cube.cube_attrs(store):  # a changed config is refused even with nothing to do
         incidence = resolve_incidence(cfg, store, products, grid)
+    if todo:
         _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
         cube.write_slice(store, "land", None,
                          land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk))

@@ -23,7 +23,7 @@ Values ≤ 0 that remain are floored by the caller like any noise-subtracted σ0
 
 It is lazy and chunk-invariant: ``map_overlap`` with depth WINDOW // 2 and NaN beyond the image
 (outside pixels count as missing, exactly like the no-data border), and box sums taken as sums
-of shifted slices in a fixed order, so every pixel's value does not depend on the chunking.
+of shifted slices in a fixed order, so no pixel's value depends on the chunking (bit for bit).
 """
 
 from __future__ import annotations
@@ -37,17 +37,35 @@ import xarray as xr
 WINDOW = 15
 
 
-def _box_sum(values: np.ndarray, radius: int) -> np.ndarray:
-    """Sum over the (2r+1)² box around every pixel, zeros beyond the array; fixed summation order."""
-    h, w = values.shape
-    padded = np.pad(values, radius)
-    rows = np.zeros((h, w + 2 * radius), values.dtype)
-    for d in range(2 * radius + 1):
-        rows += padded[d : d + h]
-    out = np.zeros((h, w), values.dtype)
-    for d in range(2 * radius + 1):
-        out += rows[:, d : d + w]
+def _window_sum(values: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """Sums of ``width`` consecutive values along ``axis`` (length n − width + 1), by doubling:
+    partial sums of 1, 2, 4, … values combined in a fixed order, ~2·log2(width) adds per value
+    and the same arithmetic for every output position (hence chunk-invariant to the bit)."""
+    def shift(a: np.ndarray, k: int, n: int) -> np.ndarray:
+        return a[k : k + n] if axis == 0 else a[:, k : k + n]
+
+    n_out = values.shape[axis] - width + 1
+    powers = {1: values}
+    size = 1
+    while size * 2 <= width:
+        a = powers[size]
+        m = a.shape[axis] - size
+        powers[size * 2] = shift(a, 0, m) + shift(a, size, m)
+        size *= 2
+    out, offset = None, 0
+    for size in sorted(powers, reverse=True):
+        if width - offset >= size:
+            part = shift(powers[size], offset, n_out)
+            out = part.copy() if out is None else out + part
+            offset += size
     return out
+
+
+def _box_sum(values: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over the (2r+1)² box around every pixel, zeros beyond the array (chunk-invariant)."""
+    width = 2 * radius + 1
+    padded = np.pad(values, radius)
+    return _window_sum(_window_sum(padded, width, 0), width, 1)
 
 
 def textural_noise_block(sigma0: np.ndarray, noise: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -55,8 +73,11 @@ def textural_noise_block(sigma0: np.ndarray, noise: np.ndarray, window: int = WI
     no data, not floored) and the subtracted ``noise`` (linear σ0 units) → float32."""
     radius = window // 2
     finite = np.isfinite(sigma0)
-    total = _box_sum(np.where(finite, sigma0, 0.0).astype(np.float64), radius)
-    count = _box_sum(finite.astype(np.float64), radius)
+    total = _box_sum(np.where(finite, sigma0, 0).astype(np.float32), radius)
+    if finite.all():  # most blocks: the count is the box clipped at the array edges
+        count = np.outer(*(_window_sum(np.pad(np.ones(n, np.float32), radius), window, 0) for n in sigma0.shape))
+    else:
+        count = _box_sum(finite.astype(np.float32), radius)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         signal = np.maximum(mean, 0.0)

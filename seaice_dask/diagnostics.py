@@ -82,10 +82,9 @@ def incidence_profile(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.nda
 def plot_incidence_dependence(profiles: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | Path,
                               pol: str = "HH") -> Path:
     """One panel per case (e.g. "before", "after"): median σ0 against incidence, one line per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from seaice_dask.report import save_figure
 
     fig, axes = plt.subplots(1, len(profiles), figsize=(5 * len(profiles), 4), sharey=True, squeeze=False)
     for ax, (case, per_class) in zip(axes[0], profiles.items()):
@@ -98,19 +97,15 @@ def plot_incidence_dependence(profiles: Mapping[str, Mapping[str, tuple[np.ndarr
     axes[0][0].set_ylabel(f"median sigma0 {pol} (dB)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_texture_by_subswath(texture: Mapping[str, Mapping[str, list[float]]], path: str | Path, pol: str = "HV",
                              bands: tuple[float, ...] = TEXTURE_BANDS_DEG) -> Path:
     """One panel per case: median 5 × 5 local std (dB) per incidence band, one line per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from seaice_dask.report import save_figure
 
     labels = [f"<{bands[1]:g}" if lo == bands[0] else (f">{lo:g}" if hi == bands[-1] else f"{lo:g}-{hi:g}")
               for lo, hi in zip(bands[:-1], bands[1:])]
@@ -123,10 +118,7 @@ def plot_texture_by_subswath(texture: Mapping[str, Mapping[str, list[float]]], p
     axes[0][0].set_ylabel(f"median 5x5 local std of {pol} (dB)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [

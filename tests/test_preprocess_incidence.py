@@ -130,7 +130,7 @@ def test_textural_noise_correction_restores_noise_free_speckle():
     clean = speckle.std()
     assert before[1] / before[0] > 2.2, before
     assert after[1] / after[0] < 1.15, after
-    for value in after:  # what remains is the local mean's own noise (15 × 15 box)
+    for value in after:  # what remains is the local mean's own noise (21 × 21 box)
         assert abs(value / clean - 1) < 0.15, (after, clean)
     assert abs(after_full.mean() / x.mean() - 1) < 0.01
 

@@ -32,9 +32,12 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-#: Side (radar pixels) of the box over which the local mean is taken (15 × 40 m on EW GRDM):
-#: wide enough that the mean of the noisy pixels is itself close to the signal at SNR ~ 0.5.
-WINDOW = 15
+#: Side (radar pixels) of the box over which the local mean is taken: 21 × 40 m on EW GRDM, about
+#: the default GLCM window (11 × 80 m). The local mean's own noise must stay small next to the
+#: speckle at SNR ~ 0.3: on speckled -31 dB ice under a -23 dB noise floor, the 5 × 5 local std
+#: (dB) after 2 × 2 multilooking is 1.30 with a 15-pixel box, 1.14 with 21, 1.10 with 25, against
+#: 1.09 without noise; larger boxes blur dark/bright edges more where the SNR is low.
+WINDOW = 21
 
 
 def _window_sum(values: np.ndarray, width: int, axis: int) -> np.ndarray:

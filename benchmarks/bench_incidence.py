@@ -7,7 +7,11 @@ the swath and one texture across the subswaths, and what does it cost? Acceptanc
 * HH per ice class (truth): |slope| <= 0.08 dB/deg and median(θ < 25°) − median(θ > 41°) <= 1.5 dB;
 * HV 5 × 5 local std (dB) of young and first-year ice: max/min over the incidence bands
   (< 25, 25–31, 31–36, 36–41, > 41°) <= 1.25 (pixels whose 5 × 5 window is one truth class);
-* extra ingest time per scene (pre-pass + corrections) <= 25 % of the uncorrected ingest.
+* extra ingest time per scene (pre-pass + corrections) <= 25 % of the uncorrected ingest. The
+  wall-clock ingest times of both cases are reported, but on a shared machine they swing by tens of
+  percent; the criterion uses CPU seconds of one scene's geocoding in-process (sync scheduler,
+  best of two, pre-pass per scene added), which leaves out the store writes and so overstates
+  the fraction.
 
 Baseline (same run, same cluster): the same scenes ingested with ``denoise: nersc`` only.
 
@@ -93,6 +97,31 @@ def _measure(store: Path, truth_path: Path) -> dict:
     return out
 
 
+def _cpu_seconds(scene: Path, slopes: dict, rounds: int = 2) -> dict[str, float]:
+    """CPU seconds of computing one scene's geocoded variables in this process (sync scheduler),
+    without and with the corrections, best of ``rounds`` interleaved runs: robust to other load
+    on the machine, which makes wall-clock ratios of the cluster runs noisy."""
+    import dask
+
+    from seaice_dask.geocode import geocode_product
+    from seaice_dask.grid import default_grid
+    from seaice_dask.preprocess.incidence import IncidenceCorrection
+    from seaice_dask.safe import open_safe
+
+    product, grid = open_safe(scene), default_grid(80.0)
+    correction = IncidenceCorrection.from_attrs(slopes)
+    options = {"plain": {}, "corrected": {"incidence_correction": correction, "textural_noise": True}}
+    best = {name: float("inf") for name in options}
+    for _ in range(rounds):
+        for name, kw in options.items():
+            ds = geocode_product(product, grid, denoise="nersc", **kw)
+            start = time.process_time()
+            with dask.config.set(scheduler="sync"):
+                dask.persist(ds)
+            best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=2)
@@ -140,7 +169,11 @@ def main(argv: list[str] | None = None) -> None:
             "HV 5x5 std max/min before": b["hv_local_std_max_over_min"], "after  ": a["hv_local_std_max_over_min"],
         })
     n = len(series.scenes)
+    cpu = _cpu_seconds(series.scenes[0], slopes)
     cost = {
+        "geocode_cpu_s_plain": cpu["plain"],
+        "geocode_cpu_s_corrected": cpu["corrected"],
+        "extra_fraction_cpu": (cpu["corrected"] + seconds["prepass"] / n - cpu["plain"]) / cpu["plain"],
         "ingest_before_s_per_scene": seconds["before"] / n,
         "ingest_after_s_per_scene": seconds["after"] / n,
         "prepass_s_per_scene": seconds["prepass"] / n,
@@ -150,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         "hh_slope": all(abs(results["after"][c]["hh_slope_db_per_deg"]) <= 0.08 for c in CLASSES.values()),
         "hh_near_far": all(abs(results["after"][c]["hh_near_minus_far_db"]) <= 1.5 for c in CLASSES.values()),
         "hv_texture": all(results["after"][c]["hv_local_std_max_over_min"] <= 1.25 for c in ("young ice", "first-year ice")),
-        "cost": cost["extra_fraction"] <= 0.25,
+        "cost": cost["extra_fraction_cpu"] <= 0.25,
     }
     print(f"estimated slopes: {slopes}")
     print("cost: " + ", ".join(f"{k} {v:.3g}" for k, v in cost.items()))

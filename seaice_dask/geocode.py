@@ -19,10 +19,11 @@ Multilooking (a block mean in linear power) is done once per radar block, before
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask
 import dask.array as da
@@ -33,6 +34,9 @@ from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from seaice_dask.errors import ProductError
 from seaice_dask.grid import Grid
+
+if TYPE_CHECKING:
+    from seaice_dask.preprocess.incidence import IncidenceCorrection
 
 Resampling = Literal["bilinear", "average"]
 
@@ -439,7 +443,7 @@ def geocode_product(
     resampling: Resampling = "bilinear",
     chunk: int = 512,
     radar_chunks: int = 2048,
-    incidence_correction: Any = None,
+    incidence_correction: IncidenceCorrection | None = None,
     textural_noise: bool = False,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
@@ -485,7 +489,7 @@ def geocode_product(
         db = to_db(mapped[pol]).astype(np.float32)
         db.attrs = {"long_name": f"sigma0 {pol}", "units": "dB", "polarisation": pol, "denoise": denoise,
                     "grid_mapping": "spatial_ref", "textural_noise": str(bool(textural_noise and pol in ("HV", "VH"))),
-                    "incidence_correction": str(correction.to_attrs())}
+                    "incidence_correction": json.dumps(correction.to_attrs())}
         out[f"sigma0_{pol.lower()}"] = db.rename(f"sigma0_{pol.lower()}")
     theta = mapped["incidence"]
     theta.attrs = {"long_name": "incidence angle", "units": "degree", "grid_mapping": "spatial_ref"}

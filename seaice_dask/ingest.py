@@ -218,7 +218,11 @@ def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> l
     from seaice_dask.charts.read import chart_date
 
     charts = sorted({Path(p) for pattern in cfg.paths.charts for p in glob.glob(str(cfg.path(pattern)))})
-    dates = [chart_date(p, cfg.charts.dates) for p in charts]
+    try:
+        dates = [chart_date(p, cfg.charts.dates) for p in charts]
+    except SeaIceError as exc:
+        log.warning("incidence pre-pass without charts: %s", exc)
+        return [None] * len(products)
     cache: dict[int, np.ndarray] = {}
     out = []
     for product in products:

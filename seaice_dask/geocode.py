@@ -457,7 +457,7 @@ def geocode_product(
     (:mod:`seaice_dask.preprocess.textural`), then an
     :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings σ0 to its reference angle.
     """
-    from seaice_dask.preprocess import SIGMA0_FLOOR, incidence_angle, noise_sigma0, sigma0
+    from seaice_dask.preprocess import SIGMA0_FLOOR, incidence_angle, sigma0, sigma0_with_noise
     from seaice_dask.preprocess.incidence import IncidenceCorrection
     from seaice_dask.preprocess.textural import textural_noise_correction
 
@@ -474,11 +474,11 @@ def geocode_product(
     theta = incidence_angle(product, pols[0], chunks=chunks)
     radars = {}
     for pol in pols:
-        tnc = textural_noise and pol in ("HV", "VH") and denoise not in (None, "none")
-        radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks, floor=None if tnc else SIGMA0_FLOOR)
-        if tnc:
-            radar = textural_noise_correction(radar, noise_sigma0(product, pol, denoise, chunks))
+        if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
+            radar = textural_noise_correction(*sigma0_with_noise(product, pol, denoise, chunks))
             radar = radar.where(~(radar <= 0), np.float32(SIGMA0_FLOOR))
+        else:
+            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
         if correction.method != "none":
             radar = (radar * correction.factor(pol, theta).astype(np.float32)).assign_attrs(radar.attrs)
         radars[pol] = radar

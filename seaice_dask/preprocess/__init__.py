@@ -7,8 +7,8 @@ from seaice_dask.preprocess.calibrate import (
     incidence_angle,
     negative_count,
     noise_power,
-    noise_sigma0,
     sigma0,
+    sigma0_with_noise,
 )
 from seaice_dask.preprocess.luts import calibration_window, noise_window
 from seaice_dask.preprocess.nersc import NoiseScaling, noise_scaling
@@ -22,8 +22,8 @@ __all__ = [
     "incidence_angle",
     "negative_count",
     "noise_power",
-    "noise_sigma0",
     "noise_scaling",
     "noise_window",
     "sigma0",
+    "sigma0_with_noise",
 ]

@@ -79,8 +79,7 @@ def _backscatter_block(
         value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)
     else:
         value = _noise_subtracted_power(dn, noise, lines, samples) / a2
-    if floor is not None:
-        value[value <= 0] = floor
+    value[value <= 0] = floor
     value[dn == 0] = np.nan
     if db:
         value = 10.0 * np.log10(value)
@@ -163,8 +162,6 @@ def sigma0(
 
     ``denoise``: "esa" (annotated noise LUT), "nersc" (noise scaled and power-balanced per
     subswath, estimated from the scene: :mod:`seaice_dask.preprocess.nersc`) or None.
-    ``floor=None`` keeps noise-subtracted values ≤ 0 as they are (linear only), for corrections
-    that need the unbiased local mean (:mod:`seaice_dask.preprocess.textural`).
     """
     return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor)
 
@@ -181,37 +178,48 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
     return _backscatter(product, pol, "gamma", denoise, db, chunks, floor)
 
 
-def _noise_sigma0_block(cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None = None,
+def _sigma0_noise_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None = None,
                         swaths: tuple = (), block_info=None) -> np.ndarray:
-    lines, samples = _window(block_info, None)
+    lines, samples = _window(block_info)
+    a2 = np.square(calibration_window(cal, "sigma_nought", lines, samples))
     eta = noise_window(noise, lines, samples)
     if scaling is not None:
+        value = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
         eta = eta * np.append(scaling.scale, 1.0)[swath_labels(swaths, lines, samples)]
-    return (eta / np.square(calibration_window(cal, "sigma_nought", lines, samples))).astype(np.float32)
+    else:
+        value = (np.square(dn, dtype=np.float64) - eta) / a2
+    value[dn == 0] = np.nan
+    return np.stack([value, eta / a2]).astype(np.float32)
 
 
-def noise_sigma0(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:
-    """The noise power :func:`sigma0` subtracts, in σ0 units (linear), lazy float32: η/A² for
-    "esa", k_s·η/A² for "nersc" (the same delayed scaling estimate, computed once)."""
+def sigma0_with_noise(product: Product, pol: str, denoise: str = "esa",
+                      chunks: tuple[int, int] = (1024, 1024)) -> tuple[xr.DataArray, xr.DataArray]:
+    """Noise-subtracted σ0 of ``pol`` (linear, not floored: values ≤ 0 kept) and the noise power
+    it subtracted, in σ0 units (η/A² for "esa", k_s·η/A² for "nersc"), both lazy float32 from one
+    pass of the LUT kernels; for corrections that need both (:mod:`seaice_dask.preprocess.textural`)."""
     method = _denoise_method(denoise)
     if method is None:
         raise ConfigError("no noise is subtracted without denoising ('esa' or 'nersc')")
+    dn = product.dn(pol, chunks=chunks).data
     nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
-    data = da.map_blocks(
-        _noise_sigma0_block,
+    both = da.map_blocks(
+        _sigma0_noise_block,
+        dn,
         dask.delayed(product.calibration(pol), pure=True, traverse=False),
         dask.delayed(product.noise(pol), pure=True, traverse=False),
-        chunks=da.core.normalize_chunks(chunks, product.shape),
+        new_axis=0,
+        chunks=((2,), *dn.chunks),
         dtype=np.float32,
-        meta=np.empty((0, 0), np.float32),
-        name=f"noise-sigma0-{dask.base.tokenize(product.name, pol, method, chunks)}",
+        meta=np.empty((0, 0, 0), np.float32),
         **nersc,
     )
-    return xr.DataArray(
-        data, dims=("line", "sample"), coords=_coords(product), name=f"noise_sigma0_{pol.lower()}",
-        attrs={"long_name": f"subtracted thermal noise {pol} ({method})", "units": "m2 m-2", "polarisation": pol,
-               "product": product.name, "denoising": method},
-    )
+    common = {"polarisation": pol, "product": product.name, "denoising": method}
+    signal = xr.DataArray(both[0], dims=("line", "sample"), coords=_coords(product), name=f"sigma0_{pol.lower()}",
+                          attrs={"long_name": f"sigma0 {pol}, noise subtracted ({method}), not floored",
+                                 "units": "m2 m-2", **common})
+    noise = xr.DataArray(both[1], dims=("line", "sample"), coords=_coords(product), name=f"noise_sigma0_{pol.lower()}",
+                         attrs={"long_name": f"subtracted thermal noise {pol} ({method})", "units": "m2 m-2", **common})
+    return signal, noise
 
 
 def negative_count(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:

@@ -17,7 +17,10 @@ deviations of x so their speckle has the noise-free size:
     SNR = max(μ, 0) / N,        k = SNR / (1 + SNR) = max(μ, 0) / (max(μ, 0) + N),
     x' = μ + k · (x − μ).
 
-The local mean (the radiometry) is kept, and std(x')/μ = std(σ0·G)/σ0 whatever N is. Where the
+The local mean (the radiometry) is kept, and std(x')/μ = std(σ0·G)/σ0 whatever N is (for an
+exact μ). This is the package's formulation of the paper's idea (local SNR from the scaled noise
+field and the local mean, SNR-dependent rescaling of the local deviations), derived from the
+speckle model above rather than transcribed from the paper's equations. Where the
 signal is far above the noise k → 1 and nothing changes; where μ ≤ 0 (no signal left) x' = μ.
 Values ≤ 0 that remain are floored by the caller like any noise-subtracted σ0.
 

@@ -52,6 +52,12 @@ class DatesConfig(_Section):
     end: dt.date | None = None
 
 
+class IncidenceConfig(_Section):
+    correction: Literal["none", "linear"] = "none"
+    reference_deg: float = Field(35.0, ge=0, le=90)
+    slopes_db_per_deg: dict[Literal["hh", "hv", "vv", "vh"], float] | None = None  # None: estimated
+
+
 class PreprocessConfig(_Section):
     denoise: Literal["esa", "nersc", "none"] = "esa"
     polarisations: list[Literal["HH", "HV", "VV", "VH"]] = Field(default_factory=lambda: ["HH", "HV"])
@@ -59,6 +65,8 @@ class PreprocessConfig(_Section):
     resampling: Literal["bilinear", "average"] = "bilinear"
     land_buffer_m: float = Field(0.0, ge=0)
     engine: Literal["native", "snap"] = "native"
+    incidence: IncidenceConfig = Field(default_factory=IncidenceConfig)
+    textural_noise: bool = False  # cross-pol textural noise correction (Park et al. 2019)
 
 
 class ChartsConfig(_Section):

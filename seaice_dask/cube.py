@@ -243,6 +243,16 @@ def set_slice_coord(path: str | Path, name: str, t: int, value: Any) -> None:
         array[t] = value
 
 
+def cube_attrs(path: str | Path) -> dict[str, Any]:
+    """The cube's global attributes."""
+    return dict(_group(path, mode="r").attrs)
+
+
+def set_cube_attrs(path: str | Path, **attrs: Any) -> None:
+    """Set global attributes (JSON values) of the cube."""
+    _group(path).attrs.update(attrs)
+
+
 def mark_done(path: str | Path, stage: str, t: int) -> None:
     """Flag time slice ``t`` as complete for ``stage``; call after all its writes."""
     group = _group(path)

@@ -19,10 +19,11 @@ Multilooking (a block mean in linear power) is done once per radar block, before
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask
 import dask.array as da
@@ -33,6 +34,9 @@ from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from seaice_dask.errors import ProductError
 from seaice_dask.grid import Grid
+
+if TYPE_CHECKING:
+    from seaice_dask.preprocess.incidence import IncidenceCorrection
 
 Resampling = Literal["bilinear", "average"]
 
@@ -439,14 +443,23 @@ def geocode_product(
     resampling: Resampling = "bilinear",
     chunk: int = 512,
     radar_chunks: int = 2048,
+    incidence_correction: IncidenceCorrection | None = None,
+    textural_noise: bool = False,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
     Returns ``sigma0_<pol>`` (dB, float32) for each of ``polarisations``, ``incidence``
     (degrees, float32) and ``valid`` (every sigma0 finite: inside the footprint, positive
     power). One inverse map (the geolocation grid is shared by the polarisations) serves all.
+
+    Radiometric corrections, in radar geometry before multilooking: ``textural_noise`` rescales
+    the cross-polarised channel's speckle after noise subtraction
+    (:mod:`seaice_dask.preprocess.textural`), then an
+    :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings σ0 to its reference angle.
     """
-    from seaice_dask.preprocess import incidence_angle, sigma0
+    from seaice_dask.preprocess import SIGMA0_FLOOR, incidence_angle, sigma0, sigma0_with_noise
+    from seaice_dask.preprocess.incidence import IncidenceCorrection
+    from seaice_dask.preprocess.textural import textural_noise_correction
 
     missing = [p for p in polarisations if p.upper() not in product.polarisations]
     if missing:
@@ -457,14 +470,26 @@ def geocode_product(
     pols = [p.upper() for p in polarisations]
     inverse = InverseMap(TiePoints.from_product(product, pols[0]), grid.crs)
     chunks = (radar_chunks, radar_chunks)
-    radars = {pol: sigma0(product, pol, denoise=denoise, db=False, chunks=chunks) for pol in pols}
-    radars["incidence"] = incidence_angle(product, pols[0], chunks=chunks)
+    correction = incidence_correction or IncidenceCorrection()
+    theta = incidence_angle(product, pols[0], chunks=chunks)
+    radars = {}
+    for pol in pols:
+        if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
+            radar = textural_noise_correction(*sigma0_with_noise(product, pol, denoise, chunks))
+            radar = radar.where(~(radar <= 0), np.float32(SIGMA0_FLOOR))
+        else:
+            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
+        if correction.method != "none":
+            radar = (radar * correction.factor(pol, theta).astype(np.float32)).assign_attrs(radar.attrs)
+        radars[pol] = radar
+    radars["incidence"] = theta
     mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)
         db.attrs = {"long_name": f"sigma0 {pol}", "units": "dB", "polarisation": pol, "denoise": denoise,
-                    "grid_mapping": "spatial_ref"}
+                    "grid_mapping": "spatial_ref", "textural_noise": str(bool(textural_noise and pol in ("HV", "VH"))),
+                    "incidence_correction": json.dumps(correction.to_attrs())}
         out[f"sigma0_{pol.lower()}"] = db.rename(f"sigma0_{pol.lower()}")
     theta = mapped["incidence"]
     theta.attrs = {"long_name": "incidence angle", "units": "degree", "grid_mapping": "spatial_ref"}

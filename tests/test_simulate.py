@@ -119,10 +119,10 @@ def test_render_kernel_matches_numpy_reference():
     fields = tuple(rng.standard_normal(shape).astype(np.float32) for _ in range(4))
     a_sigma = rng.uniform(300, 2000, shape)
     eta = rng.uniform(0, 5e3, shape).astype(np.float32)
-    speckle, fluct = (rng.gamma(10, 0.1, shape).astype(np.float32) for _ in range(2))
+    speckle = rng.gamma(10, 0.1, shape).astype(np.float32)
     for pol in ("hh", "hv"):
-        dn, sigma0 = bs.render_dn(surface, incidence, wind, fields, pol, a_sigma, eta, speckle, fluct)
-        dn_ref, sigma0_ref = bs.render_dn_reference(surface, incidence, wind, fields, pol, a_sigma, eta, speckle, fluct)
+        dn, sigma0 = bs.render_dn(surface, incidence, wind, fields, pol, a_sigma, eta, speckle)
+        dn_ref, sigma0_ref = bs.render_dn_reference(surface, incidence, wind, fields, pol, a_sigma, eta, speckle)
         np.testing.assert_allclose(sigma0, sigma0_ref, rtol=1e-4)
         assert np.abs(dn.astype(int) - dn_ref).max() <= 1 and (dn == dn_ref).mean() > 0.99
 
@@ -140,6 +140,55 @@ def test_mean_sigma0_follows_the_signatures():
     np.testing.assert_allclose(
         bs.mean_sigma0_db(water, theta, "hh", np.full(3, 15.0)), windy.hh30 + windy.hh_slope * (theta - 30), rtol=1e-6
     )
+
+
+#: simulator-reference.md (Lohse et al. 2024 trained class parameters; RCM 2023 for multi-year ice):
+#: HH and HV incidence slopes (dB/deg) the rendered classes must follow.
+REFERENCE_SLOPES = {
+    Surface.NILAS: (-0.289, -0.133),
+    Surface.YOUNG_ICE: (-0.133, -0.044),
+    Surface.LEVEL_FYI: (-0.333, -0.275),
+    Surface.DEFORMED_FYI: (-0.167, -0.060),
+    Surface.MULTIYEAR_ICE: (-0.167, None),
+}
+
+
+@pytest.mark.parametrize("surface", list(REFERENCE_SLOPES), ids=lambda s: s.name.lower())
+def test_rendered_class_incidence_slopes_follow_the_reference(surface):
+    """Slope fitted to speckled, textured DN (no noise) of one class over the EW swath."""
+    rng = np.random.default_rng(int(surface))
+    shape = (240, 2700)
+    incidence = np.broadcast_to(np.linspace(19.0, 46.0, shape[1], dtype=np.float32), shape)
+    fields = tuple(rng.standard_normal(shape).astype(np.float32) for _ in range(4))
+    speckle = bs.StripNoise(rng, shape[1], "gamma", bs.ENL["GRDM"]).next(shape[0])
+    a_sigma = np.full(shape, 500.0, np.float32)
+    for pol, reference in zip(("hh", "hv"), REFERENCE_SLOPES[surface]):
+        if reference is None:
+            continue
+        dn, _ = bs.render_dn(np.full(shape, surface, np.int8), incidence, np.zeros(shape), fields, pol,
+                             a_sigma, np.zeros(shape, np.float32), speckle)
+        sigma0_db = 10 * np.log10(dn.astype(np.float64) ** 2 / 500.0**2)
+        slope = np.polyfit(incidence.ravel(), sigma0_db.ravel(), 1)[0]
+        assert abs(slope - reference) < 0.01, (surface.name, pol, slope, reference)
+
+
+@pytest.mark.parametrize("snr", [0.0, 1.0, 4.0])
+def test_noise_residual_has_the_variance_of_speckled_signal_plus_noise(snr):
+    """Noise-subtracted σ0 = ((σ0 + N)·G − N): variance (σ0 + N)²/ENL, with the cross term that
+    independent speckle of signal and noise (variance (σ0² + N²)/ENL) would miss."""
+    enl = bs.ENL["GRDM"]
+    rng = np.random.default_rng(7)
+    shape = (300, 4000)
+    a2, noise = 600.0**2, 1e-3  # η_true = N·A²: a −30 dB noise floor
+    speckle = bs.StripNoise(rng, shape[1], "gamma", enl).next(shape[0])
+    sigma0 = np.full(shape, snr * noise, np.float32)
+    dn = bs.dn_from_sigma0(sigma0, np.full(shape, np.sqrt(a2), np.float32), np.full(shape, noise * a2, np.float32), speckle)
+    residual = dn.astype(np.float64) ** 2 / a2 - noise
+    assert abs(residual.mean() / (noise * (1 + snr)) - snr / (1 + snr)) < 0.01
+    expected = (snr * noise + noise) ** 2 / enl
+    assert abs(residual.var() / expected - 1) < 0.05, (residual.var(), expected)
+    if snr:
+        assert residual.var() > 1.25 * ((snr * noise) ** 2 + noise**2) / enl
 
 
 @pytest.mark.parametrize("enl", [10.7, 2.7])

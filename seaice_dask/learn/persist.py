@@ -11,6 +11,10 @@ rebuilds objects of types the loader is told to trust. Trust model:
 * a model is usable only on the inputs it was trained on: the stored feature names (order
   included) must equal those of the cube, else loading fails with ``ModelError``.
 
+* a model is usable only on inputs with the radiometric corrections it was trained with
+  (incidence-angle correction and its slopes, textural noise correction: the cube's attrs, see
+  :func:`radiometry_of`): pass ``radiometry`` to both functions and loading refuses a mismatch.
+
 Each file also records the classes, the grid, the learner, the training dates and the versions of
 the libraries it was written with (a different scikit-learn version is reported as a warning).
 """
@@ -44,6 +48,16 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def radiometry_of(cube_attrs: dict[str, Any]) -> dict[str, Any]:
+    """The radiometric corrections a cube's values were made with (from its global attrs);
+    cubes from before these were recorded count as uncorrected."""
+    from seaice_dask.preprocess.incidence import ATTR, IncidenceCorrection
+
+    incidence = IncidenceCorrection.from_attrs(cube_attrs.get(ATTR)).to_attrs()
+    incidence.pop("source", None)
+    return {"incidence_correction": incidence, "textural_noise": bool(cube_attrs.get("textural_noise", False))}
+
+
 def save_model(
     model: Any,
     path: str | Path,
@@ -53,8 +67,12 @@ def save_model(
     classes: Sequence[int],
     grid: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    radiometry: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` with its metadata to ``path`` (atomically: temp name, then rename)."""
+    """Write ``model`` with its metadata to ``path`` (atomically: temp name, then rename).
+
+    ``radiometry``: :func:`radiometry_of` the training cube (default: uncorrected inputs).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -63,6 +81,7 @@ def save_model(
         "feature_names": [str(f) for f in feature_names],
         "classes": [int(c) for c in classes],
         "grid": dict(grid or {}),
+        "radiometry": radiometry or radiometry_of({}),
         "versions": library_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),
@@ -81,8 +100,10 @@ def load_model(
     *,
     feature_names: Sequence[str] | None = None,
     trusted: Sequence[str] = (),
+    radiometry: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Load ``(model, metadata)``; refuse untrusted types and, when given, other feature names."""
+    """Load ``(model, metadata)``; refuse untrusted types and, when given, other feature names
+    or inputs made with other radiometric corrections (``radiometry``, see :func:`radiometry_of`)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("model file not found (run `seaice-dask train` first)", path)
@@ -109,6 +130,13 @@ def load_model(
             "the model was trained on other inputs than the cube provides: "
             f"missing {sorted(set(stored) - set(wanted))}, unexpected {sorted(set(wanted) - set(stored))}"
             + ("" if set(stored) != set(wanted) else ", same names in another order"),
+            path,
+        )
+    trained_with = metadata.get("radiometry", radiometry_of({}))
+    if radiometry is not None and radiometry != trained_with:
+        raise ModelError(
+            f"the model was trained on inputs with radiometric corrections {trained_with}, the cube's were "
+            f"made with {radiometry}; retrain or ingest with the same preprocess.incidence/textural_noise",
             path,
         )
     saved = metadata.get("versions", {}).get("scikit-learn")

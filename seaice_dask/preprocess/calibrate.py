@@ -27,7 +27,7 @@ import xarray as xr
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.preprocess.luts import calibration_window, interp_vectors, noise_window
-from seaice_dask.preprocess.nersc import NoiseScaling, noise_scaling, nersc_power
+from seaice_dask.preprocess.nersc import NoiseScaling, nersc_power, noise_scaling, swath_labels
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product
 
 #: Linear value given to pixels whose noise-subtracted power is ≤ 0 (−50 dB).
@@ -176,6 +176,50 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
            chunks: tuple[int, int] = (1024, 1024), *, floor: float = SIGMA0_FLOOR) -> xr.DataArray:
     """γ0 of ``pol``, like :func:`sigma0` with the gamma LUT."""
     return _backscatter(product, pol, "gamma", denoise, db, chunks, floor)
+
+
+def _sigma0_noise_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None = None,
+                        swaths: tuple = (), block_info=None) -> np.ndarray:
+    lines, samples = _window(block_info)
+    a2 = np.square(calibration_window(cal, "sigma_nought", lines, samples))
+    eta = noise_window(noise, lines, samples)
+    if scaling is not None:
+        value = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
+        eta = eta * np.append(scaling.scale, 1.0)[swath_labels(swaths, lines, samples)]
+    else:
+        value = (np.square(dn, dtype=np.float64) - eta) / a2
+    value[dn == 0] = np.nan
+    return np.stack([value, eta / a2]).astype(np.float32)
+
+
+def sigma0_with_noise(product: Product, pol: str, denoise: str = "esa",
+                      chunks: tuple[int, int] = (1024, 1024)) -> tuple[xr.DataArray, xr.DataArray]:
+    """Noise-subtracted σ0 of ``pol`` (linear, not floored: values ≤ 0 kept) and the noise power
+    it subtracted, in σ0 units (η/A² for "esa", k_s·η/A² for "nersc"), both lazy float32 from one
+    pass of the LUT kernels; for corrections that need both (:mod:`seaice_dask.preprocess.textural`)."""
+    method = _denoise_method(denoise)
+    if method is None:
+        raise ConfigError("no noise is subtracted without denoising ('esa' or 'nersc')")
+    dn = product.dn(pol, chunks=chunks).data
+    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    both = da.map_blocks(
+        _sigma0_noise_block,
+        dn,
+        dask.delayed(product.calibration(pol), pure=True, traverse=False),
+        dask.delayed(product.noise(pol), pure=True, traverse=False),
+        new_axis=0,
+        chunks=((2,), *dn.chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+        **nersc,
+    )
+    common = {"polarisation": pol, "product": product.name, "denoising": method}
+    signal = xr.DataArray(both[0], dims=("line", "sample"), coords=_coords(product), name=f"sigma0_{pol.lower()}",
+                          attrs={"long_name": f"sigma0 {pol}, noise subtracted ({method}), not floored",
+                                 "units": "m2 m-2", **common})
+    noise = xr.DataArray(both[1], dims=("line", "sample"), coords=_coords(product), name=f"noise_sigma0_{pol.lower()}",
+                         attrs={"long_name": f"subtracted thermal noise {pol} ({method})", "units": "m2 m-2", **common})
+    return signal, noise
 
 
 def negative_count(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:

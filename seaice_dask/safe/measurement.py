@@ -36,6 +36,16 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.n
         raise ProductError(f"cannot read window rows {r0}:{r1}, cols {c0}:{c1}: {exc}", path) from None
 
 
+def read_rows(path: str, rows: np.ndarray) -> np.ndarray:
+    """Full-width rows ``rows`` of band 1 as a (len(rows), width) array, one file open for all
+    (the decimated pre-pass reads a few hundred lines of a scene this way)."""
+    try:
+        with rasterio.Env(GTIFF_DIRECT_IO=True), rasterio.open(path) as src:
+            return np.stack([src.read(1, window=Window(0, int(r), src.width, 1))[0] for r in rows])
+    except RasterioIOError as exc:
+        raise ProductError(f"cannot read rows: {exc}", path) from None
+
+
 def _read_block(path: str, dtype: np.dtype, block_info=None) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     return read_window(path, (r0, r1), (c0, c1)).astype(dtype, copy=False)

@@ -16,12 +16,21 @@ Gamma(k) variables has variance Σw²/k, so k = ENL · Σw² keeps the target EN
 
 Digital numbers follow the Sentinel-1 calibration model (ESA S1-RS-MDA-52-7441 §6.3; MPC-0392):
 
-    DN² = A_σ² · σ0 · speckle + η_true · fluctuation,
+    DN² = (A_σ² · σ0 + η_true) · speckle,
     η_true = η_annotated · scale[subswath] + offset[subswath] · A_σ²,
 
 where A_σ and η_annotated are the annotation LUTs interpolated with the reader's kernels and
 the per-subswath ``scale``/``offset`` mimic the noise-scaling errors found in real data (Park et al.
 2018; Korosov et al. 2022), so ESA denoising leaves subswath seams in HV.
+
+Thermal noise is a random process, not a constant: in every look the receiver adds a circular
+complex Gaussian field of power η_true to the surface's circular Gaussian field, so each look's
+intensity is exponential with mean A²σ0 + η_true and the multilooked intensity is that mean times
+one unit-mean Gamma(ENL) speckle. The noise's mean is what the (scaled) annotation describes, and
+after subtracting it the residual has variance (A²σ0 + η_true)²/ENL, not (A²σ0)²/ENL: the
+"textural noise" of cross-polarised images (Park et al. 2019, IEEE TGRS 57(6), 4040–4049), which
+makes dark surfaces look rougher where the noise floor is high. (Speckling signal and noise
+independently would miss the cross term 2·A²σ0·η_true/ENL of that variance.)
 """
 
 from __future__ import annotations
@@ -54,7 +63,9 @@ class Signature:
     hv_sd: float
 
 
-#: Class signatures (simulator-reference.md; Lohse et al. 2024; Mäkynen & Karvonen 2017).
+#: Class signatures (simulator-reference.md; Lohse et al. 2024; Mäkynen & Karvonen 2017). The
+#: sea-ice rows take level, slope and sd from the trained class parameters (Lohse et al. 2024),
+#: whose 30° and 35° levels they reproduce; multi-year ice takes the RCM slope (−0.167 dB/°).
 SIGNATURES: dict[Surface, Signature] = {
     Surface.LAND: Signature(-8.0, -0.10, 2.0, -16.0, -0.08, 2.0),  # snow-covered land / ice sheet
     Surface.WATER_CALM: Signature(-22.0, -0.87, 1.0, -36.0, -0.10, 0.6),
@@ -62,7 +73,7 @@ SIGNATURES: dict[Surface, Signature] = {
     Surface.NILAS: Signature(-24.8, -0.289, 1.50, -32.9, -0.133, 1.14),
     Surface.YOUNG_ICE: Signature(-11.9, -0.133, 0.93, -27.1, -0.044, 0.88),
     Surface.LEVEL_FYI: Signature(-15.6, -0.333, 1.05, -30.7, -0.275, 1.31),
-    Surface.DEFORMED_FYI: Signature(-10.1, -0.24, 0.75, -20.4, -0.16, 1.37),
+    Surface.DEFORMED_FYI: Signature(-10.1, -0.167, 0.75, -20.4, -0.060, 1.37),
     Surface.MULTIYEAR_ICE: Signature(-9.5, -0.167, 1.0, -18.0, -0.10, 1.1),
 }
 
@@ -207,28 +218,22 @@ class TextureFields:
         )
 
 
-def dn_from_sigma0(
-    sigma0: np.ndarray,
-    a_sigma: np.ndarray,
-    eta_true: np.ndarray,
-    speckle: np.ndarray,
-    fluctuation: np.ndarray,
-) -> np.ndarray:
-    """DN = round(√(A² · σ0 · speckle + η_true · fluctuation)), clipped to 1 … 65535 (uint16)."""
-    power = a_sigma.astype(np.float32) ** 2 * sigma0 * speckle + eta_true.astype(np.float32) * fluctuation
+def dn_from_sigma0(sigma0: np.ndarray, a_sigma: np.ndarray, eta_true: np.ndarray, speckle: np.ndarray) -> np.ndarray:
+    """DN = round(√((A² · σ0 + η_true) · speckle)), clipped to 1 … 65535 (uint16)."""
+    power = (a_sigma.astype(np.float32) ** 2 * sigma0 + eta_true.astype(np.float32)) * speckle
     return np.clip(np.rint(np.sqrt(power)), 1, 65535).astype(np.uint16)
 
 
-def render_dn_reference(surface, incidence, wind, fields, pol, a_sigma, eta_true, speckle, fluctuation):
+def render_dn_reference(surface, incidence, wind, fields, pol, a_sigma, eta_true, speckle):
     """NumPy reference of :func:`render_dn`: (DN uint16, noise-free σ0 float32)."""
     db = mean_sigma0_db(surface, incidence, pol, wind) + texture_db(surface, texture_mix(surface, fields), pol)
     sigma0 = np.power(np.float32(10.0), db / np.float32(10.0))
-    return dn_from_sigma0(sigma0, a_sigma, eta_true, speckle, fluctuation), sigma0
+    return dn_from_sigma0(sigma0, a_sigma, eta_true, speckle), sigma0
 
 
 @numba.njit(parallel=True, cache=True)
 def _render_kernel(surface, incidence, wind, f0, f1, f2, f3, table, weights, wind_lo, wind_hi,
-                   a_sigma, eta, speckle, fluct, dn_out, sigma0_out):  # pragma: no cover - compiled
+                   a_sigma, eta, speckle, dn_out, sigma0_out):  # pragma: no cover - compiled
     calm_row, windy_row = 1 + 0, 1 + 1  # Surface.WATER_CALM / WATER_WINDY rows (land is row 0)
     for i in numba.prange(surface.shape[0]):
         for j in range(surface.shape[1]):
@@ -242,17 +247,17 @@ def _render_kernel(surface, incidence, wind, f0, f1, f2, f3, table, weights, win
             mix = weights[s, 0] * f0[i, j] + weights[s, 1] * f1[i, j] + weights[s, 2] * f2[i, j] + weights[s, 3] * f3[i, j]
             sigma0 = np.float32(10.0) ** ((db + table[s, 2] * mix) / np.float32(10.0))
             a = a_sigma[i, j]
-            power = a * a * sigma0 * speckle[i, j] + eta[i, j] * fluct[i, j]
+            power = (a * a * sigma0 + eta[i, j]) * speckle[i, j]
             value = np.rint(np.sqrt(power))
             dn_out[i, j] = np.uint16(min(max(value, 1.0), 65535.0))
             sigma0_out[i, j] = sigma0
 
 
-def render_dn(surface, incidence, wind, fields, pol, a_sigma, eta_true, speckle, fluctuation):
+def render_dn(surface, incidence, wind, fields, pol, a_sigma, eta_true, speckle):
     """DN and noise-free σ0 of a window in one compiled pass (same result as :func:`render_dn_reference`).
 
     ``surface`` int8 ids, ``incidence`` (deg), ``wind`` (m/s), the four texture ``fields``, the
-    calibration ``a_sigma`` and true noise ``eta_true`` (DN²), unit-mean ``speckle`` and ``fluctuation``.
+    calibration ``a_sigma`` and true noise ``eta_true`` (DN²), unit-mean ``speckle`` of signal plus noise.
     """
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     dn = np.empty(surface.shape, np.uint16)
@@ -260,7 +265,7 @@ def render_dn(surface, incidence, wind, fields, pol, a_sigma, eta_true, speckle,
     _render_kernel(
         np.ascontiguousarray(surface, dtype=np.int8), f32(incidence), f32(wind), *(f32(f) for f in fields),
         _table(pol), _weights(), np.float32(WIND_CALM_M_S), np.float32(WIND_ROUGH_M_S),
-        f32(a_sigma), f32(eta_true), f32(speckle), f32(fluctuation), dn, sigma0,
+        f32(a_sigma), f32(eta_true), f32(speckle), dn, sigma0,
     )
     return dn, sigma0
 

@@ -504,7 +504,6 @@ def render_measurements(
     enl = bs.ENL[spec.product]
     texture = bs.TextureFields(rng, product.shape)
     speckle = {p: bs.StripNoise(rng, n_samples, "gamma", enl) for p in _POLS}
-    fluct = {p: bs.StripNoise(rng, n_samples, "gamma", enl) for p in _POLS}
 
     out: dict[str, np.ndarray] = {}
     if keep_truth:
@@ -532,7 +531,7 @@ def render_measurements(
                 eta[r, c] = eta[r, c] * np.float32(scale) + np.float32(offset) * a_sigma[r, c] ** 2
                 valid[r, c] = True
             dn, sigma0 = bs.render_dn(
-                surface, inc, wind, fields, pol, a_sigma, eta, speckle[pol].next(lines.size), fluct[pol].next(lines.size)
+                surface, inc, wind, fields, pol, a_sigma, eta, speckle[pol].next(lines.size)
             )
             dn[~valid] = 0
             if write is not None:

@@ -1,0 +1,135 @@
+"""Radiometric diagnostics of a cube against class labels: incidence dependence and local texture.
+
+Used by ``benchmarks/bench_incidence.py`` and for the report figures: HH against incidence per
+class (does one ice type keep one σ0 across the swath?) and HV local texture per subswath (does a
+surface look rougher where the noise floor is high?), each before and after a correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+#: EW subswath boundaries in incidence (deg, simulator-reference.md); the bands of the texture check.
+SUBSWATH_EDGES_DEG = (18.9, 28.5, 33.8, 39.0, 43.2, 46.4)
+#: Incidence bands of the acceptance check: < 25, 25–31, 31–36, 36–41, > 41°.
+TEXTURE_BANDS_DEG = (0.0, 25.0, 31.0, 36.0, 41.0, 90.0)
+NEAR_DEG, FAR_DEG = 25.0, 41.0
+
+
+def class_incidence_slope(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares slope (dB/deg) of σ0_dB against θ over the finite pixels of ``mask``."""
+    ok = mask & np.isfinite(sigma0_db) & np.isfinite(incidence)
+    if ok.sum() < 100:
+        return float("nan")
+    return float(np.polyfit(incidence[ok].astype(np.float64), sigma0_db[ok].astype(np.float64), 1)[0])
+
+
+def near_far_difference(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.ndarray) -> float:
+    """Median σ0_dB at θ < 25° minus the median at θ > 41° (NaN if either side is empty)."""
+    ok = mask & np.isfinite(sigma0_db)
+    near, far = ok & (incidence < NEAR_DEG), ok & (incidence > FAR_DEG)
+    if near.sum() < 100 or far.sum() < 100:
+        return float("nan")
+    return float(np.median(sigma0_db[near]) - np.median(sigma0_db[far]))
+
+
+def local_std_db(sigma0_db: np.ndarray, size: int = 5) -> np.ndarray:
+    """Standard deviation of σ0_dB in a ``size`` × ``size`` window (NaN where any value is missing)."""
+    x = np.where(np.isfinite(sigma0_db), sigma0_db, 0.0).astype(np.float64)
+    finite = uniform_filter(np.isfinite(sigma0_db).astype(np.float64), size, mode="constant")
+    mean = uniform_filter(x, size, mode="constant")
+    var = uniform_filter(x * x, size, mode="constant") - mean**2
+    return np.where(finite > 1 - 1e-9, np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def uniform_class(classes: np.ndarray, size: int = 5) -> np.ndarray:
+    """True where the whole ``size`` × ``size`` window holds one class (texture, not edges)."""
+    c = classes.astype(np.float64)
+    mean = uniform_filter(c, size, mode="nearest")
+    var = uniform_filter(c * c, size, mode="nearest") - mean**2
+    return var < 1e-9
+
+
+def texture_by_band(local_std: np.ndarray, incidence: np.ndarray, mask: np.ndarray,
+                    bands: tuple[float, ...] = TEXTURE_BANDS_DEG) -> list[float]:
+    """Median local std (dB) of ``mask`` pixels in each incidence band (NaN if < 100 pixels)."""
+    out = []
+    for lo, hi in zip(bands[:-1], bands[1:]):
+        sel = mask & (incidence >= lo) & (incidence < hi) & np.isfinite(local_std)
+        out.append(float(np.median(local_std[sel])) if sel.sum() >= 100 else float("nan"))
+    return out
+
+
+def incidence_profile(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.ndarray,
+                      bin_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(bin centres, median σ0_dB) over 1° incidence bins with ≥ 100 pixels of ``mask``."""
+    ok = mask & np.isfinite(sigma0_db) & np.isfinite(incidence)
+    bins = np.floor(incidence[ok] / bin_deg).astype(np.int64)
+    values = sigma0_db[ok]
+    centres, medians = [], []
+    for b in np.unique(bins):
+        sel = bins == b
+        if sel.sum() >= 100:
+            centres.append((b + 0.5) * bin_deg)
+            medians.append(float(np.median(values[sel])))
+    return np.array(centres), np.array(medians)
+
+
+def plot_incidence_dependence(profiles: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | Path,
+                              pol: str = "HH") -> Path:
+    """One panel per case (e.g. "before", "after"): median σ0 against incidence, one line per class."""
+    import matplotlib.pyplot as plt
+
+    from seaice_dask.report import save_figure
+
+    fig, axes = plt.subplots(1, len(profiles), figsize=(5 * len(profiles), 4), sharey=True, squeeze=False)
+    for ax, (case, per_class) in zip(axes[0], profiles.items()):
+        for name, (centres, medians) in per_class.items():
+            ax.plot(centres, medians, marker=".", label=name)
+        for edge in SUBSWATH_EDGES_DEG[1:-1]:
+            ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
+        ax.set(title=f"{pol} {case}", xlabel="incidence angle (deg)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"median sigma0 {pol} (dB)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_texture_by_subswath(texture: Mapping[str, Mapping[str, list[float]]], path: str | Path, pol: str = "HV",
+                             bands: tuple[float, ...] = TEXTURE_BANDS_DEG) -> Path:
+    """One panel per case: median 5 × 5 local std (dB) per incidence band, one line per class."""
+    import matplotlib.pyplot as plt
+
+    from seaice_dask.report import save_figure
+
+    labels = [f"<{bands[1]:g}" if lo == bands[0] else (f">{lo:g}" if hi == bands[-1] else f"{lo:g}-{hi:g}")
+              for lo, hi in zip(bands[:-1], bands[1:])]
+    fig, axes = plt.subplots(1, len(texture), figsize=(5 * len(texture), 4), sharey=True, squeeze=False)
+    for ax, (case, per_class) in zip(axes[0], texture.items()):
+        for name, values in per_class.items():
+            ax.plot(labels, values, marker="o", label=name)
+        ax.set(title=f"{pol} local texture, {case}", xlabel="incidence band (deg)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"median 5x5 local std of {pol} (dB)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+__all__ = [
+    "SUBSWATH_EDGES_DEG",
+    "TEXTURE_BANDS_DEG",
+    "class_incidence_slope",
+    "incidence_profile",
+    "local_std_db",
+    "near_far_difference",
+    "plot_incidence_dependence",
+    "plot_texture_by_subswath",
+    "texture_by_band",
+    "uniform_class",
+]

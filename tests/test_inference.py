@@ -224,3 +224,16 @@ def test_stale_class_maps_are_not_scored(cube, tmp_path):
     cfg.model.seed = 5
     train(cfg, progress=False)
     assert evaluate(cfg, progress=False, figures=False).method["mlp"] == "full maps"
+
+
+def test_model_refuses_a_cube_made_with_other_corrections(cube, tmp_path):
+    from seaice_dask.cube import set_cube_attrs
+
+    shutil.copytree(cube, tmp_path / "cube.zarr")
+    cfg = _config(tmp_path, learners=["gnb"], cap_per_class=100)
+    train(cfg, progress=False)
+    set_cube_attrs(cfg.paths.store, textural_noise=True)  # as if ingested with the correction on
+    with pytest.raises(ModelError, match="gnb.skops"):
+        predict(cfg, progress=False)
+    with pytest.raises(ModelError, match="gnb.skops"):
+        evaluate(cfg, progress=False, figures=False)

@@ -41,6 +41,7 @@ from seaice_dask.cube import cube_grid, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.inference import ModelRef
+from seaice_dask.learn.persist import radiometry_of
 from seaice_dask.learn.predict import (
     CLASS_VAR, MODEL_KEY_COORD, REPORT_NAME, checked_model_ref, predict_block, predict_dataset, smoothing_pixels,
 )
@@ -239,7 +240,9 @@ def evaluate(
     inputs = list(cfg.model.inputs)
     columns = feature_names(test, inputs)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, cube_grid(ds).resolution)
-    refs = {learner: checked_model_ref(models_dir / file, columns)[0] for learner, file in train_report["models"].items()}
+    radiometry = radiometry_of(ds.attrs)
+    refs = {learner: checked_model_ref(models_dir / file, columns, radiometry)[0]
+            for learner, file in train_report["models"].items()}
     chosen = train_report["best"]
     method = {}
     lazy: dict[tuple[str, str], da.Array] = {}

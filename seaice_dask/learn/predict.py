@@ -31,7 +31,7 @@ from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, s
 from seaice_dask.errors import ModelError
 from seaice_dask.learn._compute import persist
 from seaice_dask.learn.inference import ModelRef, resolve
-from seaice_dask.learn.persist import load_model
+from seaice_dask.learn.persist import load_model, radiometry_of
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
 
 CLASS_VAR = "class"
@@ -171,9 +171,12 @@ def predict_dataset(
     return xr.Dataset({CLASS_VAR: cls, PROBA_VAR: proba})
 
 
-def checked_model_ref(path: str | Path, feature_names: list[str]) -> tuple[ModelRef, dict[str, Any]]:
-    """A :class:`ModelRef` for ``path`` after checking, here, that the file loads and fits the inputs."""
-    model, meta = load_model(path, feature_names=feature_names)
+def checked_model_ref(
+    path: str | Path, feature_names: list[str], radiometry: dict[str, Any] | None = None
+) -> tuple[ModelRef, dict[str, Any]]:
+    """A :class:`ModelRef` for ``path`` after checking, here, that the file loads and fits the
+    inputs (names and, when given, radiometric corrections: :func:`~seaice_dask.learn.persist.radiometry_of`)."""
+    model, meta = load_model(path, feature_names=feature_names, radiometry=radiometry)
     if not np.isin(np.asarray(model.classes_), meta["classes"]).all():
         raise ModelError(f"the model predicts classes {list(model.classes_)} outside {meta['classes']}", path)
     return ModelRef.of(path), meta
@@ -220,7 +223,7 @@ def predict(
     model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
     inputs = list(cfg.model.inputs)
     names = [str(c) for c in feature_stack(ds, inputs)[COLUMN_DIM].values]
-    ref, meta = checked_model_ref(model_path, names)
+    ref, meta = checked_model_ref(model_path, names, radiometry_of(ds.attrs))
     classes = meta["classes"]
     grid = cube_grid(ds)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)

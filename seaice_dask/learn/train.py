@@ -18,7 +18,7 @@ from seaice_dask.learn._compute import compute
 from seaice_dask.learn.evaluate import confusion, scores
 from seaice_dask.learn.inference import production_model
 from seaice_dask.learn.models import fit_learner
-from seaice_dask.learn.persist import SUFFIX, save_model
+from seaice_dask.learn.persist import SUFFIX, radiometry_of, save_model
 from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
@@ -114,7 +114,7 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
         report.scores[learner] = _score(model, test_s, len(classes), names)
         path = save_model(
             model, models_dir / f"{learner}{SUFFIX}", learner=learner, feature_names=train_s.feature_names,
-            classes=classes, grid=grid,
+            classes=classes, grid=grid, radiometry=radiometry_of(ds.attrs),
             extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation},
         )
         report.models[learner] = path.name

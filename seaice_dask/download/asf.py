@@ -32,7 +32,7 @@ def _asf():
         import asf_search
     except ImportError:
         raise EngineUnavailableError(
-            "download.provider 'asf' needs the asf_search package: pip install 'seaice-dask[asf]'"
+            "download.provider 'asf' needs the asf_search package: pip install '.[asf]' in the seaice-dask checkout"
         ) from None
     asf_search.REPORT_ERRORS = False  # never post our queries to ASF's error reporter
     return asf_search

@@ -41,7 +41,7 @@ def s3_filesystem():
     try:
         import s3fs
     except ImportError:
-        raise EngineUnavailableError("s3:// paths need s3fs: pip install 'seaice-dask[s3]'") from None
+        raise EngineUnavailableError("s3:// paths need s3fs and boto3: pip install '.[s3]' in the seaice-dask checkout") from None
     return s3fs.S3FileSystem()
 
 

@@ -32,7 +32,8 @@ def test_predictions_identical_on_one_or_two_workers(tmp_path):
             workdir = tmp_path / f"workers{n_workers}"
             shutil.copytree(tmp_path / "template", workdir)
             cfg = PipelineConfig.model_validate(
-                {"paths": {"workdir": str(workdir)}, "model": {"learners": ["sgd", "gnb"], "cap_per_class": 400}}
+                {"paths": {"workdir": str(workdir)},
+                 "model": {"learners": ["sgd", "gnb"], "cap_per_class": 400, "select": "accuracy"}}
             ).resolve(workdir)
             report = train(cfg, client, progress=False)
             predict(cfg, client=client, progress=False)

@@ -145,7 +145,7 @@ def test_second_run_on_a_held_store_is_refused_while_the_first_completes(tmp_pat
     """Acceptance: two `seaice-dask run` on one store, real processes; the second names the holder."""
     config = small_series.copy("train", tmp_path / "work")
     log = tmp_path / "first.log"
-    first = start(["run", str(config), "--stages", "predict,evaluate"], log)
+    first = start(["run", str(config), "--stages", "predict,evaluate,export"], log)
     store = tmp_path / "work" / "cube.zarr"
     deadline = time.monotonic() + 120
     holder = None

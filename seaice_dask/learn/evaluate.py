@@ -268,8 +268,8 @@ def evaluate(
             per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
         )
         # the references' samples share most pixels: classify each distinct pixel once
-        keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
-        _, first, where = np.unique(keys, return_index=True, return_inverse=True)
+        pixel_keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
+        _, first, where = np.unique(pixel_keys, return_index=True, return_inverse=True)
         X_all = np.concatenate([sample.X for sample, _ in refs_sampled.values()])[first]
         if client is not None:  # learners in parallel on the workers, the pixels sent once
             X = client.scatter(X_all, broadcast=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -100,6 +101,53 @@ def test_samples_stratified_capped_and_drawn_from_candidates(cube):
     assert len(again) == len(sample)  # same counts whatever the chunking
     same = draw_samples(ds, INPUTS, dates, cap_per_class=cap, n_classes=4, balanced=True, seed=3)
     np.testing.assert_array_equal(same.X, sample.X)  # deterministic
+
+
+def test_stored_stack_reads_what_xarray_reads(cube):
+    """The one-task-per-block reader of the cube equals xarray's stacked variables, and is not
+    used for variables that differ from the store's (subset, computed)."""
+    ds = open_cube(cube)
+    fast = feature_stack(ds, INPUTS)
+    assert fast.data.name.startswith("stack-")
+    plain = ds.copy()
+    plain.encoding = {}
+    slow = feature_stack(plain, INPUTS)
+    assert not slow.data.name.startswith("stack-") and fast.chunks == slow.chunks
+    np.testing.assert_array_equal(fast.values, slow.values)
+    changed = feature_stack(ds.assign(sigma0_hh=ds["sigma0_hh"] + 1), INPUTS)
+    assert not changed.data.name.startswith("stack-")
+    np.testing.assert_array_equal(changed.sel(column="sigma0_hh").values, ds["sigma0_hh"].values + 1)
+    subset = feature_stack(ds.isel(time=[4, 1]), INPUTS)
+    np.testing.assert_array_equal(subset.values, slow.isel(time=[4, 1]).values)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_key_bounds_change_nothing_and_fall_back_when_inputs_are_missing(cube, balanced):
+    """Blocks cut at a key bound counted from the labels give the same sample as unbounded
+    blocks; where missing inputs make the bound fail, the date is flagged and drawn again."""
+    from seaice_dask.learn.samples import SHORT, sample_graph
+
+    ds = open_cube(cube)
+    kw = {"cap_per_class": 60, "n_classes": 4, "balanced": balanced, "seed": 5}
+    bounded = dask.compute(sample_graph(ds, INPUTS, [0, 3, 5], **kw))[0]
+    unbounded = dask.compute(sample_graph(ds, INPUTS, [0, 3, 5], **kw, bounded=False))[0]
+    for a, b in zip(bounded, unbounded, strict=True):
+        assert not a[SHORT].any() and a["y"].size < b["y"].size + 1
+        for name in ("X", "y", "key", "t", "totals"):
+            np.testing.assert_array_equal(a[name], b[name])
+    # inputs missing on 80 % of the labelled pixels: the bound (counted from labels) fails
+    rng = np.random.default_rng(0)
+    holes = xr.DataArray(rng.random(ds["sigma0_hh"].shape) < 0.8, dims=ds["sigma0_hh"].dims)
+    holed = ds.assign(sigma0_hh=ds["sigma0_hh"].where(~holes))
+    flagged = dask.compute(sample_graph(holed, INPUTS, [0, 3, 5], **kw))[0]
+    assert any(part[SHORT].any() for part in flagged)
+    drawn = draw_samples(holed, INPUTS, [0, 3, 5], **kw)
+    parts = dask.compute(sample_graph(holed, INPUTS, [0, 3, 5], **kw, bounded=False))[0]
+    from seaice_dask.learn.samples import assemble
+
+    expected = assemble(list(parts), feature_names(ds, INPUTS), n_classes=4, balanced=balanced, seed=5, cap_per_class=60)
+    np.testing.assert_array_equal(drawn.X, expected.X)
+    np.testing.assert_array_equal(drawn.y, expected.y)
 
 
 def test_unbalanced_samples_keep_class_proportions(cube):

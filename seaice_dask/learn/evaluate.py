@@ -234,9 +234,10 @@ def evaluate(
     k = len(classes)
     usable = usable_mask(test)
     truth_path = Path(truth_path) if truth_path else Path(cfg.paths.workdir) / TRUTH_STORE
-    references = {"labels": test["labels"]}
+    season_refs = {"labels": ds["labels"]}  # every date: samples are drawn from the cube as stored
     if truth_path.exists():
-        references["truth"] = open_truth(truth_path, ds).isel(time=test_idx)
+        season_refs["truth"] = open_truth(truth_path, ds)
+    references = {name: ref.isel(time=test_idx) for name, ref in season_refs.items()}
     inputs = list(cfg.model.inputs)
     columns = feature_names(test, inputs)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, cube_grid(ds).resolution)
@@ -264,7 +265,7 @@ def evaluate(
         per_class = cfg.model.eval_sample_per_class
         run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
         refs_sampled = stratified_samples(
-            test, inputs, range(test_idx.size), {n: r.reset_coords(drop=True) for n, r in references.items()},
+            ds, inputs, test_idx, {n: r.reset_coords(drop=True) for n, r in season_refs.items()},
             per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
         )
         # the references' samples share most pixels: classify each distinct pixel once
@@ -280,7 +281,7 @@ def evaluate(
         for learner, classes_of_pixels in zip(sampled, predicted, strict=True):
             for i, (ref_name, (sample, totals)) in enumerate(refs_sampled.items()):
                 rows = classes_of_pixels[where[offsets[i]:offsets[i + 1]]]
-                per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, range(test_idx.size), k)
+                per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, test_idx, k)
         for learner in sampled:
             method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
     results: dict[str, dict[str, Any]] = {}

@@ -20,11 +20,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import numpy as np
 import xarray as xr
 
+from seaice_dask.cube import stored_stack
 from seaice_dask.errors import ConfigError, CubeError
 
 #: Inputs with a ``feature`` dimension expand into one column per feature: ``glcm_hh_contrast``.
@@ -35,6 +37,8 @@ COLUMN_DIM = "column"
 _MERGE_FANIN = 8
 #: Entry of a candidate set holding the number of candidates per class (summed, not cut).
 TOTALS = "totals"
+#: Entry of a candidate set flagging a date whose key bound cut a class short (drawn again).
+SHORT = "short"
 
 
 @dataclass
@@ -85,6 +89,9 @@ def feature_stack(ds: xr.Dataset, inputs: Sequence[str]) -> xr.DataArray:
         raise ConfigError("model.inputs is empty")
     stack = xr.concat(parts, dim=COLUMN_DIM, coords="minimal", compat="override", join="exact")
     stack = stack.assign_coords(time=ds["time"]).chunk({COLUMN_DIM: -1})
+    stored = stored_stack(ds, inputs)
+    if stored is not None:  # the same values, one read task per block (cube.stored_stack)
+        stack = stack.copy(data=stored)
     stack.name = "inputs"
     return stack
 
@@ -139,25 +146,68 @@ def random_split(sample: Sample, test_fraction: float, seed: int) -> tuple[Sampl
     return sample.take(np.sort(order[n_test:])), sample.take(np.sort(order[:n_test]))
 
 
+def _labelled_counts(labels: np.ndarray, usable: np.ndarray, n_classes: int) -> np.ndarray:
+    """Usable labelled pixels per class of one block (inputs not read: a cheap upper bound)."""
+    lab = labels.reshape(-1)
+    ok = usable.reshape(-1) & (lab >= 0) & (lab < n_classes)
+    return np.bincount(lab[ok].astype(np.int64), minlength=n_classes)
+
+
+def _key_bounds(counts: list[np.ndarray], k: int, per_class: bool) -> np.ndarray:
+    """Per class, a key below which a date's ``k`` smallest keys lie unless inputs are missing.
+
+    With ``n`` labelled pixels and uniform keys, the number below ``b`` is Binomial(n, b); ``b``
+    is set for a mean of ``1.05 k + 5 sqrt(k) + 10`` (five standard deviations and 5 % of
+    non-finite inputs above ``k``). :func:`_date_sample` checks the bound held.
+    """
+    n = np.sum(counts, axis=0).astype(np.float64)
+    if not per_class:
+        n = np.full_like(n, n.sum())
+    want = 1.05 * k + 5 * math.sqrt(k) + 10
+    return np.minimum(1.0, np.divide(want, n, out=np.ones_like(n), where=n > 0))
+
+
 def _block_candidates(
     inputs: np.ndarray, labels: np.ndarray, usable: np.ndarray, key_seed: tuple[int, ...],
-    t: int, k: int, n_classes: int, per_class: bool,
+    t: int, k: int, n_classes: int, per_class: bool, bounds: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Bottom-k candidates of one block: inputs (1, n_col, by, bx), labels/usable (1, by, bx)."""
+    """Bottom-k candidates of one block: inputs (1, n_col, by, bx), labels/usable (1, by, bx).
+
+    ``TOTALS`` counts every candidate; rows are kept only below the class's key bound
+    (:func:`_key_bounds`) and among the block's ``k`` smallest keys. The cut is made on the
+    keys before any input is gathered.
+    """
     n_col = inputs.shape[1]
     flat = inputs.reshape(n_col, -1)
-    lab = labels.reshape(-1).astype(np.int64)
-    ok = usable.reshape(-1) & (lab >= 0) & (lab < n_classes) & np.isfinite(flat).all(axis=0)
+    lab = labels.reshape(-1)
+    ok = usable.reshape(-1) & (lab >= 0) & (lab < n_classes)
+    for column in flat:  # row by row: contiguous, no (n_col, n) temporary
+        ok &= np.isfinite(column)
     keys = np.random.default_rng(key_seed).random(lab.size)
     rows = np.flatnonzero(ok)
-    part = {
+    totals = np.bincount(lab[rows].astype(np.int64), minlength=n_classes)
+    if bounds is not None:
+        rows = rows[keys[rows] < bounds[lab[rows]]]
+    if per_class:
+        keep = [_smallest(rows[lab[rows] == c], keys, k) for c in range(n_classes)]
+        rows = np.sort(np.concatenate(keep))
+    else:
+        rows = np.sort(_smallest(rows, keys, k))
+    return {
         "X": np.ascontiguousarray(flat[:, rows].T, dtype=np.float32),
         "y": lab[rows].astype(np.int8),
         "key": keys[rows],
         "t": np.full(rows.size, t, dtype=np.int32),
-        TOTALS: np.bincount(lab[rows], minlength=n_classes),
+        TOTALS: totals,
+        SHORT: np.zeros(1, dtype=bool),
     }
-    return _bottom_k([part], k, n_classes, per_class)
+
+
+def _smallest(rows: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` entries of ``rows`` with the smallest ``keys[rows]`` (any order)."""
+    if rows.size <= k:
+        return rows
+    return rows[np.argpartition(keys[rows], k - 1)[:k]]
 
 
 def _bottom_k(
@@ -165,29 +215,44 @@ def _bottom_k(
 ) -> dict[str, np.ndarray]:
     """Merge candidate sets, keeping the ``k`` smallest keys (per class when ``per_class``).
 
-    ``TOTALS`` (candidates per class before any cut) are summed, the rows concatenated.
+    ``TOTALS`` (candidates per class before any cut) are summed, ``SHORT`` flags or-ed, the rows
+    concatenated.
     """
     totals = sum(p[TOTALS] for p in parts)
-    merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0] if name != TOTALS}
+    short = np.any([p[SHORT] for p in parts], axis=0)
+    merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0] if name not in (TOTALS, SHORT)}
     if per_class:
-        keep = [
-            rows[np.argsort(merged["key"][rows], kind="stable")[:k]]
-            for rows in (np.flatnonzero(merged["y"] == c) for c in range(n_classes))
-        ]
+        keep = [_smallest(np.flatnonzero(merged["y"] == c), merged["key"], k) for c in range(n_classes)]
         rows = np.sort(np.concatenate(keep))
     else:
-        rows = np.sort(np.argsort(merged["key"], kind="stable")[:k])
-    return {**{name: values[rows] for name, values in merged.items()}, TOTALS: totals}
+        rows = np.sort(_smallest(np.arange(merged["y"].size), merged["key"], k))
+    return {**{name: values[rows] for name, values in merged.items()}, TOTALS: totals, SHORT: short}
 
 
-def _tree_reduce(nodes: list, k: int, n_classes: int, per_class: bool):
+def _date_sample(
+    parts: list[dict[str, np.ndarray]], k: int, n_classes: int, per_class: bool
+) -> dict[str, np.ndarray]:
+    """:func:`_bottom_k` of one date's blocks, flagged ``SHORT`` when the key bounds cut a
+    class below ``min(k, candidates)`` (inputs missing on more labelled pixels than allowed for):
+    then the date must be drawn again without bounds."""
+    out = _bottom_k(parts, k, n_classes, per_class)
+    kept = np.bincount(out["y"].astype(np.int64), minlength=n_classes)
+    if per_class:
+        out[SHORT] = np.atleast_1d((kept < np.minimum(k, out[TOTALS])).any())
+    else:
+        out[SHORT] = np.atleast_1d(kept.sum() < min(k, out[TOTALS].sum()))
+    return out
+
+
+def _tree_reduce(nodes: list, k: int, n_classes: int, per_class: bool, last: Any = _bottom_k):
+    """Merge ``nodes`` in a tree of fan-in :data:`_MERGE_FANIN`; ``last`` makes the root."""
     merge = dask.delayed(_bottom_k, pure=True)
-    while len(nodes) > 1:
+    while len(nodes) > _MERGE_FANIN:
         nodes = [
             merge(nodes[i : i + _MERGE_FANIN], k, n_classes, per_class)
             for i in range(0, len(nodes), _MERGE_FANIN)
         ]
-    return nodes[0]
+    return dask.delayed(last, pure=True)(nodes, k, n_classes, per_class)
 
 
 def sample_graph(
@@ -199,12 +264,18 @@ def sample_graph(
     n_classes: int,
     balanced: bool = True,
     seed: int = 0,
+    bounded: bool = True,
 ) -> list:
     """Lazy per-scene samples (one dask ``Delayed`` per date), for :func:`draw_samples`.
 
     Per scene and class at most ``ceil(cap_per_class / n_dates)`` pixels (``balanced``), or at
     most ``ceil(n_classes * cap_per_class / n_dates)`` pixels in their natural class
     proportions. ``cap_per_class=None`` keeps every candidate (use on small cubes only).
+
+    ``bounded``: labels and masks are counted first (cheap), and blocks return only rows below
+    a key bound that the date's bottom-k lies under (:func:`_key_bounds`), so block results
+    stay small; a date where the bound failed comes back flagged (:func:`_date_sample`) and
+    is drawn again unbounded by :func:`draw_samples`. The sample is the same either way.
     """
     time_index = [int(t) for t in time_index]
     if not time_index:
@@ -226,17 +297,22 @@ def sample_graph(
     else:
         k = math.ceil(n_classes * cap_per_class / n_dates)
     candidates = dask.delayed(_block_candidates, pure=True)
+    count = dask.delayed(_labelled_counts, pure=True)
+    blocks = [(by, bx) for by in range(stack_blocks.shape[2]) for bx in range(stack_blocks.shape[3])]
     scenes = []
     for t in time_index:
+        bounds = None
+        if bounded and cap_per_class is not None:
+            counts = [count(label_blocks[t, by, bx], usable_blocks[t, by, bx], n_classes) for by, bx in blocks]
+            bounds = dask.delayed(_key_bounds, pure=True)(counts, k, balanced)
         nodes = [
             candidates(
                 stack_blocks[t, 0, by, bx], label_blocks[t, by, bx], usable_blocks[t, by, bx],
-                (seed, t, by, bx), t, k, n_classes, balanced,
+                (seed, t, by, bx), t, k, n_classes, balanced, bounds,
             )
-            for by in range(stack_blocks.shape[2])
-            for bx in range(stack_blocks.shape[3])
+            for by, bx in blocks
         ]
-        scenes.append(_tree_reduce(nodes, k, n_classes, balanced))
+        scenes.append(_tree_reduce(nodes, k, n_classes, balanced, last=_date_sample))
     return scenes
 
 
@@ -255,7 +331,7 @@ def assemble(
     otherwise the whole sample is cut to ``n_classes * cap_per_class`` rows. Cuts keep the
     smallest keys, so they stay uniform random samples.
     """
-    merged = {name: np.concatenate([s[name] for s in scenes]) for name in scenes[0] if name != TOTALS}
+    merged = {name: np.concatenate([s[name] for s in scenes]) for name in scenes[0] if name not in (TOTALS, SHORT)}
     y, key = merged["y"].astype(np.int64), merged["key"]
     counts = np.bincount(y, minlength=n_classes)
     missing = [c for c in range(n_classes) if counts[c] == 0]
@@ -293,13 +369,16 @@ def draw_samples(
     ``compute`` runs the graph (e.g. a progress-reporting wrapper); only the small per-scene
     samples come back to the caller.
     """
-    graph = sample_graph(
-        ds, inputs, time_index, cap_per_class=cap_per_class, n_classes=n_classes,
-        balanced=balanced, seed=seed,
-    )
-    (scenes,) = compute(graph)
+    kw = {"cap_per_class": cap_per_class, "n_classes": n_classes, "balanced": balanced, "seed": seed}
+    (scenes,) = compute(sample_graph(ds, inputs, time_index, **kw))
+    scenes = list(scenes)
+    redo = [i for i, scene in enumerate(scenes) if scene[SHORT].any()]
+    if redo:  # key bounds cut short by missing inputs: those dates again, unbounded
+        (again,) = compute(sample_graph(ds, inputs, [time_index[i] for i in redo], **kw, bounded=False))
+        for i, scene in zip(redo, again, strict=True):
+            scenes[i] = scene
     return assemble(
-        list(scenes), feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed,
+        scenes, feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed,
         cap_per_class=cap_per_class,
     )
 
@@ -328,12 +407,16 @@ def stratified_samples(
     n_dates = len(list(time_index))
     cap = None if per_class is None else per_class * n_dates
     k = int(np.prod([ds.sizes["y"], ds.sizes["x"]])) * n_dates if per_class is None else per_class
-    graphs = [
-        _tree_reduce(sample_graph(ds.assign(labels=ref), inputs, time_index, cap_per_class=cap,
-                                  n_classes=n_classes, balanced=True, seed=seed), k, n_classes, True)
-        for ref in references.values()
-    ]
-    (parts,) = compute(graphs)
+    def graphs(bounded: bool) -> list:
+        return [
+            _tree_reduce(sample_graph(ds.assign(labels=ref), inputs, time_index, cap_per_class=cap, n_classes=n_classes,
+                                      balanced=True, seed=seed, bounded=bounded), k, n_classes, True)
+            for ref in references.values()
+        ]
+
+    (parts,) = compute(graphs(True))
+    if any(part[SHORT].any() for part in parts):  # a key bound failed somewhere: draw unbounded
+        (parts,) = compute(graphs(False))
     names = feature_names(ds, inputs)
     out = {}
     for name, part in zip(references, parts, strict=True):

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import pystac
@@ -88,8 +90,10 @@ class ClassPalette:
 
 
 def class_map_uint8(cls: np.ndarray) -> np.ndarray:
-    """int class ids (−1: none) → uint8 with :data:`NODATA` for negative ids."""
+    """int class ids (−1: none) → uint8 with :data:`NODATA` for negative ids (uint8: as is)."""
     cls = np.asarray(cls)
+    if cls.dtype == np.uint8:
+        return cls
     if cls.size and cls.max() >= NODATA:
         raise CubeError(f"class id {int(cls.max())} does not fit below the nodata value {NODATA}")
     out = cls.astype(np.uint8)
@@ -113,10 +117,12 @@ def _write_cog(path: Path, data: np.ndarray, grid: Grid, resampling: str, fill: 
         raise CubeError(f"map shape {(ny, nx)} differs from the grid {grid.shape}", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
+    # deflate (every GIS reads it) at level 1: a 4-band 5000² probability map compresses ~3× faster
+    # than at the default level 6, for files ~7 % larger; GDAL compresses tiles on every core
     with rasterio.open(
         tmp, "w", driver="COG", height=ny, width=nx, count=bands, dtype="uint8", crs=grid.crs,
-        transform=grid.transform, nodata=NODATA, compress="deflate", blocksize=BLOCKSIZE,
-        overview_resampling=resampling, overview_count=_overview_count(grid.shape),
+        transform=grid.transform, nodata=NODATA, compress="deflate", level=1, blocksize=BLOCKSIZE,
+        overview_resampling=resampling, overview_count=_overview_count(grid.shape), num_threads="ALL_CPUS",
     ) as dst:
         dst.write(data)
         fill(dst)
@@ -169,16 +175,24 @@ def write_class_cog(
     return path
 
 
-def write_proba_cog(
-    proba: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None
-) -> Path:
-    """Class probabilities (K, y, x), NaN where none, as a K-band uint8 percent COG."""
-    path = Path(path)
+def proba_percent(proba: np.ndarray) -> np.ndarray:
+    """Probabilities (NaN: none) → uint8 percent (value × :data:`PROBA_SCALE`), :data:`NODATA` for NaN."""
     proba = np.asarray(proba, dtype=np.float32)
+    percent = np.rint(proba * np.float32(1 / PROBA_SCALE))
+    np.clip(percent, 0, 100, out=percent)  # NaN stays NaN
+    percent[np.isnan(percent)] = NODATA
+    return percent.astype(np.uint8)
+
+
+def write_proba_cog(
+    proba: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None,
+    *, percent: bool = False,
+) -> Path:
+    """Class probabilities (K, y, x), NaN where none, as a K-band uint8 percent COG
+    (``percent``: ``proba`` is already :func:`proba_percent`'s uint8)."""
+    path = Path(path)
     if proba.shape[0] != len(palette.values):
         raise CubeError(f"{proba.shape[0]} probability bands for {len(palette.values)} classes", path)
-    with np.errstate(invalid="ignore"):
-        percent = np.where(np.isfinite(proba), np.clip(np.rint(proba / PROBA_SCALE), 0, 100), NODATA)
 
     def fill(dst: Any) -> None:
         for band, name in enumerate(palette.names, start=1):
@@ -186,7 +200,8 @@ def write_proba_cog(
         dst.scales = (PROBA_SCALE,) * len(palette.names)
         dst.update_tags(**(tags or {}), units="1 (value × scale)")
 
-    _write_cog(path, percent.astype(np.uint8), grid, "average", fill).replace(path)
+    data = np.asarray(proba, dtype=np.uint8) if percent else proba_percent(proba)
+    _write_cog(path, data, grid, "average", fill).replace(path)
     return path
 
 
@@ -269,8 +284,22 @@ def _write_stac(collection: pystac.Collection, items: list[pystac.Item]) -> None
         write_json(obj.to_dict(include_self_link=False, transform_hrefs=True), obj.get_self_href())
 
 
-def export_maps(cfg: PipelineConfig, *, progress: bool = False) -> ExportReport:
-    """GIS files for every predicted date of the cube, and the run's STAC catalogue."""
+def _map_bytes(ds: Any, t: int, with_proba: bool) -> list[da.Array]:
+    """Lazy uint8 rasters of date ``t``: the class map and (``with_proba``) the percent bands.
+    Converted where the blocks are read (4× less to move than float32 probabilities)."""
+    cls = ds["class"].isel(time=t).data.map_blocks(class_map_uint8, dtype=np.uint8)
+    if not with_proba:
+        return [cls]
+    return [cls, ds["proba"].isel(time=t).data.map_blocks(proba_percent, dtype=np.uint8)]
+
+
+def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = False) -> ExportReport:
+    """GIS files for every predicted date of the cube, and the run's STAC catalogue.
+
+    Rasters are read and converted to uint8 on the workers (``client``; else the local
+    scheduler), the next date while the current one is compressed and written here: files are
+    written by this process, so ``paths.reports`` need not be shared with the workers.
+    """
     from rich.progress import track
 
     start = clock.perf_counter()
@@ -296,11 +325,19 @@ def export_maps(cfg: PipelineConfig, *, progress: bool = False) -> ExportReport:
         "seaice:class_scheme": cfg.charts.scheme,
         "seaice:classes": [{"value": v, "name": n, "colour": c} for v, n, c in zip(palette.values, palette.names, palette.colours, strict=True)],
     }
-    for t in track(indices, description="export", disable=not progress, transient=True):
+    def fetch(i: int) -> Any:
+        rasters = _map_bytes(ds, indices[i], with_proba)
+        return client.compute(rasters) if client is not None else rasters
+
+    ahead = fetch(0) if indices else None
+    for i, t in enumerate(track(indices, description="export", disable=not progress, transient=True)):
+        current = ahead
+        ahead = fetch(i + 1) if i + 1 < len(indices) else None
+        rasters = client.gather(current) if client is not None else dask.compute(*current)
         stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
         when = stamps[t].to_pydatetime().replace(tzinfo=dt.UTC)
         tags = {"date": when.isoformat(), "model": properties["seaice:model"], "learner": properties["seaice:learner"]}
-        class_path = write_class_cog(ds["class"].isel(time=t).values, grid, out / f"class_{stamp}.tif", palette, tags)
+        class_path = write_class_cog(rasters[0], grid, out / f"class_{stamp}.tif", palette, tags)
         style_path = write_qml(out / f"class_{stamp}.qml", palette)
         report.class_maps.append(str(class_path))
         report.styles.append(str(style_path))
@@ -310,7 +347,7 @@ def export_maps(cfg: PipelineConfig, *, progress: bool = False) -> ExportReport:
             "categories": pystac.Asset(f"./{class_path.name}.aux.xml", title="GDAL category names and attribute table", media_type=pystac.MediaType.XML, roles=["metadata"]),
         }
         if with_proba:
-            proba_path = write_proba_cog(ds["proba"].isel(time=t).values, grid, out / f"proba_{stamp}.tif", palette, tags)
+            proba_path = write_proba_cog(rasters[1], grid, out / f"proba_{stamp}.tif", palette, tags, percent=True)
             report.probabilities.append(str(proba_path))
             assets["probabilities"] = pystac.Asset(
                 f"./{proba_path.name}", title="class probabilities (percent, scale 0.01)", media_type=pystac.MediaType.COG, roles=["data"],

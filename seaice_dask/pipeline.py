@@ -66,7 +66,7 @@ def stage_export(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.export import export_maps
     from seaice_dask.report import write_index
 
-    report = export_maps(cfg, progress=progress)
+    report = export_maps(cfg, client=client, progress=progress)
     if (cfg.paths.reports / "scores.json").is_file():
         report.index = str(write_index(cfg.paths.reports, title=f"seaice-dask report: {cfg.name}"))
     return report

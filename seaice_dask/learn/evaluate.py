@@ -185,6 +185,9 @@ class EvalReport:
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
     method: dict[str, str] = field(default_factory=dict)
+    #: wall time of the parts: ``stored_maps`` and ``sample`` (reading test dates), ``classify_sample``
+    #: (the sampled learners, a fixed number of pixels), ``figures`` (incl. ≤ 4 class-map plots)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,7 +261,10 @@ def evaluate(
         for ref_name, reference in references.items():
             lazy[learner, ref_name] = confusion_per_date(reference, predicted, usable, k)
     keys = list(lazy)
+    phases = {}
+    tick = clock.perf_counter()
     (counts,) = compute([lazy[key] for key in keys], client=client, progress=progress)
+    phases["stored_maps"], tick = clock.perf_counter() - tick, clock.perf_counter()
     per_date = {key: np.asarray(c) for key, c in zip(keys, counts, strict=True)}
     sampled = [learner for learner in refs if learner not in method]
     if sampled:
@@ -268,6 +274,7 @@ def evaluate(
             ds, inputs, test_idx, {n: r.reset_coords(drop=True) for n, r in season_refs.items()},
             per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
         )
+        phases["sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
         # the references' samples share most pixels: classify each distinct pixel once
         pixel_keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
         _, first, where = np.unique(pixel_keys, return_index=True, return_inverse=True)
@@ -284,12 +291,13 @@ def evaluate(
                 per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, test_idx, k)
         for learner in sampled:
             method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
+        phases["classify_sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     for (learner, ref_name), matrices in sorted(per_date.items()):
         results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names)
     primary = "truth" if "truth" in references else "labels"
     best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
-    report = EvalReport([s.isoformat() for s in stamps], results, best, method=method)
+    report = EvalReport([s.isoformat() for s in stamps], results, best, method=method, phase_seconds=phases)
     out = Path(cfg.paths.reports)
     if figures:
         report.files.append(str(rep.plot_scores(report.table(primary), out / "scores.png", title=f"test dates, against {primary}")))
@@ -307,6 +315,7 @@ def evaluate(
                     cls, grid, out / f"class_{stamp.strftime('%Y%m%dT%H%M%S')}.png",
                     title=f"{stamp:%Y-%m-%d %H:%M} UTC", class_names=names,
                 )))
+    phases["figures"] = clock.perf_counter() - tick
     report.seconds = clock.perf_counter() - start
     report.files.append(str(rep.write_json(report.to_dict(), out / "scores.json")))
     return report

@@ -23,8 +23,10 @@ from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
 
-#: Rows timed per learner for its single-thread prediction throughput.
+#: At most this many rows are timed per learner for its single-thread prediction throughput.
 SPEED_ROWS = 50_000
+#: Target CPU time of one timed run: slow learners are timed on fewer rows.
+SPEED_SECONDS = 0.2
 
 
 def class_ids(cfg: PipelineConfig) -> tuple[list[int], list[str]]:
@@ -135,13 +137,17 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
 
 
 def throughput(model: Any, X: np.ndarray, rows: int = SPEED_ROWS) -> float:
-    """Pixels per second of ``model.predict_proba`` on one thread (best of 3 on ``rows`` rows of
-    ``X``), in the thread's CPU time: other processes on the machine do not count."""
+    """Pixels per second of ``model.predict_proba`` on one thread (best of 3 on at most ``rows``
+    rows of ``X``), in the thread's CPU time: other processes on the machine do not count.
+
+    A first run on 1000 rows (also the warm-up) sizes the timed runs to about
+    :data:`SPEED_SECONDS` each, so a forest is not timed for seconds on 50 000 rows."""
     rows_X = np.resize(np.asarray(X, dtype=np.float32), (rows, X.shape[1]))
     with threadpool_limits(1):
-        model.predict_proba(rows_X[:1000])  # warm-up: first-call costs are not throughput
-        best = min(_timed(model.predict_proba, rows_X) for _ in range(3))
-    return rows / best
+        first = _timed(model.predict_proba, rows_X[:1000])
+        n = int(np.clip(SPEED_SECONDS * 1000 / max(first, 1e-9), 1000, rows))
+        best = min(_timed(model.predict_proba, rows_X[:n]) for _ in range(3))
+    return n / best
 
 
 def _timed(fn: Any, *args: Any) -> float:

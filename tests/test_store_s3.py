@@ -151,3 +151,28 @@ def test_of_two_conditional_puts_one_wins(stores):
     assert first.read() is None and second.create(b"second")
     first.remove_if(version)  # another version now: kept
     assert first.read()[0] == b"second"
+
+
+def test_store_url_and_storage_options_in_the_config(tmp_path):
+    """An s3:// store is kept as a URL (not resolved against workdir); other schemes are refused;
+    the options' credentials, nested ones too, are neither dumped nor shown."""
+    from seaice_dask.config import PipelineConfig
+    from seaice_dask.errors import ConfigError
+
+    options = {"endpoint_url": "https://eodata.example", "secret": SECRET, "key": KEY_ID,
+               "client_kwargs": {"region_name": "default", "aws_secret_access_key": SECRET}}
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"paths": {"store": CUBE_URL, "storage_options": options}}))
+    cfg = load_config(config)
+    assert cfg.paths.store == CUBE_URL and cfg.paths.storage_options == options
+    store = cube_store(cfg)
+    assert isinstance(store, RemoteStore) and store.url == CUBE_URL and store.storage_options == options
+    assert cube_store(PipelineConfig().resolve(tmp_path)) == tmp_path / "cube.zarr"  # local: a Path, as before
+    shown = repr(cfg) + str(cfg) + repr(store) + str(store) + json.dumps(cfg.model_dump(mode="json"))
+    assert SECRET not in shown and KEY_ID not in shown
+    assert SECRET not in dump_config(cfg, tmp_path / "dumped.yaml").read_text()
+    assert load_config(tmp_path / "dumped.yaml").paths.storage_options == {
+        "endpoint_url": "https://eodata.example", "client_kwargs": {"region_name": "default"}}
+    config.write_text(yaml.safe_dump({"paths": {"store": "gs://bucket/cube.zarr"}}))
+    with pytest.raises(ConfigError, match="paths.store: .*only s3:// URLs"):
+        load_config(config)

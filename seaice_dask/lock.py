@@ -198,20 +198,28 @@ def _lock_file(store: StoreLike) -> _LockFile | _LockObject:
     return _LockObject(fs, f"{key}.lock")
 
 
-def _holder(data: bytes, where: object) -> LockHolder:
+def _unreadable(exc: Exception, lock: _LockFile | _LockObject) -> StoreLockedError:
+    return StoreLockedError(f"lock file unreadable ({exc}); remove it with --force-unlock", lock)
+
+
+def _read(lock: _LockFile | _LockObject) -> tuple[bytes, object] | None:
+    try:
+        return lock.read()
+    except OSError as exc:
+        raise _unreadable(exc, lock) from None
+
+
+def _holder(data: bytes, lock: _LockFile | _LockObject) -> LockHolder:
     try:
         return LockHolder(**json.loads(data))
     except (ValueError, TypeError) as exc:
-        raise StoreLockedError(f"lock file unreadable ({exc}); remove it with --force-unlock", where) from None
+        raise _unreadable(exc, lock) from None
 
 
 def read_lock(store: StoreLike) -> LockHolder | None:
     """The holder of ``store``'s lock, None if unlocked; raises StoreLockedError if unreadable."""
     lock = _lock_file(store)
-    try:
-        found = lock.read()
-    except OSError as exc:
-        raise StoreLockedError(f"lock file unreadable ({exc}); remove it with --force-unlock", lock) from None
+    found = _read(lock)
     return None if found is None else _holder(found[0], lock)
 
 
@@ -237,7 +245,7 @@ def acquire(store: StoreLike, *, force: bool = False) -> LockHolder:
     for _ in range(20):
         if lock.create(mine):
             return me
-        found = lock.read()
+        found = _read(lock)
         if found is None:
             continue
         data, version = found
@@ -273,8 +281,8 @@ def acquire(store: StoreLike, *, force: bool = False) -> LockHolder:
 def release(store: StoreLike, me: LockHolder) -> None:
     """Remove the lock if it is still ours (someone may have forced it away)."""
     lock = _lock_file(store)
-    found = lock.read()
     try:
+        found = _read(lock)
         holder = None if found is None else _holder(found[0], lock)
     except StoreLockedError:
         holder = None

@@ -93,6 +93,9 @@ def test_run_with_scenes_and_cube_in_buckets_equals_the_local_run(stores, small_
     scores = [json.loads((d / "reports" / "scores.json").read_text())["scores"] for d in (remote, reference)]
     assert scores[0] == scores[1] and "truth" in scores[0]["sgd"]
     assert lock.read_lock(cube_store(cfg)) is None  # released
+    validate = subprocess.run([SEAICE_DASK, "validate", CUBE_URL], env={**env(), "AWS_ENDPOINT_URL": cube_endpoint},
+                              capture_output=True, text=True, timeout=120)
+    assert validate.returncode == 0 and "consistent" in validate.stdout, validate.stdout + validate.stderr
 
     # the credentials: not in the log, the outputs, the cube's objects nor a dumped config
     fs = _bucket(_options(cube_endpoint), "cubes")
@@ -176,3 +179,34 @@ def test_store_url_and_storage_options_in_the_config(tmp_path):
     config.write_text(yaml.safe_dump({"paths": {"store": "gs://bucket/cube.zarr"}}))
     with pytest.raises(ConfigError, match="paths.store: .*only s3:// URLs"):
         load_config(config)
+
+
+def test_a_half_made_cube_in_a_bucket_is_made_again_and_other_stores_are_kept(stores):
+    """Object storage has no rename: a cube is written in place and becomes one (its grid) last."""
+    import pandas as pd
+    import zarr
+
+    from seaice_dask.cube import create_cube, validate_cube
+    from seaice_dask.errors import CubeError
+    from seaice_dask.grid import default_grid
+
+    _, cube_endpoint = stores
+    options = _options(cube_endpoint)
+    _bucket(options, "cubes")
+    store = RemoteStore("s3://cubes/half/cube.zarr", options)
+    zarr.open_group(store.url, mode="w", storage_options=options, attributes={"creating": 1, "chunk": 8})
+    assert not cube_exists(store)  # an interrupted create_cube
+    with pytest.raises(CubeError, match="s3://cubes/half/cube.zarr: not a seaice-dask cube"):
+        open_cube(store)
+    grid, times = default_grid(20_000.0), pd.to_datetime(["2020-10-05T08:00", "2020-10-11T08:00"])
+    create_cube(store, grid, times, {"product_id": ["a", "b"]}, chunk=8)
+    assert cube_exists(store) and validate_cube(store) == []
+    assert "creating" not in zarr.open_group(store.url, mode="r", storage_options=options).attrs
+    ds = open_cube(store)
+    assert list(ds["product_id"].values) == ["a", "b"] and ds.sizes["y"] == grid.shape[0]
+    with pytest.raises(CubeError, match="a store already exists here"):
+        create_cube(store, grid, times, chunk=8)
+    other = RemoteStore("s3://cubes/other.zarr", options)
+    zarr.open_group(other.url, mode="w", storage_options=options, attributes={"mine": True})
+    with pytest.raises(CubeError, match="a store already exists here"):
+        create_cube(other, grid, times, chunk=8)

@@ -134,11 +134,12 @@ def simulate(
 
 
 def _stage(config: Path, scheduler: str | None, stage: str, force_unlock: bool) -> object:
+    from seaice_dask.cube import cube_store
     from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import run_pipeline
 
     cfg = _load(config)
-    with store_lock(cfg.paths.store, force=force_unlock), _cluster(cfg, scheduler) as client:
+    with store_lock(cube_store(cfg), force=force_unlock), _cluster(cfg, scheduler) as client:
         return run_pipeline(cfg, client, stages=[stage])[stage]
 
 
@@ -201,11 +202,12 @@ def run(
     force_unlock: ForceUnlockOpt = False,
 ) -> None:
     """Every stage in order: ingest, charts, features, train, predict, evaluate, export."""
+    from seaice_dask.cube import cube_store
     from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import STAGES, run_pipeline, simulate_inputs
 
     cfg = _load(config)
-    with store_lock(cfg.paths.store, force=force_unlock):
+    with store_lock(cube_store(cfg), force=force_unlock):
         if cfg.simulate.enabled:
             simulate_inputs(cfg)
         with _cluster(cfg, scheduler) as client:
@@ -319,7 +321,9 @@ def download(
 
 
 @app.command()
-def validate(store: Annotated[Path, typer.Argument(help="Zarr cube to check.")]) -> None:
+def validate(
+    store: Annotated[str, typer.Argument(help="Zarr cube to check: a path, or an s3:// URL (AWS variables).")],
+) -> None:
     """Check a cube's consistency (grid, variables, completed slices)."""
     from seaice_dask.cube import done, open_cube
     from seaice_dask.ingest import validate_ingest

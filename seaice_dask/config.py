@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import DENMARK_STRAIT_BOUNDS, Grid
@@ -25,14 +25,47 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: ``storage_options`` keys (at any depth) that hold credentials: never dumped, logged or printed.
+CREDENTIAL_KEYS = frozenset({"key", "secret", "token", "password", "session_token", "aws_access_key_id",
+                             "aws_secret_access_key", "aws_session_token"})
+
+
+def is_url(path: object) -> bool:
+    """An object-storage URL (``s3://bucket/key``) rather than a local path."""
+    return isinstance(path, str) and path.startswith("s3://")
+
+
+def without_credentials(options: Any) -> Any:
+    """``options`` with every credential key removed (nested mappings included)."""
+    if isinstance(options, dict):
+        return {k: without_credentials(v) for k, v in options.items() if str(k).lower() not in CREDENTIAL_KEYS}
+    return options
+
+
 class PathsConfig(_Section):
     workdir: Path = Path(".")
     scenes: list[str] = Field(default_factory=lambda: ["scenes/*.zip", "scenes/*.SAFE"])
     charts: list[str] = Field(default_factory=lambda: ["charts/*.zip"])
-    store: Path = Path("cube.zarr")
+    store: Path | str = Path("cube.zarr")  # a local path, or an s3:// URL (a str)
+    # fsspec/s3fs options of an s3:// store (endpoint_url, key, secret, client_kwargs, …); empty: the
+    # AWS variables. Credentials in it are never dumped or shown (see CREDENTIAL_KEYS).
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
     models: Path = Path("models")
     reports: Path = Path("reports")
     land: Path | None = None  # land polygons; None = the file shipped with the package
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _url_or_path(cls, v: Any) -> Any:
+        if isinstance(v, str) and "://" in v:
+            if not is_url(v):
+                raise ValueError(f"{v!r}: only s3:// URLs (or local paths) are supported")
+            return v
+        return Path(v) if isinstance(v, str) else v
+
+    @field_serializer("storage_options")
+    def _no_credentials(self, options: dict[str, Any]) -> dict[str, Any]:
+        return without_credentials(options)
 
 
 class GridConfig(_Section):
@@ -207,7 +240,7 @@ class PipelineConfig(_Section):
         p.workdir = (base / p.workdir).resolve()
         for name in ("store", "models", "reports", "land"):
             value = getattr(p, name)
-            if value is not None and not value.is_absolute():
+            if isinstance(value, Path) and not value.is_absolute():
                 setattr(p, name, p.workdir / value)
         return cfg
 
@@ -245,7 +278,9 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 
 def dump_config(cfg: PipelineConfig, path: str | Path) -> Path:
-    """Write ``cfg`` as YAML (atomically); ``load_config`` reads it back unchanged."""
+    """Write ``cfg`` as YAML (atomically); ``load_config`` reads it back unchanged, except for the
+    credentials in ``paths.storage_options``, which are never written (they come back from the
+    AWS variables)."""
     path = Path(path)
     data = cfg.model_dump(mode="json")
     tmp = path.with_name(path.name + ".tmp")

@@ -11,6 +11,11 @@ Layout (dims ``time, [extra], y, x``, chunks ``(1, [full extra], chunk, chunk)``
 
 Writes go straight through zarr into chunk-aligned regions, so different time slices can be
 written concurrently by different workers or processes without locks.
+
+A store is a local path or an ``s3://bucket/prefix/cube.zarr`` URL (:class:`RemoteStore`: the URL
+and its fsspec/s3fs storage options; :func:`cube_store` makes the one a config names). Every
+function here takes either; zarr reaches object storage through fsspec, and the options travel
+with the zarr arrays to the workers that write the chunks.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import dask.array as da
 import numpy as np
@@ -27,13 +32,86 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
+from seaice_dask.config import is_url
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import Grid, write_crs
+
+if TYPE_CHECKING:
+    from seaice_dask.config import PipelineConfig
 
 TIME_UNITS = "microseconds since 1970-01-01T00:00:00"
 FLAG_PREFIX = "done_"
 _NAT = np.iinfo("int64").min  # how xarray stores NaT in an int64 date array
 _GRID_ATTR = "grid"
+_CREATING_ATTR = "creating"  # an object-storage cube whose creation has not finished
+
+
+class RemoteStore:
+    """A cube in object storage: its ``s3://`` URL and the fsspec/s3fs options that reach it.
+
+    It prints as its URL alone, so messages, logs and reports never show the options (credentials).
+    """
+
+    __slots__ = ("url", "storage_options")
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteStore) and (self.url, self.storage_options) == (other.url, other.storage_options)
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def filesystem(self) -> tuple[Any, str]:
+        """The s3fs filesystem with these options, and the store's key (``bucket/prefix/cube.zarr``)."""
+        from seaice_dask.safe.objectstore import s3_filesystem
+
+        return s3_filesystem(**self.storage_options), self.url.removeprefix("s3://")
+
+
+#: What every function here accepts as a store: a local path, an ``s3://`` URL (options from the
+#: AWS variables) or a :class:`RemoteStore`.
+StoreLike: TypeAlias = "str | Path | RemoteStore"
+
+
+def cube_store(cfg: PipelineConfig) -> Path | RemoteStore:
+    """The cube of a config: ``paths.store`` as a local path, or its URL with ``paths.storage_options``."""
+    store = cfg.paths.store
+    return RemoteStore(store, cfg.paths.storage_options) if is_url(store) else Path(store)
+
+
+def remote_store(store: StoreLike) -> RemoteStore | None:
+    """``store`` as a :class:`RemoteStore`, None for a local path."""
+    if isinstance(store, RemoteStore):
+        return store
+    return RemoteStore(store) if is_url(store) else None
+
+
+def _zarr_args(store: StoreLike) -> tuple[str, dict[str, Any]]:
+    """Where zarr and xarray find ``store``, and the keyword arguments that reach it."""
+    remote = remote_store(store)
+    if remote is None:
+        return str(store), {}
+    return remote.url, {"storage_options": dict(remote.storage_options)}
+
+
+def cube_exists(path: StoreLike) -> bool:
+    """Is something at ``path``? (In object storage: a group that is not a half-made cube.)"""
+    if remote_store(path) is None:
+        return Path(path).exists()
+    location, kwargs = _zarr_args(path)
+    try:
+        return _CREATING_ATTR not in zarr.open_group(location, mode="r", **kwargs).attrs
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
 
 
 def _time_encoding() -> dict[str, Any]:
@@ -51,10 +129,10 @@ def _coord_values(values: Sequence[Any]) -> np.ndarray:
     return array.astype(object) if array.dtype.kind == "U" else array
 
 
-def _group(path: str | Path, mode: str = "r+") -> zarr.Group:
-    path = Path(path)
+def _group(path: StoreLike, mode: str = "r+") -> zarr.Group:
+    location, kwargs = _zarr_args(path)
     try:
-        group = zarr.open_group(str(path), mode=mode)
+        group = zarr.open_group(location, mode=mode, **kwargs)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise CubeError("no cube here (create it with `seaice-dask ingest`)", path) from exc
     if _GRID_ATTR not in group.attrs:
@@ -63,7 +141,7 @@ def _group(path: str | Path, mode: str = "r+") -> zarr.Group:
 
 
 def create_cube(
-    path: str | Path,
+    path: StoreLike,
     grid: Grid,
     times: Sequence[Any],
     scene_coords: Mapping[str, Sequence[Any]] | None = None,
@@ -73,10 +151,11 @@ def create_cube(
 ) -> None:
     """Create an empty cube with its coordinates; refuses to overwrite an existing store.
 
-    Written under a temporary name, then renamed, so a crash never leaves a half-made cube.
+    Written under a temporary name, then renamed, so a crash never leaves a half-made cube. Object
+    storage has no rename: there the cube is written in place and becomes one (its ``grid``
+    attribute) last; a half-made one is overwritten by the next call.
     """
-    path = Path(path)
-    if path.exists():
+    if cube_exists(path):
         raise CubeError("a store already exists here; open it or choose another path", path)
     time_index = pd.DatetimeIndex(pd.to_datetime(list(times))).as_unit("ns")
     coords: dict[str, Any] = {"time": ("time", time_index.values, {"long_name": "acquisition start (UTC)"})}
@@ -92,13 +171,27 @@ def create_cube(
     encoding: dict[str, Any] = {"time": {**_time_encoding(), "chunks": (1,)}}
     for name in scene_coords or {}:
         encoding[name] = {"chunks": (1,)}
+    if remote_store(path) is not None:
+        _create_in_place(path, ds, encoding)
+        return
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.creating")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
     tmp.rename(path)
 
 
-def open_cube(path: str | Path) -> xr.Dataset:
+def _create_in_place(path: StoreLike, ds: xr.Dataset, encoding: dict[str, Any]) -> None:
+    """Write a new cube where nothing can be renamed: marked half-made until its grid is set."""
+    location, kwargs = _zarr_args(path)
+    grid = ds.attrs[_GRID_ATTR]
+    ds.attrs = {**{k: v for k, v in ds.attrs.items() if k != _GRID_ATTR}, _CREATING_ATTR: 1}
+    ds.to_zarr(location, mode="w", zarr_format=3, consolidated=False, encoding=encoding, **kwargs)
+    group = zarr.open_group(location, mode="r+", **kwargs)
+    group.attrs.put({**{k: v for k, v in group.attrs.items() if k != _CREATING_ATTR}, _GRID_ATTR: grid})
+
+
+def open_cube(path: StoreLike) -> xr.Dataset:
     """Open the cube lazily (dask-backed); per-scene metadata become coordinates.
 
     ``ds.encoding`` records the store and the dask names of its variables as opened, so that
@@ -106,13 +199,14 @@ def open_cube(path: str | Path) -> xr.Dataset:
     subset or a computed one.
     """
     _group(path, mode="r")
-    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={})
+    location, kwargs = _zarr_args(path)
+    ds = xr.open_zarr(location, consolidated=False, zarr_format=3, chunks={}, **kwargs)
     per_scene = [
         v for v in ds.data_vars if ds[v].dims == ("time",) and not str(v).startswith(FLAG_PREFIX)
     ]
     # per-scene metadata is tiny: load it so callers can index and compare without computing
     ds = ds.set_coords(per_scene).assign_coords({v: ds[v].load() for v in per_scene})
-    ds.encoding[_SOURCE] = str(path)
+    ds.encoding[_SOURCE] = path  # a RemoteStore keeps its storage options for the workers
     ds.encoding[_OPENED] = {str(v): ds[v].data.name for v in ds.data_vars if isinstance(ds[v].data, da.Array)}
     return ds
 
@@ -156,13 +250,13 @@ def stored_stack(ds: xr.Dataset, names: Sequence[str]) -> da.Array | None:
         dtype=np.float32,
         chunks=(chunks[0], (n_columns,), chunks[1], chunks[2]),
         meta=np.empty((0, 0, 0, 0), dtype=np.float32),
-        name="stack-" + tokenize(source, [opened[n] for n in names]),
+        name="stack-" + tokenize(str(source), [opened[n] for n in names]),
         store=source,
         variables=tuple(variables),
     )
 
 
-def _read_stack_block(store: str, variables: tuple[tuple[str, bool, int], ...], block_info: Any = None) -> np.ndarray:
+def _read_stack_block(store: StoreLike, variables: tuple[tuple[str, bool, int], ...], block_info: Any = None) -> np.ndarray:
     """One ``(time, column, y, x)`` block of :func:`stored_stack`: each variable's region read
     straight into its columns. The group is opened per block: stages may add variables or dates
     between calls, so cached metadata could be stale."""
@@ -178,7 +272,7 @@ def _read_stack_block(store: str, variables: tuple[tuple[str, bool, int], ...], 
     return out
 
 
-def cube_grid(cube: str | Path | xr.Dataset) -> Grid:
+def cube_grid(cube: StoreLike | xr.Dataset) -> Grid:
     """The grid a cube was created on."""
     attrs = cube.attrs if isinstance(cube, xr.Dataset) else dict(_group(cube, mode="r").attrs)
     return Grid.from_attrs(attrs[_GRID_ATTR])
@@ -189,7 +283,7 @@ def _n_times(group: zarr.Group) -> int:
 
 
 def ensure_variable(
-    path: str | Path,
+    path: StoreLike,
     name: str,
     *,
     dtype: Any,
@@ -229,8 +323,10 @@ def ensure_variable(
     if np.issubdtype(np.dtype(dtype), np.floating) or np.issubdtype(np.dtype(dtype), np.integer):
         var.attrs.setdefault("grid_mapping", "spatial_ref")
     ds = xr.Dataset({name: var}, coords=coords, attrs=dict(group.attrs))
+    location, kwargs = _zarr_args(path)
     ds.to_zarr(
-        path,
+        location,
+        **kwargs,
         mode="a",
         zarr_format=3,
         consolidated=False,
@@ -239,7 +335,7 @@ def ensure_variable(
     )
 
 
-def write_slice(path: str | Path, name: str, t: int | None, data: Any) -> None:
+def write_slice(path: StoreLike, name: str, t: int | None, data: Any) -> None:
     """Write ``data`` (shape ``(*extra, y, x)``) into time slice ``t`` of variable ``name``.
 
     ``t=None`` writes a static variable whole. Dask input is rechunked onto the store's chunks
@@ -280,14 +376,15 @@ class _TimeSlice:
         self.array[(self.t, *key)] = value
 
 
-def _append_variable(path: Path | str, group: zarr.Group, name: str, values: Any, encoding: dict) -> None:
+def _append_variable(path: StoreLike, group: zarr.Group, name: str, values: Any, encoding: dict) -> None:
     """Add one small variable along ``time``, keeping the store's attributes."""
     var = values if isinstance(values, xr.Variable) else xr.Variable("time", values)
     ds = xr.Dataset({name: var}, attrs=dict(group.attrs))
-    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding={name: encoding})
+    location, kwargs = _zarr_args(path)
+    ds.to_zarr(location, mode="a", zarr_format=3, consolidated=False, encoding={name: encoding}, **kwargs)
 
 
-def set_slice_coord(path: str | Path, name: str, t: int, value: Any) -> None:
+def set_slice_coord(path: StoreLike, name: str, t: int, value: Any) -> None:
     """Set per-scene coordinate ``name`` at time index ``t`` (created on first use).
 
     Strings, numbers and dates are supported; dates are stored as ``datetime64`` with CF units.
@@ -313,17 +410,17 @@ def set_slice_coord(path: str | Path, name: str, t: int, value: Any) -> None:
         array[t] = value
 
 
-def cube_attrs(path: str | Path) -> dict[str, Any]:
+def cube_attrs(path: StoreLike) -> dict[str, Any]:
     """The cube's global attributes."""
     return dict(_group(path, mode="r").attrs)
 
 
-def set_cube_attrs(path: str | Path, **attrs: Any) -> None:
+def set_cube_attrs(path: StoreLike, **attrs: Any) -> None:
     """Set global attributes (JSON values) of the cube."""
     _group(path).attrs.update(attrs)
 
 
-def mark_done(path: str | Path, stage: str, t: int) -> None:
+def mark_done(path: StoreLike, stage: str, t: int) -> None:
     """Flag time slice ``t`` as complete for ``stage``; call after all its writes."""
     group = _group(path)
     name = FLAG_PREFIX + stage
@@ -335,7 +432,7 @@ def mark_done(path: str | Path, stage: str, t: int) -> None:
     group[name][t] = True
 
 
-def done(path: str | Path, stage: str) -> np.ndarray:
+def done(path: StoreLike, stage: str) -> np.ndarray:
     """Bool per time slice: has ``stage`` completed it?"""
     group = _group(path, mode="r")
     name = FLAG_PREFIX + stage
@@ -347,7 +444,7 @@ def done(path: str | Path, stage: str) -> np.ndarray:
 
 
 def append_times(
-    path: str | Path, times: Sequence[Any], scene_coords: Mapping[str, Sequence[Any]] | None = None
+    path: StoreLike, times: Sequence[Any], scene_coords: Mapping[str, Sequence[Any]] | None = None
 ) -> list[int]:
     """Add new time slots at the end (for scenes ingested later); returns their indices.
 
@@ -376,7 +473,7 @@ def append_times(
     return list(range(start, target))
 
 
-def validate_cube(path: str | Path) -> list[str]:
+def validate_cube(path: StoreLike) -> list[str]:
     """Problems found in a cube (an empty list means consistent)."""
     problems: list[str] = []
     try:

@@ -45,7 +45,7 @@ from pystac.extensions.projection import ProjectionExtension
 
 from seaice_dask.charts.schemes import ClassScheme, get_scheme
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, done, open_cube
+from seaice_dask.cube import cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import Grid
 
@@ -303,7 +303,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     from rich.progress import track
 
     start = clock.perf_counter()
-    store = cfg.paths.store
+    store = cube_store(cfg)
     ds = open_cube(store)
     if "class" not in ds.data_vars:
         raise CubeError("no class maps in the cube (run `seaice-dask predict` first)", store)

@@ -68,7 +68,7 @@ PREPASS_RESOLUTION_M = 1000.0
 class IngestReport:
     """What one ingest run did: scene names per outcome and the store written."""
 
-    store: Path
+    store: cube.StoreLike
     ingested: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in the cube
     excluded: list[str] = field(default_factory=list)  # outside the date range or the grid
@@ -164,7 +164,7 @@ def _scene_coords(products: Sequence[Any], denoise: str) -> dict[str, list]:
     }
 
 
-def _declare_variables(store: Path, pols: Sequence[str], denoise: str) -> None:
+def _declare_variables(store: cube.StoreLike, pols: Sequence[str], denoise: str) -> None:
     f32 = dict(dtype="float32", fill_value=np.float32(np.nan))
     for pol in pols:
         cube.ensure_variable(
@@ -180,9 +180,9 @@ def _declare_variables(store: Path, pols: Sequence[str], denoise: str) -> None:
                          attrs={"long_name": "land", "flag_values": [0, 1], "flag_meanings": "sea land"})
 
 
-def _prepare_store(store: Path, cfg: PipelineConfig, products: list[Any], report: IngestReport) -> tuple[Grid, list[Any]]:
+def _prepare_store(store: cube.StoreLike, cfg: PipelineConfig, products: list[Any], report: IngestReport) -> tuple[Grid, list[Any]]:
     """Create the cube or add time slots for new scenes; returns its grid and the scenes on it."""
-    if store.exists():
+    if cube.cube_exists(store):
         grid = cube.cube_grid(store)
         if cfg.grid.bounds is not None and cfg.grid.to_grid() != grid:
             raise CubeError(f"the cube's grid {grid} differs from the config's {cfg.grid.to_grid()}", store)
@@ -197,7 +197,7 @@ def _prepare_store(store: Path, cfg: PipelineConfig, products: list[Any], report
             report.excluded.append(product.name)
     coords = _scene_coords(on_grid, cfg.preprocess.denoise)
     times = [_utc_us(p.start_time) for p in on_grid]
-    if not store.exists():
+    if not cube.cube_exists(store):
         cube.create_cube(store, grid, times, coords, chunk=cfg.grid.chunk,
                          attrs={"title": f"{cfg.name} Sentinel-1 sea-ice cube"})
     elif times:
@@ -205,7 +205,7 @@ def _prepare_store(store: Path, cfg: PipelineConfig, products: list[Any], report
     return grid, on_grid
 
 
-def _time_index(store: Path) -> dict[np.datetime64, int]:
+def _time_index(store: cube.StoreLike) -> dict[np.datetime64, int]:
     times = cube.open_cube(store)["time"].values
     return {np.datetime64(t, "us"): i for i, t in enumerate(times)}
 
@@ -243,7 +243,7 @@ def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> l
     return out
 
 
-def resolve_incidence(cfg: PipelineConfig, store: Path, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
+def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
     """The incidence correction of this cube, recorded in its attrs before any slice is written.
 
     A cube keeps one correction: a recorded one is reused (resume, new scenes) when the config
@@ -296,7 +296,7 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
     return correction
 
 
-def ingest_scene(store: Path, t: int, product: Any, grid: Grid, cfg: PipelineConfig,
+def ingest_scene(store: cube.StoreLike, t: int, product: Any, grid: Grid, cfg: PipelineConfig,
                  incidence: IncidenceCorrection | None = None) -> None:
     """Geocode one scene and write it to slice ``t``; flag it done last."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
@@ -307,7 +307,8 @@ def ingest_scene(store: Path, t: int, product: Any, grid: Grid, cfg: PipelineCon
 
         if pre.textural_noise or pre.incidence.correction != "none":
             raise ConfigError("preprocess.incidence and textural_noise need engine: native")
-        ds = snap_geocode_product(product.path, grid, workdir=store.parent, **options)
+        workdir = store.parent if isinstance(store, Path) else None  # SNAP writes local files
+        ds = snap_geocode_product(product.path, grid, workdir=workdir, **options)
     else:
         ds = geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                              textural_noise=pre.textural_noise, **options)
@@ -329,13 +330,13 @@ def ingest(
     use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
     """
     started = time.perf_counter()
-    store = Path(cfg.paths.store)
+    store = cube.cube_store(cfg)
     report = IngestReport(store=store)
     paths = list(scene_paths) if scene_paths is not None else find_scenes(cfg)
     if not paths:
         raise CubeError(f"no scenes found (paths.scenes: {cfg.paths.scenes} in {cfg.paths.workdir})")
     products = _open_products(paths, cfg, report)
-    if not products and not store.exists():
+    if not products and not cube.cube_exists(store):
         report.seconds = time.perf_counter() - started
         return report
     grid, products = _prepare_store(store, cfg, products, report)
@@ -380,7 +381,7 @@ def _progress(items: list, enabled: bool):
     return tqdm(items, desc="ingest", unit="scene")
 
 
-def validate_ingest(store: str | Path) -> list[str]:
+def validate_ingest(store: cube.StoreLike) -> list[str]:
     """Problems in a cube: :func:`seaice_dask.cube.validate_cube` plus the ingest variables.
 
     For every flagged slice: the sigma0 variables exist, ``valid`` equals "every sigma0 finite",

@@ -16,6 +16,7 @@ from pathlib import Path
 from distributed import Client
 
 from seaice_dask.config import PipelineConfig, dump_config, load_config
+from seaice_dask.cube import cube_store
 from seaice_dask.errors import ClusterError, ConfigError
 from seaice_dask.lock import store_lock
 
@@ -40,7 +41,7 @@ def stage_features(cfg: PipelineConfig, client: Client, progress: bool) -> objec
     from seaice_dask.features.store import write_glcm_features
 
     pols = tuple(p.lower() for p in cfg.preprocess.polarisations)
-    return write_glcm_features(cfg.paths.store, cfg.features, pols=pols, progress=progress)
+    return write_glcm_features(cube_store(cfg), cfg.features, pols=pols, progress=progress)
 
 
 def stage_train(cfg: PipelineConfig, client: Client, progress: bool) -> object:
@@ -102,7 +103,7 @@ def run_pipeline(
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
     reports: dict[str, object] = {}
-    with store_lock(cfg.paths.store):
+    with store_lock(cube_store(cfg)):
         for name in STAGES:
             if name not in stages:
                 continue

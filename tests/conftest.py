@@ -48,3 +48,4 @@ def served_series(tmp_path_factory):
 
 
 from tests.smallseries import small_series  # noqa: E402, F401  (session fixture shared by several modules)
+from tests.s3server import s3_endpoint  # noqa: E402, F401  (moto's S3 server, one per session)

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import zipfile
 
 import numpy as np
@@ -15,6 +11,7 @@ import pytest
 import xarray as xr
 
 from seaice_dask.download.products import RemoteProduct
+from tests.s3server import aws_environment
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -23,31 +20,11 @@ EODATA_DIR = "Sentinel-1/SAR/EW_GRDM_1S/2020/10/05"
 
 
 @pytest.fixture(scope="module")
-def s3(served_series, tmp_path_factory):
-    """moto's S3 server (its own process, as a real endpoint would be) with a bucket ``scenes``
-    holding the simulated zips and ``eodata`` holding the first one unzipped (CDSE layout)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("moto server did not start")
-            time.sleep(0.2)
+def s3(served_series, s3_endpoint, tmp_path_factory):
+    """moto's S3 server with a bucket ``scenes`` holding the simulated zips and ``eodata``
+    holding the first one unzipped (CDSE layout)."""
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-                           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            mp.setenv(key, value)
-        mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
+        aws_environment(mp, s3_endpoint)
         from seaice_dask.safe.objectstore import s3_filesystem
 
         fs = s3_filesystem()
@@ -62,8 +39,6 @@ def s3(served_series, tmp_path_factory):
         for file in sorted(p for p in safe.rglob("*") if p.is_file()):
             fs.put_file(str(file), f"eodata/{EODATA_DIR}/{safe.name}/{file.relative_to(safe).as_posix()}")
         yield fs
-    server.terminate()
-    server.wait(10)
 
 
 def _same_product(remote, local) -> None:

@@ -18,7 +18,16 @@ from seaice_dask.charts.rasterize import rasterize_labels, select_chart
 from seaice_dask.charts.read import chart_date, chart_id, prepare_chart, read_chart
 from seaice_dask.charts.schemes import UNLABELLED, classify_chart, get_scheme
 from seaice_dask.config import ChartsConfig, PipelineConfig
-from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
+from seaice_dask.cube import (
+    StoreLike,
+    cube_grid,
+    cube_store,
+    ensure_variable,
+    mark_done,
+    open_cube,
+    set_slice_coord,
+    write_slice,
+)
 from seaice_dask.errors import ChartError
 from seaice_dask.grid import Grid
 
@@ -58,7 +67,7 @@ def chart_labels(
 
 
 def write_labels(
-    store: Path,
+    store: StoreLike,
     chart_paths: Sequence[Path],
     cfg: ChartsConfig,
     *,
@@ -71,7 +80,6 @@ def write_labels(
     all −1, chart id ``""``), rasterised onto the cube's grid; ``chart_id`` and ``chart_date``
     are stored per slice and ``done_labels`` is set last. Re-running rewrites the same values.
     """
-    store = Path(store)
     ds = open_cube(store)
     grid = cube_grid(ds)
     times = pd.to_datetime(ds["time"].values)
@@ -128,5 +136,5 @@ def write_labels_from_config(cfg: PipelineConfig, *, progress: bool = True) -> l
     Returns the chart files found.
     """
     charts = find_charts([cfg.path(pattern) for pattern in cfg.paths.charts])
-    write_labels(cfg.paths.store, charts, cfg.charts, progress=progress)
+    write_labels(cube_store(cfg), charts, cfg.charts, progress=progress)
     return charts

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from seaice_dask.config import FeaturesConfig
-from seaice_dask.cube import done, ensure_variable, mark_done, open_cube, write_slice
+from seaice_dask.cube import StoreLike, done, ensure_variable, mark_done, open_cube, write_slice
 from seaice_dask.errors import ConfigError, CubeError
 from seaice_dask.features.glcm import feature_names, glcm
 
@@ -48,7 +47,7 @@ def _parameters(cfg: FeaturesConfig, pol: str) -> dict:
     }
 
 
-def _check_existing(ds, name: str, params: dict, store: Path) -> None:
+def _check_existing(ds, name: str, params: dict, store: StoreLike) -> None:
     if name not in ds:
         return
     stored = {k: ds[name].attrs.get(f"glcm_{k}") for k in params}
@@ -71,7 +70,7 @@ def _progress(items: Sequence[int], enabled: bool, desc: str):
 
 
 def write_glcm_features(
-    store: str | Path, cfg: FeaturesConfig, *, pols: Sequence[str] = ("hh", "hv"), progress: bool = True
+    store: StoreLike, cfg: FeaturesConfig, *, pols: Sequence[str] = ("hh", "hv"), progress: bool = True
 ) -> list[str]:
     """Compute ``glcm_<pol>`` for every ingested slice that lacks it; returns the variable names.
 
@@ -79,7 +78,6 @@ def write_glcm_features(
     the same for every scene. Raises :class:`CubeError` if a polarisation was not ingested or the
     stored features were computed with other parameters.
     """
-    store = Path(store)
     ds = open_cube(store)
     ingested = done(store, INGEST_STAGE)
     names = []

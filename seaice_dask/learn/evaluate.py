@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, done, open_cube
+from seaice_dask.cube import StoreLike, cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.inference import ModelRef
@@ -167,7 +167,7 @@ def predict_rows(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return predict_block(block, usable, model, classes)[0, classes.size, 0].astype(np.int64)
 
 
-def _stored_maps_current(ds: xr.Dataset, store: Path, test_idx: np.ndarray, ref: ModelRef) -> bool:
+def _stored_maps_current(ds: xr.Dataset, store: StoreLike, test_idx: np.ndarray, ref: ModelRef) -> bool:
     """Did ``predict`` write ``class`` on every test date with this very model file?"""
     if CLASS_VAR not in ds.data_vars or MODEL_KEY_COORD not in ds.coords:
         return False
@@ -219,7 +219,7 @@ def evaluate(
     from seaice_dask import report as rep
 
     start = clock.perf_counter()
-    store = Path(cfg.paths.store)
+    store = cube_store(cfg)
     ds = open_cube(store)
     models_dir = Path(cfg.paths.models)
     if not (models_dir / REPORT_NAME).is_file():

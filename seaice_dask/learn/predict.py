@@ -27,7 +27,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
+from seaice_dask.cube import cube_grid, cube_store, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
 from seaice_dask.errors import ModelError
 from seaice_dask.learn._compute import persist
 from seaice_dask.learn.inference import ModelRef, resolve
@@ -218,7 +218,7 @@ def predict(
     from rich.progress import track
 
     start = clock.perf_counter()
-    store = cfg.paths.store
+    store = cube_store(cfg)
     ds = open_cube(store)
     model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
     inputs = list(cfg.model.inputs)

@@ -12,7 +12,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, open_cube
+from seaice_dask.cube import cube_grid, cube_store, open_cube
 from seaice_dask.errors import ConfigError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.evaluate import confusion, scores
@@ -83,7 +83,7 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     console = Console(stderr=True, quiet=not progress)
     m = cfg.model
     classes, names = class_ids(cfg)
-    ds = open_cube(cfg.paths.store)
+    ds = open_cube(cube_store(cfg))
     times = ds["time"].values
     run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
     start = clock.perf_counter()

@@ -18,8 +18,10 @@ import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
+from seaice_dask.config import is_url as is_remote
 from seaice_dask.errors import EngineUnavailableError, ProductError
 from seaice_dask.safe.store import (
     MANIFEST,
@@ -32,17 +34,14 @@ from seaice_dask.safe.store import (
 )
 
 
-def is_remote(path: object) -> bool:
-    return isinstance(path, str) and path.startswith("s3://")
-
-
-def s3_filesystem():
-    """The s3fs filesystem (endpoint and credentials from the AWS environment variables)."""
+def s3_filesystem(**storage_options: Any):
+    """The s3fs filesystem: ``storage_options`` (endpoint_url, key, secret, …) or, by default,
+    endpoint and credentials from the AWS environment variables."""
     try:
         import s3fs
     except ImportError:
         raise EngineUnavailableError("s3:// paths need s3fs and boto3: pip install '.[s3]' in the seaice-dask checkout") from None
-    return s3fs.S3FileSystem()
+    return s3fs.S3FileSystem(**storage_options)
 
 
 def _endpoint() -> str | None:

@@ -7,8 +7,10 @@ brings every pixel to a reference angle θ_ref:
 
     σ0_dB(θ_ref) = σ0_dB(θ) − s · (θ − θ_ref)        (per polarisation; s in dB/deg, negative)
 
-It is applied in radar geometry, in linear units as the factor 10^(−s·(θ − θ_ref)/10), before
-multilooking, geocoding and the GLCM, so the texture quantiser sees one dB scale across the swath.
+It is applied in radar geometry, in linear units as the factor 10^(−s·(θ − θ_ref)/10), to the
+multilooked σ0 before geocoding and the GLCM (:func:`correct_multilooked`; θ is smooth over a
+multilook cell, and a quarter of the pixels are left), so the texture quantiser sees one dB scale
+across the swath.
 
 Slope estimate (``slopes_db_per_deg: null``): one slope per polarisation for the whole season,
 from a cheap pre-pass over decimated radar samples of every scene (:func:`scene_samples`): ESA-

@@ -86,7 +86,7 @@ class DatesConfig(_Section):
 
 
 class IncidenceConfig(_Section):
-    correction: Literal["none", "linear"] = "none"
+    correction: Literal["none", "linear", "class"] = "none"  # class: per surface type (GIA), estimated
     reference_deg: float = Field(35.0, ge=0, le=90)
     slopes_db_per_deg: dict[Literal["hh", "hv", "vv", "vh"], float] | None = None  # None: estimated
 

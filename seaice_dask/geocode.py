@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -327,8 +327,12 @@ def geocode_arrays(
     multilook: int = 2,
     resampling: Resampling = "bilinear",
     chunk: int = 512,
+    multilooked: Callable[[dict[str, da.Array]], dict[str, da.Array]] | None = None,
 ) -> dict[str, xr.DataArray]:
-    """:func:`geocode` for several arrays of one product: each chunk's map is computed once."""
+    """:func:`geocode` for several arrays of one product: each chunk's map is computed once.
+
+    ``multilooked``: applied to the multilooked radar arrays (by name) before resampling, e.g. a
+    radiometric correction that needs several of them (still radar geometry)."""
     for radar in radars.values():
         if radar.dims != ("line", "sample"):
             raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
@@ -343,6 +347,8 @@ def geocode_arrays(
         name: multilook_lazy(r.data if isinstance(r.data, da.Array) else da.from_array(r.data, chunks=2048), looks)
         for name, r in radars.items()
     }
+    if multilooked is not None:
+        data = multilooked(data)
     n_lines, n_samples = inverse.radar_shape
     ml_shape = (n_lines // looks, n_samples // looks)
     k = 1 if resampling == "bilinear" else _supersample_factor(inverse, grid, looks)
@@ -452,13 +458,14 @@ def geocode_product(
     (degrees, float32) and ``valid`` (every sigma0 finite: inside the footprint, positive
     power). One inverse map (the geolocation grid is shared by the polarisations) serves all.
 
-    Radiometric corrections, in radar geometry before multilooking: ``textural_noise`` rescales
-    the cross-polarised channel's speckle after noise subtraction
-    (:mod:`seaice_dask.preprocess.textural`), then an
-    :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings σ0 to its reference angle.
+    Radiometric corrections, in radar geometry: ``textural_noise`` rescales the cross-polarised
+    channel's speckle after noise subtraction, before multilooking
+    (:mod:`seaice_dask.preprocess.textural`); an
+    :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings the multilooked σ0 to its
+    reference angle before resampling (:func:`~seaice_dask.preprocess.incidence.correct_multilooked`).
     """
     from seaice_dask.preprocess import SIGMA0_FLOOR, incidence_angle, sigma0, sigma0_with_noise
-    from seaice_dask.preprocess.incidence import IncidenceCorrection
+    from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
     from seaice_dask.preprocess.textural import textural_noise_correction
 
     missing = [p for p in polarisations if p.upper() not in product.polarisations]
@@ -479,11 +486,14 @@ def geocode_product(
             radar = radar.where(~(radar <= 0), np.float32(SIGMA0_FLOOR))
         else:
             radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
-        if correction.method != "none":
-            radar = (radar * correction.factor(pol, theta).astype(np.float32)).assign_attrs(radar.attrs)
         radars[pol] = radar
     radars["incidence"] = theta
-    mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk)
+
+    def corrected(ml: dict[str, da.Array]) -> dict[str, da.Array]:
+        return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction)}
+
+    mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk,
+                            multilooked=None if correction.method == "none" else corrected)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)

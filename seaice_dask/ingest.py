@@ -259,12 +259,15 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
         recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
     if inc.correction == "none":
         wanted = IncidenceCorrection()
+    elif inc.correction == "class" and inc.slopes_db_per_deg is not None:
+        raise ConfigError("preprocess.incidence.slopes_db_per_deg is for correction: linear; "
+                          "correction: class estimates its per-class slopes")
     elif inc.slopes_db_per_deg is not None:
         missing = [p for p in pols if p not in inc.slopes_db_per_deg]
         if missing:
             raise ConfigError(f"preprocess.incidence.slopes_db_per_deg lacks {missing}")
         wanted = IncidenceCorrection("linear", inc.reference_deg, {p: inc.slopes_db_per_deg[p] for p in pols}, "config")
-    elif recorded is not None and recorded.method == "linear" and recorded.reference_deg == inc.reference_deg:
+    elif recorded is not None and recorded.method == inc.correction and recorded.reference_deg == inc.reference_deg:
         wanted = recorded  # the season's estimate, made once
     elif recorded is not None:
         raise CubeError(f"the cube was made with incidence correction {recorded.to_attrs()}; estimating new "
@@ -282,7 +285,8 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
 
 
 def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
-    """Season slopes from decimated samples of every scene, one dask task per scene."""
+    """Season correction (``linear`` slopes or ``class`` model) from decimated samples of every
+    scene, one dask task per scene."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     coarse = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, PREPASS_RESOLUTION_M))
     land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
@@ -291,7 +295,8 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
     parts = dask.compute(*tasks)
     if any(c is None for c in charts):  # unlabelled scenes: labels only where a chart is
         parts = [p if "labels" in p else {**p, "labels": np.full(p["incidence"].shape, -1)} for p in parts]
-    correction = estimate_slopes(concat_samples(parts), pols, cfg.preprocess.incidence.reference_deg)
+    inc = cfg.preprocess.incidence
+    correction = estimate_slopes(concat_samples(parts), pols, inc.reference_deg, inc.correction)
     log.info("incidence slopes (dB/deg) from %d scenes: %s", len(products), correction.to_attrs())
     return correction
 

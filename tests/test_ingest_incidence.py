@@ -73,3 +73,29 @@ def test_given_slopes_must_cover_the_polarisations(season, tmp_path):
     cfg = _config(season, str(tmp_path / "c.zarr"), incidence={"correction": "linear", "slopes_db_per_deg": {"hh": -0.2}})
     with pytest.raises(ConfigError, match="hv"):
         ingest(cfg, progress=False)
+
+
+def test_class_correction_through_ingest(season, tmp_path):
+    """``correction: class``: a GIA model fitted to the pre-pass with the charts, recorded in the
+    cube; every pixel's shift from the uncorrected cube is −b·(θ − 35°) with b one of its
+    components' slopes (bilinear between cells: within their range)."""
+    cfg = _config(season, str(tmp_path / "class.zarr"), incidence={"correction": "class"}, textural_noise=True)
+    assert ingest(cfg, progress=False).ok
+    recorded = IncidenceCorrection.from_attrs(cube.cube_attrs(cfg.paths.store)["incidence_correction"])
+    assert recorded.method == "class" and recorded.source == "charts" and len(recorded.classes.weight) >= 3
+    hh_slopes = recorded.classes.slope_db_per_deg[:, 0]
+    plain = _config(season, str(tmp_path / "plain.zarr"), textural_noise=True)
+    assert ingest(plain, progress=False).ok
+    a, b = cube.open_cube(cfg.paths.store), cube.open_cube(plain.paths.store)
+    theta = b.incidence.values
+    slope = -((a.sigma0_hh - b.sigma0_hh).values / (theta - 35.0))
+    ok = np.isfinite(slope) & (np.abs(theta - 35.0) > 3)
+    assert ok.sum() > 50_000
+    # multilooking and resampling average pixels of slightly different θ: a little slack
+    assert np.quantile(slope[ok], 0.005) > hh_slopes.min() - 0.01 and np.quantile(slope[ok], 0.995) < hh_slopes.max() + 0.01
+    assert np.unique(np.round(slope[ok], 2)).size > 3  # class-dependent, not one slope
+    again = ingest(cfg, progress=False)  # resume: the recorded model stays
+    assert again.ok and not again.ingested
+    with pytest.raises(ConfigError, match="slopes_db_per_deg"):
+        ingest(_config(season, str(tmp_path / "c2.zarr"), incidence={"correction": "class", "slopes_db_per_deg": {"hh": -0.2, "hv": -0.1}}),
+               progress=False)

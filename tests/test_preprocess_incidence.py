@@ -13,10 +13,15 @@ import xarray as xr
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import default_grid
 from seaice_dask.preprocess.incidence import (
+    CELL,
+    ClassModel,
     IncidenceCorrection,
     check_compatible,
+    class_correct_block,
     correct_db,
+    correct_multilooked,
     estimate_slopes,
+    fit_class_model,
     fit_slope,
     scene_samples,
 )
@@ -103,6 +108,100 @@ def test_estimated_slopes_match_the_simulator(product):
     assert abs(fit_slope(hh, theta, classes) - expected) < 0.02
 
 
+# --------------------------------------------------------------------------- class-aware (GIA)
+
+#: (HH at 35°, HH slope, HV at 35°, HV slope, chart label) of synthetic surfaces: young ice, level
+#: and deformed first-year ice (one chart class), multi-year ice, water (simulator-reference.md).
+SURFACES = np.array([(-12.6, -0.133, -27.3, -0.044, 1), (-17.2, -0.333, -32.1, -0.275, 2),
+                     (-11.0, -0.167, -20.7, -0.060, 2), (-10.3, -0.167, -18.8, -0.100, 3),
+                     (-22.0, -0.800, -34.0, -0.100, 0)])
+
+
+def _synthetic_samples(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(19, 46, n)
+    surface = rng.integers(0, len(SURFACES), n)
+    p = SURFACES[surface]
+    values = np.column_stack([p[:, 0] + p[:, 1] * (theta - 35), p[:, 2] + p[:, 3] * (theta - 35)]) + rng.normal(0, 1.0, (n, 2))
+    labels = p[:, 4].astype(int)
+    labels[rng.uniform(size=n) < 0.2] = -1  # unlabelled
+    return values, theta, surface, labels
+
+
+def test_class_model_recovers_the_slope_of_every_surface():
+    """Chart classes that lump two surfaces (level and deformed first-year ice): EM still finds
+    each surface's own slope, and the membership-weighted correction flattens every surface."""
+    values, theta, surface, labels = _synthetic_samples(200_000, 0)
+    model = fit_class_model(values, theta, labels)
+    slopes = model.effective_slopes(values, theta, 35.0)
+    for k, (_, hh_slope, _, hv_slope, _) in enumerate(SURFACES):
+        sel = surface == k
+        nearest = np.argmin(((model.mean_db - SURFACES[k, [0, 2]]) ** 2).sum(axis=1))
+        assert abs(model.slope_db_per_deg[nearest, 0] - hh_slope) < 0.02, (k, model.slope_db_per_deg[nearest])
+        corrected = values[sel, 0] - slopes[sel, 0] * (theta[sel] - 35)
+        assert abs(np.polyfit(theta[sel], corrected, 1)[0]) < 0.02, k
+    one_slope = estimate_slopes({"incidence": theta, "sigma0_hh": values[:, 0], "sigma0_hv": values[:, 1],
+                                 "labels": labels}, ["HH", "HV"])
+    level = surface == 1  # what one common slope leaves on level first-year ice
+    assert abs(np.polyfit(theta[level], correct_db(values[level, 0], theta[level], one_slope.slopes_db_per_deg["hh"]), 1)[0]) > 0.08
+    record = IncidenceCorrection("class", 35.0, one_slope.slopes_db_per_deg, "charts", model)
+    back = IncidenceCorrection.from_attrs(record.to_attrs())
+    assert back.same_as(record) and back.method == "class" and not back.same_as(one_slope)
+    np.testing.assert_allclose(back.classes.slope_db_per_deg, model.slope_db_per_deg, atol=1e-6)
+
+
+def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
+    model = ClassModel(("hh", "hv"), np.array([0.5, 0.5]), np.array([[-12.0, -27.0], [-17.0, -32.0]]),
+                       np.array([[-0.13, -0.04], [-0.33, -0.27]]), np.ones((2, 2)))
+    correction = IncidenceCorrection("class", 35.0, {"hh": -0.2, "hv": -0.1}, "config", model)
+    rng = np.random.default_rng(1)
+    h, w = 203, 150
+    theta = (np.linspace(19, 46, w)[None, :] * np.ones((h, 1))).astype(np.float32)
+    cls = (np.arange(h)[:, None] > 100) * np.ones((1, w), int)
+    db = model.mean_db[cls] + model.slope_db_per_deg[cls] * (theta - 35)[..., None]  # (h, w, 2)
+    sigma0 = (10 ** (np.moveaxis(db, -1, 0) / 10) * rng.gamma(10, 0.1, (2, h, w))).astype(np.float32)
+    sigma0[:, :5, :9] = np.nan
+    results = []
+    for chunks in ((203, 150), (64, 48), (40, 100), (17, 33)):
+        out = correct_multilooked({p: dask.array.from_array(sigma0[i], chunks=chunks) for i, p in enumerate(("HH", "HV"))},
+                                  dask.array.from_array(theta, chunks=chunks), correction)
+        assert isinstance(out["HH"], dask.array.Array) and out["HH"].dtype == np.float32
+        results.append(np.stack(dask.compute(out["HH"], out["HV"])))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    pad = ((0, 0), (CELL, CELL), (CELL, CELL))  # map_overlap's NaN boundary, in one block
+    reference = class_correct_block(np.pad(sigma0, pad, constant_values=np.nan), np.pad(theta, CELL, constant_values=np.nan), model)
+    np.testing.assert_array_equal(results[0], reference[:, CELL:-CELL, CELL:-CELL])
+    corrected = 10 * np.log10(results[0][0])
+    for k in (0, 1):
+        sel = (cls == k) & np.isfinite(corrected)
+        sel[95:110] = False  # the class boundary: cells there mix both
+        assert abs(np.polyfit(theta[sel], corrected[sel], 1)[0]) < 0.02, k
+
+
+def test_class_model_slopes_match_the_simulator(product):
+    """Pre-pass samples of a simulated scene, its sod4 classes as chart labels: for every ice
+    surface, the component nearest to the simulator's signature has its HH slope within 0.02 dB/deg."""
+    product, _ = product
+    grid = default_grid(1000.0)
+    truth = truth_fields(grid, DATE)
+    surface, classes = truth.surface.values, truth.truth_class.values
+    samples = scene_samples(product, ["HH", "HV"], grid, surface == Surface.LAND, surface, block=(3, 3))
+    chart = scene_samples(product, ["HH"], grid, surface == Surface.LAND, classes, block=(3, 3))["labels"]
+    values = np.column_stack([samples["sigma0_hh"], samples["sigma0_hv"]])
+    model = fit_class_model(values, samples["incidence"], chart)
+    checked = 0
+    for s in (Surface.YOUNG_ICE, Surface.LEVEL_FYI, Surface.DEFORMED_FYI, Surface.MULTIYEAR_ICE):
+        if (samples["labels"] == s).sum() < 2000:
+            continue
+        sig = bs.SIGNATURES[s]
+        at_35 = np.array([sig.hh30 + 5 * sig.hh_slope, sig.hv30 + 5 * sig.hv_slope])
+        nearest = np.argmin(((model.mean_db - at_35) ** 2).sum(axis=1))
+        assert abs(model.slope_db_per_deg[nearest, 0] - sig.hh_slope) < 0.02, (s.name, model.slope_db_per_deg[nearest])
+        checked += 1
+    assert checked >= 2
+
+
 # --------------------------------------------------------------------------- textural noise
 
 
@@ -173,6 +272,13 @@ def test_geocoded_corrections_with_esa_and_nersc(product, denoise):
     # different incidence: the dB result differs from the pointwise correction by ~0.001 dB
     error = np.abs(both.sigma0_hh.values[ok] - expected.values[ok])
     assert np.median(error) < 0.002 and error.max() < 0.03
+    # one GIA component with the same slopes is the linear correction, through the class path
+    single = ClassModel(("hh", "hv"), np.ones(1), np.array([[-15.0, -25.0]]), np.array([[-0.2, -0.1]]), np.ones((1, 2)))
+    by_class = geocode_product(product, grid, denoise=denoise, chunk=128, textural_noise=True,
+                               incidence_correction=IncidenceCorrection("class", 35.0, {"hh": -0.2, "hv": -0.1}, "", single))
+    assert isinstance(by_class.sigma0_hh.data, dask.array.Array)
+    for pol in ("hh", "hv"):
+        np.testing.assert_allclose(by_class[f"sigma0_{pol}"].values, both[f"sigma0_{pol}"].values, atol=1e-4)
     hv_plain, hv_both = plain.sigma0_hv.values, both.sigma0_hv.values
     hv_expected = correct_db(hv_plain, plain.incidence.values, -0.1, 35.0)
     ok = np.isfinite(hv_both) & np.isfinite(hv_plain)

@@ -7,8 +7,10 @@ brings every pixel to a reference angle θ_ref:
 
     σ0_dB(θ_ref) = σ0_dB(θ) − s · (θ − θ_ref)        (per polarisation; s in dB/deg, negative)
 
-It is applied in radar geometry, in linear units as the factor 10^(−s·(θ − θ_ref)/10), before
-multilooking, geocoding and the GLCM, so the texture quantiser sees one dB scale across the swath.
+It is applied in radar geometry, in linear units as the factor 10^(−s·(θ − θ_ref)/10), to the
+multilooked σ0 before geocoding and the GLCM (:func:`correct_multilooked`; θ is smooth over a
+multilook cell, and a quarter of the pixels are left), so the texture quantiser sees one dB scale
+across the swath.
 
 Slope estimate (``slopes_db_per_deg: null``): one slope per polarisation for the whole season,
 from a cheap pre-pass over decimated radar samples of every scene (:func:`scene_samples`): ESA-
@@ -24,6 +26,29 @@ denoised σ0 averaged over blocks of :data:`BLOCK` (lines × samples), on sea (l
   classes with their own mean levels, one slope per polarisation, fitted by EM. It keeps the
   ice-type mix out of the slope as the labelled fit does, but weighs every class (water too)
   by its share of the samples.
+
+Class-aware correction (``correction: class``), after the Gaussian incidence-angle (GIA)
+classifier of Lohse et al. 2020 ("Mapping sea-ice types from Sentinel-1 considering the surface-
+type dependent effect of incidence angle", Annals of Glaciology 61(83)) and the per-type slopes
+of Mäkynen & Karvonen 2017 / Aldenhoff et al.: one global slope cannot fit ice types whose slopes
+span 0.2 dB/deg (level first-year ice falls twice as fast as young or multi-year ice). A
+:class:`ClassModel` of K surface components, each with its own mean at θ_ref, slope and
+variance per polarisation (diagonal Gaussian, means linear in θ), is fitted by EM (a mixture of
+linear regressions, :func:`fit_class_model`) to the pre-pass samples, semi-supervised by the
+chart classes (each class gets :data:`SPLIT` components, so level and deformed first-year ice get
+their own). At ingest, no labels: per cell of :data:`CELL` × :data:`CELL` multilooked pixels, the
+cell's mean (HH, HV) dB at its θ picks the most probable component k̂ under the GIA likelihood,
+its slope b_k̂ is interpolated bilinearly between cell centres to every pixel, and
+
+    σ0_dB(θ_ref) = σ0_dB(θ) − b_k̂ · (θ − θ_ref).
+
+The likelihood moves each component's mean with θ, so near- and far-range pixels of one type get
+the same component: no iteration is needed. The most probable component rather than the
+posterior-weighted slope Σ_k p_k·b_k: open water's components are broad and steep (−0.6 to −0.9
+dB/deg), and their small share of every ice pixel's posterior steepened young ice's slope from
+−0.13 to −0.2 at near range (young-ice HH slope after correction +0.09 with the weighted slope,
++0.07 with the most probable one, on a simulated January scene). Cells of 8 × 8 multilooked pixels
+(640 m at 40 m pixels): narrow leads take the slope of the ice around them.
 """
 
 from __future__ import annotations
@@ -48,19 +73,74 @@ ICE_CLASSES = (1, 2, 3)
 MIXTURE_CLASSES, MIXTURE_ITERATIONS, MIXTURE_SAMPLES = 4, 40, 60_000
 #: Cube / model attribute holding the correction (a JSON-able dict).
 ATTR = "incidence_correction"
+#: Class-aware correction: side (multilooked pixels) of the cells whose mean picks the component;
+#: EM iterations; smallest component weight kept; variance floor (dB²).
+CELL, CLASS_ITERATIONS, MIN_WEIGHT, MIN_VARIANCE = 8, 25, 0.01, 0.05
+#: Components per chart class at the start of the class-model fit (quantiles of the cross-pol level).
+SPLIT = 3
+#: Samples the class model is fitted to (a deterministic spread-out subset of the pre-pass).
+CLASS_SAMPLES = 40_000
+#: σ0_dB below which (or with no power left) the class model sees the floor (dark water's HV).
+DB_FLOOR = -35.0
+
+
+@dataclass(frozen=True)
+class ClassModel:
+    """K surface components, per polarisation (columns, in ``pols`` order): mean σ0_dB at θ_ref,
+    slope (dB/deg) and variance (dB²); ``weight`` the prior share of each component."""
+
+    pols: tuple[str, ...]
+    weight: np.ndarray  # (K,)
+    mean_db: np.ndarray  # (K, d)
+    slope_db_per_deg: np.ndarray  # (K, d)
+    variance_db2: np.ndarray  # (K, d)
+
+    def to_attrs(self) -> list[dict[str, Any]]:
+        def per_pol(row: np.ndarray) -> dict[str, float]:
+            return {p: round(float(v), 6) for p, v in zip(self.pols, row)}
+
+        return [{"weight": round(float(w), 6), "mean_db": per_pol(m), "slope_db_per_deg": per_pol(b),
+                 "variance_db2": per_pol(v)}
+                for w, m, b, v in zip(self.weight, self.mean_db, self.slope_db_per_deg, self.variance_db2)]
+
+    @classmethod
+    def from_attrs(cls, components: Sequence[Mapping[str, Any]]) -> ClassModel:
+        pols = tuple(components[0]["mean_db"])
+
+        def table(key: str) -> np.ndarray:
+            return np.array([[c[key][p] for p in pols] for c in components], np.float64)
+
+        return cls(pols, np.array([c["weight"] for c in components], np.float64), table("mean_db"),
+                   table("slope_db_per_deg"), table("variance_db2"))
+
+    def effective_slopes(self, values_db: np.ndarray, incidence_deg: np.ndarray, reference_deg: float) -> np.ndarray:
+        """Slopes b_k̂ (n, d) of each sample's most probable component k̂ = argmax_k p_k:
+        ``values_db`` (n, d) in ``pols`` order at ``incidence_deg`` (n,), p_k the posterior of
+        component k under the GIA likelihood N(μ_k + b_k·(θ − θ_ref), v_k).
+        Values with no power (NaN) sit at :data:`DB_FLOOR`; samples without θ get the prior mean
+        slope Σ_k w_k·b_k."""
+        with np.errstate(invalid="ignore"):
+            p = _posterior(self, _clip_db(values_db), incidence_deg - reference_deg)
+        slopes = self.slope_db_per_deg[np.argmax(np.nan_to_num(p, nan=0.0), axis=1)]
+        slopes[~np.isfinite(p).all(axis=1)] = self.weight @ self.slope_db_per_deg
+        return slopes
 
 
 @dataclass(frozen=True)
 class IncidenceCorrection:
-    """The correction applied to a cube: ``none`` or ``linear`` with per-polarisation slopes."""
+    """The correction applied to a cube: ``none``, ``linear`` with per-polarisation slopes, or
+    ``class`` with a :class:`ClassModel` (``slopes_db_per_deg`` then holds the common slopes, for
+    the record)."""
 
-    method: str = "none"  # "none" | "linear"
+    method: str = "none"  # "none" | "linear" | "class"
     reference_deg: float = REFERENCE_DEG
     slopes_db_per_deg: Mapping[str, float] = field(default_factory=dict)  # lower-case pol → s
     source: str = ""  # "config", "charts" or "unsupervised"
+    classes: ClassModel | None = None  # method "class" only
 
     def factor(self, pol: str, incidence_deg: Any) -> Any:
-        """Linear multiplier 10^(−s·(θ − θ_ref)/10) for ``pol`` (1 without correction)."""
+        """Linear multiplier 10^(−s·(θ − θ_ref)/10) for ``pol`` (1 without correction; the
+        common slope for ``class``, whose per-pixel factor is :func:`class_correct_block`'s)."""
         if self.method == "none":
             return 1.0
         slope = self.slopes_db_per_deg[pol.lower()]
@@ -69,16 +149,21 @@ class IncidenceCorrection:
     def to_attrs(self) -> dict[str, Any]:
         if self.method == "none":
             return {"method": "none"}
-        return {"method": "linear", "reference_deg": float(self.reference_deg),
-                "slopes_db_per_deg": {k: round(float(v), 6) for k, v in sorted(self.slopes_db_per_deg.items())},
-                "source": self.source}
+        attrs = {"method": self.method, "reference_deg": float(self.reference_deg),
+                 "slopes_db_per_deg": {k: round(float(v), 6) for k, v in sorted(self.slopes_db_per_deg.items())},
+                 "source": self.source}
+        if self.classes is not None:
+            attrs["components"] = self.classes.to_attrs()
+        return attrs
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any] | None) -> IncidenceCorrection:
         """Inverse of :meth:`to_attrs`; a missing record means no correction (older cubes)."""
         if not attrs or attrs.get("method", "none") == "none":
             return cls()
-        return cls("linear", float(attrs["reference_deg"]), dict(attrs["slopes_db_per_deg"]), attrs.get("source", ""))
+        classes = ClassModel.from_attrs(attrs["components"]) if attrs.get("components") else None
+        return cls(attrs["method"], float(attrs["reference_deg"]), dict(attrs["slopes_db_per_deg"]),
+                   attrs.get("source", ""), classes)
 
     def same_as(self, other: IncidenceCorrection) -> bool:
         """Equal method, reference and slopes (to 1e-6 dB/deg); the source does not matter."""
@@ -99,6 +184,103 @@ def check_compatible(recorded: IncidenceCorrection, wanted: IncidenceCorrection,
             f"the cube was made with incidence correction {recorded.to_attrs()}, the config asks for "
             f"{wanted.to_attrs()}; use a new store or the same correction", path,
         )
+
+
+# --------------------------------------------------------------------------- applying it
+
+
+def _upsample_axis(cells: np.ndarray, n: int, cell: int, axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` from cell centres to the ``n`` pixels (cell i covers
+    pixels i·cell … (i+1)·cell − 1); constant beyond the first and last centre."""
+    u = (np.arange(n) + 0.5) / cell - 0.5
+    i0 = np.clip(np.floor(u).astype(np.int64), 0, cells.shape[axis] - 1)
+    i1 = np.minimum(i0 + 1, cells.shape[axis] - 1)
+    f = np.clip(u - np.floor(u), 0.0, 1.0) * (np.floor(u) >= 0)
+    shape = [1] * cells.ndim
+    shape[axis] = n
+    f = f.reshape(shape)
+    return np.take(cells, i0, axis=axis) * (1 - f) + np.take(cells, i1, axis=axis) * f
+
+
+def _cell_mean(values: np.ndarray, cell: int) -> np.ndarray:
+    """Mean of the finite values of each ``cell`` × ``cell`` tile of (d, H, W), H and W multiples."""
+    d, h, w = values.shape
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).reshape(d, h // cell, cell, w // cell, cell).sum(axis=(2, 4))
+    return total / finite.reshape(d, h // cell, cell, w // cell, cell).sum(axis=(2, 4))
+
+
+def class_correct_block(sigma0: np.ndarray, incidence_deg: np.ndarray, classes: ClassModel,
+                        reference_deg: float = REFERENCE_DEG, cell: int = CELL) -> np.ndarray:
+    """Class-aware correction (module doc) of one block: ``sigma0`` (d, h, w) linear, polarisations
+    in ``classes.pols`` order, NaN = no data; ``incidence_deg`` (h, w). Returns float32 (d, h, w).
+
+    Cells are the ``cell`` × ``cell`` tiles from the block's first pixel (callers align blocks to
+    multiples of ``cell``): NaN-aware mean σ0 and θ per cell → dB → the slope of the most probable
+    component (:meth:`ClassModel.effective_slopes`), bilinear between cell centres, then
+    σ0·10^(−s·(θ − θ_ref)/10) with each pixel's own θ. Pure NumPy: it runs on the multilooked
+    pixels and the posterior on cells (1/16 of them), which is cheap enough.
+    """
+    d, h, w = sigma0.shape
+    hc, wc = -(-h // cell), -(-w // cell)
+    pad = ((0, hc * cell - h), (0, wc * cell - w))
+    values = np.pad(np.asarray(sigma0, np.float64), ((0, 0), *pad), constant_values=np.nan)
+    theta = np.pad(np.asarray(incidence_deg, np.float64), pad, constant_values=np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all-NaN cells (outside the footprint) → NaN
+        mean = _cell_mean(values, cell)
+        theta_cells = _cell_mean(theta[None], cell)[0]
+        db = 10 * np.log10(np.where(mean > 0, mean, np.nan))
+        db = np.where(np.isnan(mean), np.nan, np.where(np.isnan(db), DB_FLOOR, db))  # no power: floor
+    slopes = classes.effective_slopes(db.reshape(d, -1).T, theta_cells.ravel(), reference_deg)
+    slopes = slopes.T.reshape(d, hc, wc)
+    slopes = _upsample_axis(_upsample_axis(slopes, h, cell, 1), w, cell, 2)
+    factor = 10.0 ** (-slopes * (np.asarray(incidence_deg, np.float64) - reference_deg) / 10.0)
+    return (np.asarray(sigma0, np.float64) * factor).astype(np.float32)
+
+
+def _aligned_chunks(n: int, size: int) -> tuple[int, ...]:
+    """Chunks of about ``size`` along an axis of ``n``: multiples of :data:`CELL` but the last, which
+    is at least CELL (the overlap depth; dask would otherwise rechunk and lose the alignment)."""
+    size = max(CELL, size // CELL * CELL)
+    chunks = [size] * (n // size)
+    rest = n - sum(chunks)
+    if rest and rest < CELL and chunks:
+        chunks[-1] += rest
+    elif rest:
+        chunks.append(rest)
+    return tuple(chunks)
+
+
+def _class_correct_stacked(values: np.ndarray, angles: np.ndarray, classes: ClassModel, reference_deg: float) -> np.ndarray:
+    return class_correct_block(values, angles[0], classes, reference_deg)
+
+
+def correct_multilooked(sigma0: Mapping[str, Any], incidence_deg: Any, correction: IncidenceCorrection) -> dict[str, Any]:
+    """The correction of multilooked radar-geometry σ0 (linear dask arrays by polarisation, same
+    chunks as ``incidence_deg``), lazily: ``linear`` pixel by pixel, ``class`` by
+    :func:`class_correct_block` over blocks aligned to :data:`CELL` with one cell of overlap
+    (``map_overlap``, NaN beyond the image), so no pixel depends on the chunking. Applied after
+    multilooking (θ is smooth over a multilook cell, and a quarter of the pixels are left).
+    """
+    import dask.array as da
+
+    if correction.method == "none":
+        return dict(sigma0)
+    if correction.method == "linear":
+        return {p: (a * correction.factor(p, incidence_deg)).astype(np.float32) for p, a in sigma0.items()}
+    classes = correction.classes
+    pols = list(sigma0)
+    if classes is None or [p.lower() for p in pols] != list(classes.pols):
+        raise ValueError(f"class model for {classes and classes.pols}, σ0 given for {pols}")
+    theta = incidence_deg.rechunk(tuple(_aligned_chunks(n, c[0]) for n, c in zip(incidence_deg.shape, incidence_deg.chunks)))
+    stacked = da.stack([sigma0[p].rechunk(theta.chunks) for p in pols]).rechunk({0: len(pols)})
+    corrected = da.map_overlap(
+        _class_correct_stacked, stacked, theta[None],
+        depth={0: 0, 1: CELL, 2: CELL}, boundary=np.nan, trim=True, align_arrays=False,
+        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+        classes=classes, reference_deg=correction.reference_deg,
+    )
+    return {p: corrected[i] for i, p in enumerate(pols)}
 
 
 # --------------------------------------------------------------------------- robust fit
@@ -188,16 +370,96 @@ def mixture_slopes(values_db: np.ndarray, incidence_deg: np.ndarray, reference_d
     return slope
 
 
-def estimate_slopes(samples: Mapping[str, np.ndarray], pols: Sequence[str], reference_deg: float = REFERENCE_DEG) -> IncidenceCorrection:
-    """Season slopes from pooled pre-pass ``samples`` (:func:`scene_samples` concatenated).
+def _clip_db(values_db: np.ndarray) -> np.ndarray:
+    """σ0_dB with no power left (NaN from ≤ 0, or below the floor) at :data:`DB_FLOOR`: dark water's
+    cross-pol lies under the noise floor, and the membership must still see it as dark."""
+    return np.where(np.isnan(values_db) | (values_db < DB_FLOOR), DB_FLOOR, values_db)
+
+
+def fit_class_model(values_db: np.ndarray, incidence_deg: np.ndarray, labels: np.ndarray | None = None,
+                    pols: Sequence[str] = ("hh", "hv"), reference_deg: float = REFERENCE_DEG,
+                    iterations: int = CLASS_ITERATIONS) -> ClassModel:
+    """GIA components (module doc) of samples ``values_db`` (n, d) at ``incidence_deg`` by EM.
+
+    Component k has, per polarisation j, mean μ_kj + b_kj·(θ − θ_ref) and variance v_kj (a
+    mixture of linear regressions). With chart ``labels`` (< 0 unlabelled): every chart class with
+    ≥ 10·MIN_CELL samples gets :data:`SPLIT` components, started at quantiles of its cross-pol
+    level, so a class that lumps surface types (level and deformed first-year ice) gets one
+    component per type; labelled samples belong to their class's components only
+    (semi-supervised, after the trained classes of Lohse et al. 2020), unlabelled ones to any.
+    This keeps components from wandering into another class's region, where a few outliers or
+    the noise floor would give them implausible slopes. Without labels, :data:`MIXTURE_CLASSES`
+    + 2 free components started at quantiles of the summed dB. Components whose weight falls
+    below :data:`MIN_WEIGHT` are dropped as they go. M-step: weighted least squares.
+    """
+    values_db = _clip_db(np.asarray(values_db, np.float64).reshape(len(incidence_deg), -1))
+    ok = np.isfinite(incidence_deg)
+    v, t = values_db[ok], np.asarray(incidence_deg, np.float64)[ok] - reference_deg
+    lab = np.full(t.size, -1) if labels is None else np.asarray(labels)[ok]
+    if t.size > CLASS_SAMPLES:  # a deterministic spread-out subset is plenty for ~50 parameters
+        keep = np.linspace(0, t.size - 1, CLASS_SAMPLES).astype(np.int64)
+        v, t, lab = v[keep], t[keep], lab[keep]
+    start, group = np.full(t.size, -1), []
+    for c in np.unique(lab[lab >= 0]):
+        sel = lab == c
+        if sel.sum() < 10 * MIN_CELL:
+            continue
+        start[sel] = len(group) + np.searchsorted(np.quantile(v[sel, -1], np.arange(1, SPLIT) / SPLIT), v[sel, -1])
+        group += [int(c)] * SPLIT
+    if not group:
+        total = v.sum(axis=1)
+        group = [-1] * (MIXTURE_CLASSES + 2)
+        start = np.searchsorted(np.quantile(total, np.arange(1, len(group)) / len(group)), total)
+    groups = np.array(group)
+    resp = np.zeros((t.size, groups.size))
+    resp[start >= 0, start[start >= 0]] = 1.0
+    for _ in range(iterations):
+        model = _m_step(v, t, resp, pols)
+        kept = model.weight >= MIN_WEIGHT  # spurious components leave
+        groups = groups[kept]
+        resp = _posterior(model, v, t)[:, kept] * ((lab[:, None] < 0) | (lab[:, None] == groups))
+        resp /= np.maximum(resp.sum(axis=1, keepdims=True), 1e-300)
+    return _m_step(v, t, resp, pols)
+
+
+def _m_step(v: np.ndarray, t: np.ndarray, resp: np.ndarray, pols: Sequence[str]) -> ClassModel:
+    """Weighted least squares per component and polarisation."""
+    nk = resp.sum(axis=0) + 1e-9
+    tk = resp.T @ t / nk
+    vk = resp.T @ v / nk[:, None]
+    s_tt = np.maximum(resp.T @ t**2 - nk * tk**2, 1e-9)  # Σ r (t − t̄_k)² per component
+    s_tv = resp.T @ (t[:, None] * v) - (nk * tk)[:, None] * vk
+    slope = s_tv / s_tt[:, None]
+    mean = vk - slope * tk[:, None]
+    z = v[:, None, :] - mean - slope * t[:, None, None]
+    variance = np.maximum((resp[:, :, None] * z**2).sum(axis=0) / nk[:, None], MIN_VARIANCE)
+    return ClassModel(tuple(p.lower() for p in pols), nk / nk.sum(), mean, slope, variance)
+
+
+def _posterior(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    z = v[:, None, :] - model.mean_db - model.slope_db_per_deg * t[:, None, None]
+    loglik = np.log(model.weight + 1e-300) - 0.5 * (z**2 / model.variance_db2 + np.log(model.variance_db2)).sum(axis=2)
+    p = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def estimate_slopes(samples: Mapping[str, np.ndarray], pols: Sequence[str], reference_deg: float = REFERENCE_DEG,
+                    method: str = "linear") -> IncidenceCorrection:
+    """Season correction from pooled pre-pass ``samples`` (:func:`scene_samples` concatenated).
 
     ``samples`` holds ``incidence``, ``sigma0_<pol>`` (dB) and optionally ``labels`` (chart
-    class, −1 unlabelled). With any labelled ice, the slopes are those of the ice classes;
-    otherwise of unsupervised classes (module doc).
+    class, −1 unlabelled). ``linear``: with any labelled ice, the slopes are those of the ice
+    classes; otherwise of unsupervised classes (module doc). ``class``: those common slopes (for
+    the record) and the :class:`ClassModel` of :func:`fit_class_model`.
     """
     theta = samples["incidence"]
     labels = samples.get("labels")
     pols = [p.lower() for p in pols]
+    if method == "class":
+        common = estimate_slopes(samples, pols, reference_deg)
+        values = np.column_stack([samples[f"sigma0_{p}"] for p in pols])
+        return IncidenceCorrection("class", reference_deg, common.slopes_db_per_deg, common.source,
+                                   fit_class_model(values, theta, labels, pols, reference_deg))
     if labels is not None and np.isin(labels, ICE_CLASSES).sum() >= 10 * MIN_CELL:
         classes = np.where(np.isin(labels, ICE_CLASSES), labels, -1)
         slopes = {p: fit_slope(samples[f"sigma0_{p}"], theta, classes) for p in pols}
@@ -274,7 +536,11 @@ __all__ = [
     "REFERENCE_DEG",
     "IncidenceCorrection",
     "check_compatible",
+    "ClassModel",
+    "class_correct_block",
     "class_slopes",
+    "correct_multilooked",
+    "fit_class_model",
     "concat_samples",
     "correct_db",
     "estimate_slopes",

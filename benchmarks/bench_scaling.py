@@ -17,17 +17,16 @@ pipeline: ``cpu_count`` and the load average at start are recorded with the resu
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from benchmarks.bench_season import season_config
+from benchmarks.bench_season import fresh_season, season_arguments
 from benchmarks.common import timer, write_results
 from seaice_dask.config import load_config
-from seaice_dask.pipeline import run_pipeline, simulate_inputs
+from seaice_dask.pipeline import run_pipeline
 
 STAGES = ("features", "train", "predict", "evaluate")
 TARGET = {"features": 0.8, "predict": 0.8}
@@ -41,10 +40,7 @@ def prepare(workdir: Path, scenes: int, overrides: list[str]) -> Path:
     """Simulated inputs (kept in ``workdir``), ingested and labelled (the state before
     ``features``); returns the config. The four timed stages run once on a copy, untimed, to
     fill the compiled-kernel cache."""
-    cfg = season_config(workdir / "template", scenes, overrides)
-    simulate_inputs(cfg)
-    for old in (cfg.paths.store, cfg.paths.models, cfg.paths.reports):
-        shutil.rmtree(old, ignore_errors=True)
+    cfg = fresh_season(workdir / "template", scenes, overrides)
     with _cluster(2) as cluster, Client(cluster) as client:
         run_pipeline(cfg, client, stages=["ingest", "charts"], progress=False)
         warm = load_config(_copy(workdir / "template" / "pipeline.yaml", workdir / "warm-up"))
@@ -78,12 +74,7 @@ def time_stages(template: Path, workdir: Path, n_workers: int) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=None, help="where simulated inputs are kept (reused)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. grid.resolution_m=400 (repeatable)")
-    args = parser.parse_args()
+    args = season_arguments(__doc__.splitlines()[0], 2, "grid.resolution_m=400").parse_args()
     load = os.getloadavg()[0]
     workdir = args.workdir or Path(__file__).with_name(f".scaling-{args.scenes}")
     template = prepare(workdir, args.scenes, args.overrides)

@@ -63,6 +63,27 @@ def season_config(workdir: Path, n_scenes: int, overrides: list[str]) -> Pipelin
     return load_config(dump_config(cfg, workdir / "pipeline.yaml"))
 
 
+def fresh_season(workdir: Path, n_scenes: int, overrides: list[str]) -> PipelineConfig:
+    """:func:`season_config` with its simulated inputs made (or reused) and no outputs left."""
+    cfg = season_config(workdir, n_scenes, overrides)
+    t0 = time.perf_counter()
+    simulate_inputs(cfg)
+    print(f"simulated inputs ready in {time.perf_counter() - t0:.0f} s (not counted)")
+    for old in (cfg.paths.store, cfg.paths.models, cfg.paths.reports):
+        shutil.rmtree(old, ignore_errors=True)
+    return cfg
+
+
+def season_arguments(description: str, scenes: int, example: str) -> argparse.ArgumentParser:
+    """The options every season benchmark takes: ``--scenes``, ``--workdir``, ``--set``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scenes", type=int, default=scenes)
+    parser.add_argument("--workdir", type=Path, default=None, help="where simulated inputs are kept (reused)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"config override, e.g. {example} (repeatable)")
+    return parser
+
+
 def run_stages(cfg: PipelineConfig, client: Client) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every stage in order, measured; returns the rows and the stage reports."""
     client.run(rss)  # every worker up before polling
@@ -100,20 +121,11 @@ def extrapolate(rows: list[dict[str, Any]], reports: dict[str, Any], n_scenes: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=4)
-    parser.add_argument("--workdir", type=Path, default=None, help="where simulated inputs are kept (reused)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. model.select=accuracy (repeatable)")
+    parser = season_arguments(__doc__.splitlines()[0], 4, "model.select=accuracy")
     parser.add_argument("--tag", default="", help="suffix of the results file")
     args = parser.parse_args()
     workdir = args.workdir or Path(__file__).with_name(f".season-{args.scenes}")
-    cfg = season_config(workdir, args.scenes, args.overrides)
-    t0 = time.perf_counter()
-    simulate_inputs(cfg)
-    print(f"simulated inputs ready in {time.perf_counter() - t0:.0f} s (not counted)")
-    for old in (cfg.paths.store, cfg.paths.models, cfg.paths.reports):
-        shutil.rmtree(old, ignore_errors=True)
+    cfg = fresh_season(workdir, args.scenes, args.overrides)
     with open_client(cfg.cluster) as client:
         rows, reports = run_stages(cfg, client)
     grid_px = cfg.grid.to_grid().shape[0] * cfg.grid.to_grid().shape[1]

@@ -44,6 +44,9 @@ FLAG_PREFIX = "done_"
 _NAT = np.iinfo("int64").min  # how xarray stores NaT in an int64 date array
 _GRID_ATTR = "grid"
 _CREATING_ATTR = "creating"  # an object-storage cube whose creation has not finished
+#: ``Dataset.encoding`` keys of :func:`open_cube`: the store, and its variables' dask names as opened.
+_SOURCE = "source"
+_OPENED = "opened_dask_names"
 
 
 class RemoteStore:
@@ -210,9 +213,6 @@ def open_cube(path: StoreLike) -> xr.Dataset:
     ds.encoding[_OPENED] = {str(v): ds[v].data.name for v in ds.data_vars if isinstance(ds[v].data, da.Array)}
     return ds
 
-
-_SOURCE = "source"
-_OPENED = "opened_dask_names"
 
 
 def stored_stack(ds: xr.Dataset, names: Sequence[str]) -> da.Array | None:

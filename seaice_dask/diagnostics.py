@@ -7,8 +7,9 @@ surface look rougher where the noise floor is high?), each before and after a co
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import uniform_filter
@@ -79,46 +80,48 @@ def incidence_profile(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.nda
     return np.array(centres), np.array(medians)
 
 
-def plot_incidence_dependence(profiles: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | Path,
-                              pol: str = "HH") -> Path:
-    """One panel per case (e.g. "before", "after"): median σ0 against incidence, one line per class."""
+def _case_panels(cases: Mapping[str, Any], path: str | Path, ylabel: str, draw: Callable[[Any, str, Any], None]) -> Path:
+    """One panel per case, a shared y axis: ``draw(ax, case, per_class)`` draws each; saved to ``path``."""
     import matplotlib.pyplot as plt
 
     from seaice_dask.report import save_figure
 
-    fig, axes = plt.subplots(1, len(profiles), figsize=(5 * len(profiles), 4), sharey=True, squeeze=False)
-    for ax, (case, per_class) in zip(axes[0], profiles.items()):
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), sharey=True, squeeze=False)
+    for ax, (case, per_class) in zip(axes[0], cases.items()):
+        draw(ax, case, per_class)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_incidence_dependence(profiles: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | Path,
+                              pol: str = "HH") -> Path:
+    """One panel per case (e.g. "before", "after"): median σ0 against incidence, one line per class."""
+
+    def draw(ax: Any, case: str, per_class: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
         for name, (centres, medians) in per_class.items():
             ax.plot(centres, medians, marker=".", label=name)
         for edge in SUBSWATH_EDGES_DEG[1:-1]:
             ax.axvline(edge, color="0.85", lw=0.8, zorder=0)
         ax.set(title=f"{pol} {case}", xlabel="incidence angle (deg)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"median sigma0 {pol} (dB)")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+
+    return _case_panels(profiles, path, f"median sigma0 {pol} (dB)", draw)
 
 
 def plot_texture_by_subswath(texture: Mapping[str, Mapping[str, list[float]]], path: str | Path, pol: str = "HV",
                              bands: tuple[float, ...] = TEXTURE_BANDS_DEG) -> Path:
     """One panel per case: median 5 × 5 local std (dB) per incidence band, one line per class."""
-    import matplotlib.pyplot as plt
-
-    from seaice_dask.report import save_figure
-
     labels = [f"<{bands[1]:g}" if lo == bands[0] else (f">{lo:g}" if hi == bands[-1] else f"{lo:g}-{hi:g}")
               for lo, hi in zip(bands[:-1], bands[1:])]
-    fig, axes = plt.subplots(1, len(texture), figsize=(5 * len(texture), 4), sharey=True, squeeze=False)
-    for ax, (case, per_class) in zip(axes[0], texture.items()):
+
+    def draw(ax: Any, case: str, per_class: Mapping[str, list[float]]) -> None:
         for name, values in per_class.items():
             ax.plot(labels, values, marker="o", label=name)
         ax.set(title=f"{pol} local texture, {case}", xlabel="incidence band (deg)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"median 5x5 local std of {pol} (dB)")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+
+    return _case_panels(texture, path, f"median 5x5 local std of {pol} (dB)", draw)
 
 
 __all__ = [

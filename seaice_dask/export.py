@@ -176,7 +176,10 @@ def write_class_cog(
 
 
 def proba_percent(proba: np.ndarray) -> np.ndarray:
-    """Probabilities (NaN: none) → uint8 percent (value × :data:`PROBA_SCALE`), :data:`NODATA` for NaN."""
+    """Probabilities (NaN: none) → uint8 percent (value × :data:`PROBA_SCALE`), :data:`NODATA` for
+    NaN (uint8: already percent, as is)."""
+    if np.asarray(proba).dtype == np.uint8:
+        return np.asarray(proba)
     proba = np.asarray(proba, dtype=np.float32)
     percent = np.rint(proba * np.float32(1 / PROBA_SCALE))
     np.clip(percent, 0, 100, out=percent)  # NaN stays NaN
@@ -185,11 +188,10 @@ def proba_percent(proba: np.ndarray) -> np.ndarray:
 
 
 def write_proba_cog(
-    proba: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None,
-    *, percent: bool = False,
+    proba: np.ndarray, grid: Grid, path: str | Path, palette: ClassPalette, tags: dict[str, str] | None = None
 ) -> Path:
-    """Class probabilities (K, y, x), NaN where none, as a K-band uint8 percent COG
-    (``percent``: ``proba`` is already :func:`proba_percent`'s uint8)."""
+    """Class probabilities (K, y, x), NaN where none (or :func:`proba_percent`'s uint8), as a
+    K-band uint8 percent COG."""
     path = Path(path)
     if proba.shape[0] != len(palette.values):
         raise CubeError(f"{proba.shape[0]} probability bands for {len(palette.values)} classes", path)
@@ -200,8 +202,7 @@ def write_proba_cog(
         dst.scales = (PROBA_SCALE,) * len(palette.names)
         dst.update_tags(**(tags or {}), units="1 (value × scale)")
 
-    data = np.asarray(proba, dtype=np.uint8) if percent else proba_percent(proba)
-    _write_cog(path, data, grid, "average", fill).replace(path)
+    _write_cog(path, proba_percent(proba), grid, "average", fill).replace(path)
     return path
 
 
@@ -325,6 +326,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
         "seaice:class_scheme": cfg.charts.scheme,
         "seaice:classes": [{"value": v, "name": n, "colour": c} for v, n, c in zip(palette.values, palette.names, palette.colours, strict=True)],
     }
+
     def fetch(i: int) -> Any:
         rasters = _map_bytes(ds, indices[i], with_proba)
         return client.compute(rasters) if client is not None else rasters
@@ -347,7 +349,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
             "categories": pystac.Asset(f"./{class_path.name}.aux.xml", title="GDAL category names and attribute table", media_type=pystac.MediaType.XML, roles=["metadata"]),
         }
         if with_proba:
-            proba_path = write_proba_cog(rasters[1], grid, out / f"proba_{stamp}.tif", palette, tags, percent=True)
+            proba_path = write_proba_cog(rasters[1], grid, out / f"proba_{stamp}.tif", palette, tags)
             report.probabilities.append(str(proba_path))
             assets["probabilities"] = pystac.Asset(
                 f"./{proba_path.name}", title="class probabilities (percent, scale 0.01)", media_type=pystac.MediaType.COG, roles=["data"],

@@ -146,10 +146,15 @@ def random_split(sample: Sample, test_fraction: float, seed: int) -> tuple[Sampl
     return sample.take(np.sort(order[n_test:])), sample.take(np.sort(order[:n_test]))
 
 
+def _labelled(labels: np.ndarray, usable: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat labels of a block and the mask of its usable pixels with a class in ``0 … n_classes − 1``."""
+    lab = labels.reshape(-1)
+    return lab, usable.reshape(-1) & (lab >= 0) & (lab < n_classes)
+
+
 def _labelled_counts(labels: np.ndarray, usable: np.ndarray, n_classes: int) -> np.ndarray:
     """Usable labelled pixels per class of one block (inputs not read: a cheap upper bound)."""
-    lab = labels.reshape(-1)
-    ok = usable.reshape(-1) & (lab >= 0) & (lab < n_classes)
+    lab, ok = _labelled(labels, usable, n_classes)
     return np.bincount(lab[ok].astype(np.int64), minlength=n_classes)
 
 
@@ -179,8 +184,7 @@ def _block_candidates(
     """
     n_col = inputs.shape[1]
     flat = inputs.reshape(n_col, -1)
-    lab = labels.reshape(-1)
-    ok = usable.reshape(-1) & (lab >= 0) & (lab < n_classes)
+    lab, ok = _labelled(labels, usable, n_classes)
     for column in flat:  # row by row: contiguous, no (n_col, n) temporary
         ok &= np.isfinite(column)
     keys = np.random.default_rng(key_seed).random(lab.size)
@@ -407,6 +411,7 @@ def stratified_samples(
     n_dates = len(list(time_index))
     cap = None if per_class is None else per_class * n_dates
     k = int(np.prod([ds.sizes["y"], ds.sizes["x"]])) * n_dates if per_class is None else per_class
+
     def graphs(bounded: bool) -> list:
         return [
             _tree_reduce(sample_graph(ds.assign(labels=ref), inputs, time_index, cap_per_class=cap, n_classes=n_classes,

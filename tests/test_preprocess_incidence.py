@@ -150,6 +150,28 @@ def test_class_model_recovers_the_slope_of_every_surface():
     np.testing.assert_allclose(back.classes.slope_db_per_deg, model.slope_db_per_deg, atol=1e-6)
 
 
+def test_water_components_apply_the_common_ice_slope():
+    """Water (chart class 0) keeps its own steep slope in the likelihood but applies the common
+    ice slope: a water sample moves by the ice slope, an ice sample by its own component's."""
+    values, theta, surface, labels = _synthetic_samples(100_000, 3)
+    common = [-0.2, -0.1]
+    model = fit_class_model(values, theta, labels, common_slope_db_per_deg=common)
+    own = fit_class_model(values, theta, labels)
+    np.testing.assert_array_equal(model.slope_db_per_deg, own.slope_db_per_deg)
+    water = np.argmin(((model.mean_db - SURFACES[4, [0, 2]]) ** 2).sum(axis=1))
+    assert model.slope_db_per_deg[water, 0] < -0.6  # fitted: steep
+    np.testing.assert_array_equal(model.applied[water], common)
+    slopes = model.effective_slopes(values, theta, 35.0)
+    for k in (0, 1, 4):
+        sel = surface == k
+        expected = common[0] if k == 4 else SURFACES[k, 1]
+        assert abs(np.median(slopes[sel, 0]) - expected) < 0.02, k
+    back = ClassModel.from_attrs(model.to_attrs())
+    np.testing.assert_allclose(back.applied, model.applied, atol=1e-6)
+    legacy = [{k: v for k, v in c.items() if k != "applied_slope_db_per_deg"} for c in own.to_attrs()]
+    np.testing.assert_allclose(ClassModel.from_attrs(legacy).applied, own.slope_db_per_deg, atol=1e-6)
+
+
 def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
     model = ClassModel(("hh", "hv"), np.array([0.5, 0.5]), np.array([[-12.0, -27.0], [-17.0, -32.0]]),
                        np.array([[-0.13, -0.04], [-0.33, -0.27]]), np.ones((2, 2)))

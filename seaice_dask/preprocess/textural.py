@@ -60,6 +60,7 @@ def _add_row(sigma0, i, sign, scale, limit, col_sum, col_count):  # pragma: no c
 @numba.njit(cache=True, nogil=True)
 def _textural_kernel(sigma0, noise, radius, scale, limit, out):  # pragma: no cover - compiled
     h, w = sigma0.shape
+    inv_scale = 1.0 / scale  # exact: scale is a power of two, so x * inv_scale == x / scale
     col_sum = np.zeros(w, np.int64)  # running sums over the rows of the box, per column
     col_count = np.zeros(w, np.int64)
     for k in range(min(radius, h)):
@@ -84,7 +85,7 @@ def _textural_kernel(sigma0, noise, radius, scale, limit, out):  # pragma: no co
             if not np.isfinite(v) or count == 0:
                 out[i, j] = np.nan
                 continue
-            mean = total / scale / count
+            mean = total * inv_scale / count
             gain = 1.0
             n = noise[i, j]
             if n > 0:

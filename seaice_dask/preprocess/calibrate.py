@@ -188,15 +188,19 @@ def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT,
     blocks compute; the kernel's output there is dropped."""
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     lines, samples = np.arange(r0 - depth, r1 + depth), np.arange(c0 - depth, c1 + depth)
-    a2 = np.square(calibration_window(cal, "sigma_nought", lines, samples))
+    # in place where possible: fresh full-size float64 temporaries cost as much as the arithmetic
+    a2 = calibration_window(cal, "sigma_nought", lines, samples)
+    np.square(a2, out=a2)
     eta = noise_window(noise, lines, samples)
     if scaling is not None:
         value, eta = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
     else:
-        value = (np.square(dn, dtype=np.float64) - eta) / a2
+        value = np.square(dn, dtype=np.float64)
+        value -= eta
+        value /= a2
     value[dn == 0] = np.nan
-    eta /= a2
-    out = textural_noise_block(value.astype(np.float32), eta.astype(np.float32), window)
+    noise_sigma0 = np.divide(eta, a2, out=np.empty(eta.shape, np.float32), casting="same_kind")  # (η/A²) as float32
+    out = textural_noise_block(value.astype(np.float32), noise_sigma0, window)
     out = out[depth : depth + r1 - r0, depth : depth + c1 - c0]
     out[out <= 0] = floor
     return out

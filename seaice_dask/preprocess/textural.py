@@ -28,7 +28,9 @@ It is lazy and chunk-invariant: ``map_overlap`` with depth WINDOW // 2 and NaN b
 (outside pixels count as missing, exactly like the no-data border), and box sums taken exactly,
 in 2⁻⁴⁰ fixed point with int64 running sums (a Numba kernel; :func:`textural_noise_reference` is
 the per-pixel NumPy reference), so no pixel's value depends on the chunking, bit for bit, and the
-cost per pixel does not grow with the window.
+cost per pixel does not grow with the window. On a product, :func:`~seaice_dask.preprocess.sigma0_textural`
+gives the same values in one task per radar block: it calibrates the block's DN with a halo of
+WINDOW // 2 pixels (DN = 0, i.e. missing, beyond the image) and runs the kernel on that.
 """
 
 from __future__ import annotations

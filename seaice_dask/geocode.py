@@ -464,9 +464,8 @@ def geocode_product(
     :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings the multilooked σ0 to its
     reference angle before resampling (:func:`~seaice_dask.preprocess.incidence.correct_multilooked`).
     """
-    from seaice_dask.preprocess import SIGMA0_FLOOR, incidence_angle, sigma0, sigma0_with_noise
+    from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
-    from seaice_dask.preprocess.textural import textural_noise_correction
 
     missing = [p for p in polarisations if p.upper() not in product.polarisations]
     if missing:
@@ -482,8 +481,7 @@ def geocode_product(
     radars = {}
     for pol in pols:
         if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
-            radar = textural_noise_correction(*sigma0_with_noise(product, pol, denoise, chunks))
-            radar = radar.where(~(radar <= 0), np.float32(SIGMA0_FLOOR))
+            radar = sigma0_textural(product, pol, denoise, chunks)
         else:
             radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
         radars[pol] = radar

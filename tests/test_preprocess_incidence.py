@@ -274,6 +274,36 @@ def test_textural_noise_correction_is_lazy_and_chunk_invariant():
 
 
 @pytest.mark.parametrize("denoise", ["esa", "nersc"])
+def test_sigma0_textural_is_the_correction_of_the_denoised_scene_bit_for_bit(product, denoise):
+    """The fused per-block path (DN with a halo → σ0 and noise → kernel → floor) equals the
+    kernel run once on the whole scene's unfloored σ0 and subtracted noise, computed here from
+    the LUTs and the documented formulas, for any radar chunking (and edges: halos off the image)."""
+    from seaice_dask.preprocess import SIGMA0_FLOOR, calibration_window, noise_window, sigma0_textural
+    from seaice_dask.preprocess.nersc import noise_scaling, swath_labels
+
+    product, _ = product
+    lines, samples = np.arange(product.shape[0]), np.arange(product.shape[1])
+    dn = product.dn("HV").values.astype(np.float64)
+    a2 = calibration_window(product.calibration("HV"), "sigma_nought", lines, samples) ** 2
+    eta = noise_window(product.noise("HV"), lines, samples)
+    for chunks in ((2048, 2048), (300, 257), (64, 1000)):
+        scale, offset = np.ones(eta.shape), np.zeros(eta.shape)
+        if denoise == "nersc":  # k_s, o_s per subswath (estimated with the same chunks)
+            scaling = noise_scaling(product, "HV", chunks).compute()
+            labels = swath_labels(product.swaths, lines, samples)
+            scale, offset = np.append(scaling.scale, 1.0)[labels], np.append(scaling.offset, 0.0)[labels]
+        signal = (dn**2 - scale * eta) / a2 + offset
+        signal[dn == 0] = np.nan
+        expected = textural_noise_block(signal.astype(np.float32), (scale * eta / a2).astype(np.float32))
+        expected[expected <= 0] = SIGMA0_FLOOR
+        out = sigma0_textural(product, "HV", denoise, chunks)
+        assert isinstance(out.data, dask.array.Array) and out.dtype == np.float32
+        assert out.data.chunks == dask.array.core.normalize_chunks(chunks, product.shape)
+        np.testing.assert_array_equal(out.values, expected)
+    assert np.isnan(expected).any() and (expected == np.float32(SIGMA0_FLOOR)).any()
+
+
+@pytest.mark.parametrize("denoise", ["esa", "nersc"])
 def test_geocoded_corrections_with_esa_and_nersc(product, denoise):
     """Both corrections through geocode_product: HH brought to 35° (the known slope removed
     from the uncorrected product exactly), HV textural noise corrected, all lazy."""

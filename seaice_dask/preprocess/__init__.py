@@ -8,7 +8,7 @@ from seaice_dask.preprocess.calibrate import (
     negative_count,
     noise_power,
     sigma0,
-    sigma0_with_noise,
+    sigma0_textural,
 )
 from seaice_dask.preprocess.luts import calibration_window, noise_window
 from seaice_dask.preprocess.nersc import NoiseScaling, noise_scaling
@@ -25,5 +25,5 @@ __all__ = [
     "noise_scaling",
     "noise_window",
     "sigma0",
-    "sigma0_with_noise",
+    "sigma0_textural",
 ]

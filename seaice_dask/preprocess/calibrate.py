@@ -27,7 +27,8 @@ import xarray as xr
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.preprocess.luts import calibration_window, interp_vectors, noise_window
-from seaice_dask.preprocess.nersc import NoiseScaling, nersc_power, noise_scaling, swath_labels
+from seaice_dask.preprocess.nersc import NoiseScaling, nersc_power, noise_scaling
+from seaice_dask.preprocess.textural import WINDOW, textural_noise_block
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product
 
 #: Linear value given to pixels whose noise-subtracted power is ≤ 0 (−50 dB).
@@ -76,7 +77,7 @@ def _backscatter_block(
     lines, samples = _window(block_info)
     a2 = np.square(calibration_window(cal, name, lines, samples))
     if scaling is not None:
-        value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)
+        value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)[0]
     else:
         value = _noise_subtracted_power(dn, noise, lines, samples) / a2
     value[value <= 0] = floor
@@ -178,48 +179,75 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
     return _backscatter(product, pol, "gamma", denoise, db, chunks, floor)
 
 
-def _sigma0_noise_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None = None,
-                        swaths: tuple = (), block_info=None) -> np.ndarray:
-    lines, samples = _window(block_info)
-    a2 = np.square(calibration_window(cal, "sigma_nought", lines, samples))
+def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, depth: int, window: int, floor: float,
+                           scaling: NoiseScaling | None = None, swaths: tuple = (), block_info=None) -> np.ndarray:
+    """One block of :func:`sigma0_textural` from its DN with a ``depth`` halo (0 beyond the image).
+
+    The LUTs are evaluated at the halo's own line/sample indices (also those beyond the image:
+    their DN = 0 makes them NaN, as if missing), so the halo holds exactly the σ0 the neighbouring
+    blocks compute; the kernel's output there is dropped."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    lines, samples = np.arange(r0 - depth, r1 + depth), np.arange(c0 - depth, c1 + depth)
+    # in place where possible: fresh full-size float64 temporaries cost as much as the arithmetic
+    a2 = calibration_window(cal, "sigma_nought", lines, samples)
+    np.square(a2, out=a2)
     eta = noise_window(noise, lines, samples)
     if scaling is not None:
-        value = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
-        eta = eta * np.append(scaling.scale, 1.0)[swath_labels(swaths, lines, samples)]
+        value, eta = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
     else:
-        value = (np.square(dn, dtype=np.float64) - eta) / a2
+        value = np.square(dn, dtype=np.float64)
+        value -= eta
+        value /= a2
     value[dn == 0] = np.nan
-    return np.stack([value, eta / a2]).astype(np.float32)
+    noise_sigma0 = np.divide(eta, a2, out=np.empty(eta.shape, np.float32), casting="same_kind")  # (η/A²) as float32
+    out = textural_noise_block(value.astype(np.float32), noise_sigma0, window)
+    out = out[depth : depth + r1 - r0, depth : depth + c1 - c0]
+    out[out <= 0] = floor
+    return out
 
 
-def sigma0_with_noise(product: Product, pol: str, denoise: str = "esa",
-                      chunks: tuple[int, int] = (1024, 1024)) -> tuple[xr.DataArray, xr.DataArray]:
-    """Noise-subtracted σ0 of ``pol`` (linear, not floored: values ≤ 0 kept) and the noise power
-    it subtracted, in σ0 units (η/A² for "esa", k_s·η/A² for "nersc"), both lazy float32 from one
-    pass of the LUT kernels; for corrections that need both (:mod:`seaice_dask.preprocess.textural`)."""
+def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024),
+                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR) -> xr.DataArray:
+    """Noise-subtracted σ0 of ``pol`` with the textural noise correction
+    (:mod:`seaice_dask.preprocess.textural`), lazy linear float32, floored like :func:`sigma0`.
+
+    The noise it rescales by is the one subtracted: η/A² for "esa", k_s·η/A² for "nersc". One
+    task per block, from the DN with a halo of ``window // 2`` pixels: the same values, bit for
+    bit, as :func:`~seaice_dask.preprocess.textural.textural_noise_correction` of the unfloored
+    σ0 and that noise field (then floored), for any chunking, without computing and exchanging
+    float halos.
+    """
     method = _denoise_method(denoise)
     if method is None:
-        raise ConfigError("no noise is subtracted without denoising ('esa' or 'nersc')")
-    dn = product.dn(pol, chunks=chunks).data
+        raise ConfigError("the textural noise correction needs denoising ('esa' or 'nersc')")
+    depth = window // 2
+    dn = da.overlap.overlap(product.dn(pol, chunks=chunks).data, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
     nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
-    both = da.map_blocks(
-        _sigma0_noise_block,
+    data = da.map_blocks(
+        _sigma0_textural_block,
         dn,
         dask.delayed(product.calibration(pol), pure=True, traverse=False),
         dask.delayed(product.noise(pol), pure=True, traverse=False),
-        new_axis=0,
-        chunks=((2,), *dn.chunks),
+        depth,
+        window,
+        floor,
+        chunks=tuple(tuple(c - 2 * depth for c in axis) for axis in dn.chunks),
         dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
+        meta=np.empty((0, 0), np.float32),
         **nersc,
     )
-    common = {"polarisation": pol, "product": product.name, "denoising": method}
-    signal = xr.DataArray(both[0], dims=("line", "sample"), coords=_coords(product), name=f"sigma0_{pol.lower()}",
-                          attrs={"long_name": f"sigma0 {pol}, noise subtracted ({method}), not floored",
-                                 "units": "m2 m-2", **common})
-    noise = xr.DataArray(both[1], dims=("line", "sample"), coords=_coords(product), name=f"noise_sigma0_{pol.lower()}",
-                         attrs={"long_name": f"subtracted thermal noise {pol} ({method})", "units": "m2 m-2", **common})
-    return signal, noise
+    attrs = {
+        "long_name": f"sigma0 {pol}, noise subtracted ({method}), textural noise corrected",
+        "units": "m2 m-2",
+        "standard_name": _CF["sigma_nought"][1],
+        "polarisation": pol,
+        "product": product.name,
+        "denoising": method,
+        "textural_noise": f"corrected, Park et al. 2019, {window}x{window} local mean",
+        "floor": floor,
+        "nodata": "NaN where DN = 0",
+    }
+    return xr.DataArray(data, dims=("line", "sample"), coords=_coords(product), name=f"sigma0_{pol.lower()}", attrs=attrs)
 
 
 def negative_count(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)) -> xr.DataArray:

@@ -62,6 +62,7 @@ dB/deg), and their small share of every ice pixel's posterior steepened young ic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -159,8 +160,10 @@ class IncidenceCorrection:
         common slope for ``class``, whose per-pixel factor is :func:`class_correct_block`'s)."""
         if self.method == "none":
             return 1.0
-        slope = self.slopes_db_per_deg[pol.lower()]
-        return 10.0 ** (-slope * (incidence_deg - self.reference_deg) / 10.0)
+        # as exp(−s·ln(10)/10 · (θ − θ_ref)): a vectorised exp costs a third of a power, and
+        # keeps the dtype of θ (float32 on multilooked blocks; within 3e-7 of 10^(…))
+        rate = -float(self.slopes_db_per_deg[pol.lower()]) * math.log(10.0) / 10.0
+        return np.exp(rate * (incidence_deg - self.reference_deg))
 
     def to_attrs(self) -> dict[str, Any]:
         if self.method == "none":

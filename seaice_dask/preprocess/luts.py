@@ -83,28 +83,31 @@ def noise_range_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) 
     return interp_vectors(noise.range_line, noise.range_pixel, noise.range_values, lines, samples)
 
 
+def rectangle_index(rows: np.ndarray, cols: np.ndarray) -> tuple:
+    """Index of the rectangle ``rows`` × ``cols`` (1-D masks, each with a True entry) of a 2-D
+    array: slices where they are contiguous (views, fast assignment), else an open mesh."""
+    index = []
+    for mask in (rows, cols):
+        at = np.flatnonzero(mask)
+        index.append(slice(at[0], at[-1] + 1) if at[-1] - at[0] + 1 == at.size else at)
+    return tuple(index) if any(isinstance(i, slice) for i in index) else np.ix_(*index)
+
+
 def _azimuth_blocks(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray):
-    """Per azimuth block overlapping the window: (row index, column index, factor per row)."""
+    """Per azimuth block overlapping the window: (its rectangle's index, factor per row)."""
     for block in noise.azimuth:
-        rows = np.flatnonzero((lines >= block.first_line) & (lines <= block.last_line))
-        cols = np.flatnonzero((samples >= block.first_sample) & (samples <= block.last_sample))
-        if rows.size and cols.size:
-            factor = np.interp(lines[rows].astype(np.float64), block.line, block.values)
-            rows = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == rows.size else rows
-            cols = slice(cols[0], cols[-1] + 1) if cols[-1] - cols[0] + 1 == cols.size else cols
-            yield rows, cols, factor
-
-
-def _select(rows, cols):
-    return (rows, cols) if isinstance(rows, slice) or isinstance(cols, slice) else np.ix_(rows, cols)
+        rows = (lines >= block.first_line) & (lines <= block.last_line)
+        cols = (samples >= block.first_sample) & (samples <= block.last_sample)
+        if rows.any() and cols.any():
+            yield rectangle_index(rows, cols), np.interp(lines[rows].astype(np.float64), block.line, block.values)
 
 
 def noise_azimuth_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
     """Azimuth noise factor on lines × samples: per block, its LUT interpolated in line; 1 elsewhere."""
     lines, samples = np.asarray(lines).ravel(), np.asarray(samples).ravel()
     factor = np.ones((lines.size, samples.size))
-    for rows, cols, values in _azimuth_blocks(noise, lines, samples):
-        factor[_select(rows, cols)] = values[:, None]
+    for index, values in _azimuth_blocks(noise, lines, samples):
+        factor[index] = values[:, None]
     return factor
 
 
@@ -112,6 +115,6 @@ def noise_window(noise: NoiseLUT, lines: np.ndarray, samples: np.ndarray) -> np.
     """Thermal noise power η = N_range × N_azimuth (DN² units) on lines × samples."""
     lines, samples = np.asarray(lines).ravel(), np.asarray(samples).ravel()
     eta = noise_range_window(noise, lines, samples)
-    for rows, cols, values in _azimuth_blocks(noise, lines, samples):
-        eta[_select(rows, cols)] *= values[:, None]
+    for index, values in _azimuth_blocks(noise, lines, samples):
+        eta[index] *= values[:, None]
     return eta

@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from seaice_dask.errors import ProductError
-from seaice_dask.preprocess.luts import calibration_window, noise_window
+from seaice_dask.preprocess.luts import calibration_window, noise_window, rectangle_index
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product, Subswath
 
 #: Credible range of a noise scaling factor (Park et al. 2018 report 0.84–1.5 for EW).
@@ -72,17 +72,34 @@ class NoiseScaling:
         )
 
 
-def swath_labels(swaths: tuple[Subswath, ...], lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """Index of the subswath of every pixel of lines × samples (−1 outside all), from the
-    annotated swath bounds (inclusive rectangles)."""
-    labels = np.full((lines.size, samples.size), -1, np.int8)
+def _swath_rectangles(swaths: tuple[Subswath, ...], lines: np.ndarray, samples: np.ndarray):
+    """(subswath index, rectangle index) of every annotated swath bound (inclusive rectangle)
+    overlapping lines × samples, in annotation order."""
     for index, swath in enumerate(swaths):
         for first_line, first_sample, last_line, last_sample in swath.bounds:
             rows = (lines >= first_line) & (lines <= last_line)
             cols = (samples >= first_sample) & (samples <= last_sample)
             if rows.any() and cols.any():
-                labels[np.ix_(rows, cols)] = index
+                yield index, rectangle_index(rows, cols)
+
+
+def swath_labels(swaths: tuple[Subswath, ...], lines: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Index of the subswath of every pixel of lines × samples (−1 outside all), from the
+    annotated swath bounds (inclusive rectangles; where they overlap, the later one)."""
+    labels = np.full((lines.size, samples.size), -1, np.int8)
+    for index, rectangle in _swath_rectangles(swaths, lines, samples):
+        labels[rectangle] = index
     return labels
+
+
+def swath_field(swaths: tuple[Subswath, ...], values: np.ndarray, outside: float, lines: np.ndarray,
+                samples: np.ndarray) -> np.ndarray:
+    """``values[s]`` on the pixels of subswath s (as labelled by :func:`swath_labels`), ``outside``
+    elsewhere, as float64 on lines × samples: rectangle fills, no per-pixel lookup."""
+    field = np.full((lines.size, samples.size), outside, np.float64)
+    for index, rectangle in _swath_rectangles(swaths, lines, samples):
+        field[rectangle] = values[index]
+    return field
 
 
 def _block_sums(dn, cal: CalibrationLUT, noise: NoiseLUT, swaths, block_info=None) -> np.ndarray:
@@ -188,9 +205,13 @@ def noise_scaling(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1
 
 def nersc_power(
     dn: np.ndarray, eta: np.ndarray, a2: np.ndarray, scaling: NoiseScaling, swaths, lines, samples
-) -> np.ndarray:
-    """σ0 = (DN² − k_s·η)/A² + o_s on one window (pixels outside every subswath: k = 1, o = 0)."""
-    labels = swath_labels(swaths, lines, samples)
-    scale = np.append(scaling.scale, 1.0)[labels]  # label −1 picks the appended neutral value
-    offset = np.append(scaling.offset, 0.0)[labels]
-    return (np.square(dn, dtype=np.float64) - scale * eta) / a2 + offset
+) -> tuple[np.ndarray, np.ndarray]:
+    """σ0 = (DN² − k_s·η)/A² + o_s on one window (pixels outside every subswath: k = 1, o = 0),
+    and the noise it subtracted, k_s·η (DN² units)."""
+    scaled = swath_field(swaths, scaling.scale, 1.0, lines, samples)
+    scaled *= eta
+    power = np.square(dn, dtype=np.float64)
+    power -= scaled
+    power /= a2
+    power += swath_field(swaths, scaling.offset, 0.0, lines, samples)
+    return power, scaled

@@ -28,7 +28,9 @@ It is lazy and chunk-invariant: ``map_overlap`` with depth WINDOW // 2 and NaN b
 (outside pixels count as missing, exactly like the no-data border), and box sums taken exactly,
 in 2⁻⁴⁰ fixed point with int64 running sums (a Numba kernel; :func:`textural_noise_reference` is
 the per-pixel NumPy reference), so no pixel's value depends on the chunking, bit for bit, and the
-cost per pixel does not grow with the window.
+cost per pixel does not grow with the window. On a product, :func:`~seaice_dask.preprocess.sigma0_textural`
+gives the same values in one task per radar block: it calibrates the block's DN with a halo of
+WINDOW // 2 pixels (DN = 0, i.e. missing, beyond the image) and runs the kernel on that.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def _add_row(sigma0, i, sign, scale, limit, col_sum, col_count):  # pragma: no c
 @numba.njit(cache=True, nogil=True)
 def _textural_kernel(sigma0, noise, radius, scale, limit, out):  # pragma: no cover - compiled
     h, w = sigma0.shape
+    inv_scale = 1.0 / scale  # exact: scale is a power of two, so x * inv_scale == x / scale
     col_sum = np.zeros(w, np.int64)  # running sums over the rows of the box, per column
     col_count = np.zeros(w, np.int64)
     for k in range(min(radius, h)):
@@ -84,7 +87,7 @@ def _textural_kernel(sigma0, noise, radius, scale, limit, out):  # pragma: no co
             if not np.isfinite(v) or count == 0:
                 out[i, j] = np.nan
                 continue
-            mean = total / scale / count
+            mean = total * inv_scale / count
             gain = 1.0
             n = noise[i, j]
             if n > 0:

@@ -1,8 +1,9 @@
 """Radiometric diagnostics of a cube against class labels: incidence dependence and local texture.
 
-Used by ``benchmarks/bench_incidence.py`` and for the report figures: HH against incidence per
-class (does one ice type keep one σ0 across the swath?) and HV local texture per subswath (does a
-surface look rougher where the noise floor is high?), each before and after a correction.
+Used by ``benchmarks/bench_incidence.py`` (before and after a correction, against the truth) and
+by ``evaluate``'s report (the cube as stored, against the chart labels of a test date): HH against
+incidence per class (does one ice type keep one σ0 across the swath?) and HV local texture per
+subswath (does a surface look rougher where the noise floor is high?).
 """
 
 from __future__ import annotations
@@ -80,6 +81,44 @@ def incidence_profile(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.nda
     return np.array(centres), np.array(medians)
 
 
+def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[int, str],
+                        band_rows: int = 512, every: int = 4) -> dict[str, dict[str, Any]]:
+    """Per class of ``reference`` (labels or truth, (time, y, x)) on date index ``t`` of the cube
+    ``ds``: HH slope, near−far difference and incidence profile, and the HV local texture per
+    incidence band (pixels whose 5 × 5 window is one class).
+
+    Reads one band of ``band_rows`` grid rows in every ``every`` (a quarter of the date by
+    default, whole swath widths), one band at a time, so a full-size date never sits in memory.
+    """
+    pooled: dict[str, list[np.ndarray]] = {k: [] for k in ("hh", "theta", "cls", "hv_std", "uniform")}
+    ny = ds.sizes["y"]
+    for start in range(0, ny, band_rows * every):
+        rows = slice(start, min(start + band_rows, ny))
+        sl = ds[["sigma0_hh", "sigma0_hv", "incidence", "valid"]].isel(time=t, y=rows).load()
+        cls = np.asarray(reference.isel(time=t, y=rows).values)
+        valid = sl["valid"].values & (cls >= 0)
+        keep = valid & np.isfinite(sl["incidence"].values)
+        pooled["hh"].append(sl["sigma0_hh"].values[keep])
+        pooled["theta"].append(sl["incidence"].values[keep])
+        pooled["cls"].append(cls[keep])
+        pooled["hv_std"].append(local_std_db(np.where(valid, sl["sigma0_hv"].values, np.nan))[keep])
+        pooled["uniform"].append(uniform_class(np.where(valid, cls, -9))[keep])
+    hh, theta, cls, hv_std, uniform = (np.concatenate(pooled[k]) for k in ("hh", "theta", "cls", "hv_std", "uniform"))
+    out = {}
+    for value, name in class_names.items():
+        mask = cls == value
+        if mask.sum() < 100:
+            continue
+        out[name] = {
+            "pixels": int(mask.sum()),
+            "hh_slope_db_per_deg": class_incidence_slope(hh, theta, mask),
+            "hh_near_minus_far_db": near_far_difference(hh, theta, mask),
+            "hh_profile": incidence_profile(hh, theta, mask),
+            "hv_local_std_db_by_band": texture_by_band(hv_std, theta, mask & uniform),
+        }
+    return out
+
+
 def _case_panels(cases: Mapping[str, Any], path: str | Path, ylabel: str, draw: Callable[[Any, str, Any], None]) -> Path:
     """One panel per case, a shared y axis: ``draw(ax, case, per_class)`` draws each; saved to ``path``."""
     import matplotlib.pyplot as plt
@@ -133,6 +172,7 @@ __all__ = [
     "near_far_difference",
     "plot_incidence_dependence",
     "plot_texture_by_subswath",
+    "radiometry_by_class",
     "texture_by_band",
     "uniform_class",
 ]

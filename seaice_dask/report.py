@@ -137,7 +137,7 @@ def plot_monthly(series: Mapping[str, Mapping[str, float]], path: str | Path, *,
 
 
 #: Figures of a run in the order the report shows them (file-name patterns under the reports folder).
-REPORT_FIGURES = ("scores.png", "accuracy_per_month.png", "confusion_*.png", "class_*.png")
+REPORT_FIGURES = ("scores.png", "accuracy_per_month.png", "confusion_*.png", "class_*.png", "radiometry_*.png")
 
 
 def _data_uri(path: Path) -> str:

@@ -36,3 +36,30 @@ def test_slope_near_far_and_bands_on_a_known_ramp(tmp_path):
                                       tmp_path / "hh.png")
     hv = dg.plot_texture_by_subswath({"before": {"ice": bands}, "after": {"ice": bands}}, tmp_path / "hv.png")
     assert hh.stat().st_size > 1000 and hv.stat().st_size > 1000
+
+
+def test_radiometry_by_class_reads_bands_and_recovers_each_class():
+    """Known ramps per class (two classes side by side, whole rows), HV of known texture: the
+    band-wise reading gives each class's slope, and its texture equals the whole-array check."""
+    import xarray as xr
+
+    rng = np.random.default_rng(1)
+    ny, nx = 96, 300
+    theta = np.broadcast_to(np.linspace(19, 46, nx, dtype=np.float32), (ny, nx))
+    labels = np.where(np.arange(ny)[:, None] < 48, 1, 2) * np.ones((1, nx), np.int8)
+    slope = np.where(labels == 1, -0.1, -0.3)
+    hh = (-15 + slope * (theta - 35)).astype(np.float32)
+    hv = (-25 + rng.normal(0, np.where(theta < 31, 2.0, 1.0))).astype(np.float32)
+    ds = xr.Dataset({"sigma0_hh": (("time", "y", "x"), hh[None]), "sigma0_hv": (("time", "y", "x"), hv[None]),
+                     "incidence": (("time", "y", "x"), theta[None]), "valid": (("time", "y", "x"), np.ones((1, ny, nx), bool))})
+    reference = xr.DataArray(labels[None], dims=("time", "y", "x"))
+    stats = dg.radiometry_by_class(ds, reference, 0, {1: "a", 2: "b", 3: "absent"}, band_rows=16, every=2)
+    assert set(stats) == {"a", "b"}
+    assert abs(stats["a"]["hh_slope_db_per_deg"] + 0.1) < 1e-4 and abs(stats["b"]["hh_slope_db_per_deg"] + 0.3) < 1e-4
+    assert stats["a"]["pixels"] == 32 * nx  # rows 0-15 and 32-47 of class a are read (and 64-79 of b)
+    whole = dg.local_std_db(hv)
+    rows = np.r_[0:16, 32:48]  # the bands of class a
+    mask = np.concatenate([dg.uniform_class(labels[0:16]), dg.uniform_class(labels[32:48])])
+    band_std = np.concatenate([dg.local_std_db(hv[0:16]), dg.local_std_db(hv[32:48])])
+    assert stats["a"]["hv_local_std_db_by_band"] == dg.texture_by_band(band_std, theta[rows], mask)
+    assert not np.allclose(band_std, whole[rows], equal_nan=True)  # bands are filtered on their own

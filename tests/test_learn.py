@@ -331,4 +331,6 @@ def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_p
         assert len(by_ref["truth"]["per_scene"]) == 4 and by_ref["truth"]["per_month"]
     best = result.table("truth")[result.best]
     assert best["overall_accuracy"] >= 0.85, result.table("truth")
-    assert all((cfg.paths.reports / name).is_file() for name in ("scores.png", "accuracy_per_month.png"))
+    assert all((cfg.paths.reports / name).is_file() for name in ("scores.png", "accuracy_per_month.png",
+                                                                 "radiometry_hh_incidence.png", "radiometry_hv_texture.png"))
+    assert {"young ice", "multi-year ice"} <= set(result.radiometry), result.radiometry

@@ -188,6 +188,9 @@ class EvalReport:
     #: wall time of the parts: ``stored_maps`` and ``sample`` (reading test dates), ``classify_sample``
     #: (the sampled learners, a fixed number of pixels), ``figures`` (incl. ≤ 4 class-map plots)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    #: per chart class on the first test date, as stored: HH slope (dB/deg) and near − far
+    #: difference (dB), HV local std (dB) per incidence band (:func:`diagnostics.radiometry_by_class`)
+    radiometry: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,6 +202,25 @@ class EvalReport:
             ref = by_ref.get(reference) or by_ref["labels"]
             out[model] = {k: ref["overall"][k] for k in ("overall_accuracy", "kappa")}
         return out
+
+
+def _radiometry_figures(ds: xr.Dataset, labels: xr.DataArray, t: int, classes: np.ndarray, names: list[str],
+                        out: Path, files: list[str]) -> dict[str, Any]:
+    """HH against incidence and HV texture per subswath for each chart class on date ``t``, as the
+    cube stores them (with its radiometric corrections, named in the panel titles); their numbers."""
+    from seaice_dask import diagnostics as dg
+
+    stats = dg.radiometry_by_class(ds, labels, t, dict(zip(classes.tolist(), names)))
+    if not stats:
+        return {}
+    radiometry = radiometry_of(ds.attrs)
+    case = f"{pd.Timestamp(ds['time'].values[t]):%Y-%m-%d}, incidence {radiometry['incidence_correction']['method']}, " \
+           f"textural noise {'on' if radiometry['textural_noise'] else 'off'}"
+    files.append(str(dg.plot_incidence_dependence({case: {n: s["hh_profile"] for n, s in stats.items()}},
+                                                  out / "radiometry_hh_incidence.png")))
+    files.append(str(dg.plot_texture_by_subswath({case: {n: s["hv_local_std_db_by_band"] for n, s in stats.items()}},
+                                                 out / "radiometry_hv_texture.png")))
+    return {n: {k: v for k, v in s.items() if k != "hh_profile"} for n, s in stats.items()}
 
 
 def evaluate(
@@ -307,6 +329,7 @@ def evaluate(
         )))
         monthly = {m: {mo: s["overall_accuracy"] for mo, s in r[primary]["per_month"].items()} for m, r in results.items()}
         report.files.append(str(rep.plot_monthly(monthly, out / "accuracy_per_month.png", metric="overall accuracy")))
+        report.radiometry = _radiometry_figures(ds, season_refs["labels"], int(test_idx[0]), classes, names, out, report.files)
         if CLASS_VAR in ds.data_vars:
             grid = cube_grid(ds)
             for t, stamp in zip(test_idx[:4], stamps[:4], strict=False):

@@ -4,8 +4,10 @@ references and the simulator's truth; lazy, chunk-invariant, with ESA and NERSC 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dask
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -361,3 +363,21 @@ def test_model_refuses_inputs_made_with_another_correction(tmp_path):
             load_model(path, radiometry=radiometry_of(other))
     plain = save_model(model, tmp_path / "plain.skops", learner="gnb", feature_names=["a", "b"], classes=[0, 1])
     load_model(plain, radiometry=radiometry_of({}))  # cubes and models from before: uncorrected
+
+
+def test_cell_mean_matches_nanmean_of_padded_tiles():
+    """The compiled cell means equal NumPy's nanmean over the tiles, partial edge tiles and
+    all-NaN tiles (NaN) included."""
+    from seaice_dask.preprocess.incidence import _cell_mean
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(2, 37, 29)).astype(np.float32)
+    values[0, :8, :8] = np.nan  # one all-NaN tile
+    values[1, rng.uniform(size=(37, 29)) < 0.3] = np.nan
+    hc, wc = -(-37 // 8), -(-29 // 8)
+    padded = np.pad(values.astype(np.float64), ((0, 0), (0, hc * 8 - 37), (0, wc * 8 - 29)), constant_values=np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmean(padded.reshape(2, hc, 8, wc, 8), axis=(2, 4))
+    np.testing.assert_allclose(_cell_mean(values, 8), expected, rtol=1e-12)
+    assert np.isnan(_cell_mean(values, 8)[0, 0, 0])

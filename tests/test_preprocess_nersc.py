@@ -58,6 +58,15 @@ def test_scaling_recovers_truth(product):
     assert set(fitted.to_dataset().data_vars) == {"scale", "offset", "scale_error", "estimated"}
 
 
+def test_scaling_does_not_depend_on_the_chunking(product):
+    """Cells are whole sub-blocks whatever the chunks asked for (odd sizes included)."""
+    reference = noise_scaling(product, "HV", chunks=(512, 512)).compute()
+    for chunks in ((300, 257), (1000, 77)):
+        other = noise_scaling(product, "HV", chunks=chunks).compute()
+        np.testing.assert_allclose(other.scale, reference.scale, rtol=1e-12)
+        np.testing.assert_allclose(other.offset, reference.offset, rtol=1e-9, atol=1e-15)
+
+
 def test_nersc_sigma0_removes_subswath_steps(product):
     def column_mean_db(denoise):
         s0 = sigma0(product, "HV", denoise=denoise, chunks=(512, 512))

@@ -182,10 +182,15 @@ def _boundary_step(near: np.ndarray, far: np.ndarray, k_near: float, k_far: floa
 
 def noise_scaling(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)):
     """Lazy (``dask.delayed``) :class:`NoiseScaling` of ``pol`` estimated from the scene;
-    ``.compute()`` it to inspect, or let ``sigma0(..., denoise="nersc")`` use it lazily."""
+    ``.compute()`` it to inspect, or let ``sigma0(..., denoise="nersc")`` use it lazily.
+
+    The DN is read in ``chunks`` rounded down to multiples of the sub-block (BLOCK_LINES ×
+    BIN_SAMPLES), so the cells never straddle two chunks and the estimate does not depend on
+    the chunking (the usual sizes, powers of two, are multiples already and share their reads)."""
     if not product.swaths:
         raise ProductError("no subswath bounds annotated: 'nersc' denoising needs them", product.path)
-    dn = product.dn(pol, chunks=chunks).data
+    aligned = tuple(max(step, int(c) // step * step) for c, step in zip(chunks, (BLOCK_LINES, BIN_SAMPLES)))
+    dn = product.dn(pol, chunks=aligned).data
     per_swath = len(product.swaths) * _SUMS
     sums = da.map_blocks(
         _block_sums,

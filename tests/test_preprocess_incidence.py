@@ -7,7 +7,6 @@ import datetime as dt
 import warnings
 
 import dask
-
 import numpy as np
 import pytest
 import xarray as xr

@@ -81,11 +81,11 @@ def incidence_profile(sigma0_db: np.ndarray, incidence: np.ndarray, mask: np.nda
     return np.array(centres), np.array(medians)
 
 
-def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[int, str],
+def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[int, str], pols: tuple[str, str] = ("hh", "hv"),
                         band_rows: int = 512, every: int = 4) -> dict[str, dict[str, Any]]:
     """Per class of ``reference`` (labels or truth, (time, y, x)) on date index ``t`` of the cube
-    ``ds``: HH slope, near−far difference and incidence profile, and the HV local texture per
-    incidence band (pixels whose 5 × 5 window is one class).
+    ``ds``: co-pol (``pols[0]``) slope, near−far difference and incidence profile, and the
+    cross-pol local texture per incidence band (pixels whose 5 × 5 window is one class).
 
     Reads one band of ``band_rows`` grid rows in every ``every`` (a quarter of the date by
     default, whole swath widths), one band at a time, so a full-size date never sits in memory.
@@ -94,14 +94,14 @@ def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[in
     ny = ds.sizes["y"]
     for start in range(0, ny, band_rows * every):
         rows = slice(start, min(start + band_rows, ny))
-        sl = ds[["sigma0_hh", "sigma0_hv", "incidence", "valid"]].isel(time=t, y=rows).load()
+        sl = ds[[f"sigma0_{pols[0]}", f"sigma0_{pols[1]}", "incidence", "valid"]].isel(time=t, y=rows).load()
         cls = np.asarray(reference.isel(time=t, y=rows).values)
         valid = sl["valid"].values & (cls >= 0)
         keep = valid & np.isfinite(sl["incidence"].values)
-        pooled["hh"].append(sl["sigma0_hh"].values[keep])
+        pooled["hh"].append(sl[f"sigma0_{pols[0]}"].values[keep])
         pooled["theta"].append(sl["incidence"].values[keep])
         pooled["cls"].append(cls[keep])
-        pooled["hv_std"].append(local_std_db(np.where(valid, sl["sigma0_hv"].values, np.nan))[keep])
+        pooled["hv_std"].append(local_std_db(np.where(valid, sl[f"sigma0_{pols[1]}"].values, np.nan))[keep])
         pooled["uniform"].append(uniform_class(np.where(valid, cls, -9))[keep])
     hh, theta, cls, hv_std, uniform = (np.concatenate(pooled[k]) for k in ("hh", "theta", "cls", "hv_std", "uniform"))
     out = {}

@@ -332,5 +332,5 @@ def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_p
     best = result.table("truth")[result.best]
     assert best["overall_accuracy"] >= 0.85, result.table("truth")
     assert all((cfg.paths.reports / name).is_file() for name in ("scores.png", "accuracy_per_month.png",
-                                                                 "radiometry_hh_incidence.png", "radiometry_hv_texture.png"))
-    assert {"young ice", "multi-year ice"} <= set(result.radiometry), result.radiometry
+                                                                 "radiometry_copol_incidence.png", "radiometry_crosspol_texture.png"))
+    assert len(result.radiometry) >= 2 and all(np.isfinite(r["hh_slope_db_per_deg"]) for r in result.radiometry.values())

@@ -210,16 +210,20 @@ def _radiometry_figures(ds: xr.Dataset, labels: xr.DataArray, t: int, classes: n
     cube stores them (with its radiometric corrections, named in the panel titles); their numbers."""
     from seaice_dask import diagnostics as dg
 
-    stats = dg.radiometry_by_class(ds, labels, t, dict(zip(classes.tolist(), names)))
+    pols = [p for p in (("hh", "hv"), ("vv", "vh")) if {f"sigma0_{p[0]}", f"sigma0_{p[1]}"} <= set(ds.data_vars)]
+    if not pols:  # a single-polarisation cube: no cross-pol texture to check
+        return {}
+    stats = dg.radiometry_by_class(ds, labels, t, dict(zip(classes.tolist(), names)), pols[0])
     if not stats:
         return {}
     radiometry = radiometry_of(ds.attrs)
     case = f"{pd.Timestamp(ds['time'].values[t]):%Y-%m-%d}, incidence {radiometry['incidence_correction']['method']}, " \
            f"textural noise {'on' if radiometry['textural_noise'] else 'off'}"
+    co, cross = (p.upper() for p in pols[0])
     files.append(str(dg.plot_incidence_dependence({case: {n: s["hh_profile"] for n, s in stats.items()}},
-                                                  out / "radiometry_hh_incidence.png")))
+                                                  out / "radiometry_copol_incidence.png", pol=co)))
     files.append(str(dg.plot_texture_by_subswath({case: {n: s["hv_local_std_db_by_band"] for n, s in stats.items()}},
-                                                 out / "radiometry_hv_texture.png")))
+                                                 out / "radiometry_crosspol_texture.png", pol=cross)))
     return {n: {k: v for k, v in s.items() if k != "hh_profile"} for n, s in stats.items()}
 
 

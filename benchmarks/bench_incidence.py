@@ -86,18 +86,10 @@ def _measure(store: Path, truth_path: Path) -> dict:
         pooled["uniform"].append(dg.uniform_class(np.where(valid, cls, -9))[keep])
     hh, hv_std, theta, cls, uniform = (np.concatenate(pooled[k]) for k in ("hh", "hv_std", "theta", "cls", "uniform"))
     out = {}
-    for k, name in CLASSES.items():
-        mask = cls == k
-        bands = dg.texture_by_band(hv_std, theta, mask & uniform)
-        finite = [b for b in bands if np.isfinite(b)]
-        out[name] = {
-            "pixels": int(mask.sum()),
-            "hh_slope_db_per_deg": dg.class_incidence_slope(hh, theta, mask),
-            "hh_near_minus_far_db": dg.near_far_difference(hh, theta, mask),
-            "hv_local_std_db_by_band": bands,
-            "hv_local_std_max_over_min": max(finite) / min(finite) if len(finite) >= 2 else float("nan"),
-            "hh_profile": [a.tolist() for a in dg.incidence_profile(hh, theta, mask)],
-        }
+    for name, stats in dg.class_statistics(hh, theta, cls, hv_std, uniform, CLASSES).items():
+        finite = [b for b in stats["hv_local_std_db_by_band"] if np.isfinite(b)]
+        out[name] = {**stats, "hv_local_std_max_over_min": max(finite) / min(finite) if len(finite) >= 2 else float("nan"),
+                     "hh_profile": [a.tolist() for a in stats["hh_profile"]]}
     return out
 
 

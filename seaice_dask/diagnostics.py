@@ -103,18 +103,24 @@ def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[in
         pooled["cls"].append(cls[keep])
         pooled["hv_std"].append(local_std_db(np.where(valid, sl[f"sigma0_{pols[1]}"].values, np.nan))[keep])
         pooled["uniform"].append(uniform_class(np.where(valid, cls, -9))[keep])
-    hh, theta, cls, hv_std, uniform = (np.concatenate(pooled[k]) for k in ("hh", "theta", "cls", "hv_std", "uniform"))
+    stats = class_statistics(*(np.concatenate(pooled[k]) for k in ("hh", "theta", "cls", "hv_std", "uniform")), class_names)
+    return {name: s for name, s in stats.items() if s["pixels"] >= 100}
+
+
+def class_statistics(copol_db: np.ndarray, incidence: np.ndarray, classes: np.ndarray, crosspol_std: np.ndarray,
+                     uniform: np.ndarray, class_names: Mapping[int, str]) -> dict[str, dict[str, Any]]:
+    """Per class of ``classes`` (pixel vectors, all alike): pixel count, co-pol slope, near−far
+    difference and incidence profile, and the cross-pol local std per incidence band over the
+    pixels whose window is one class (``uniform``)."""
     out = {}
     for value, name in class_names.items():
-        mask = cls == value
-        if mask.sum() < 100:
-            continue
+        mask = classes == value
         out[name] = {
             "pixels": int(mask.sum()),
-            "hh_slope_db_per_deg": class_incidence_slope(hh, theta, mask),
-            "hh_near_minus_far_db": near_far_difference(hh, theta, mask),
-            "hh_profile": incidence_profile(hh, theta, mask),
-            "hv_local_std_db_by_band": texture_by_band(hv_std, theta, mask & uniform),
+            "hh_slope_db_per_deg": class_incidence_slope(copol_db, incidence, mask),
+            "hh_near_minus_far_db": near_far_difference(copol_db, incidence, mask),
+            "hh_profile": incidence_profile(copol_db, incidence, mask),
+            "hv_local_std_db_by_band": texture_by_band(crosspol_std, incidence, mask & uniform),
         }
     return out
 
@@ -164,6 +170,7 @@ def plot_texture_by_subswath(texture: Mapping[str, Mapping[str, list[float]]], p
 
 
 __all__ = [
+    "class_statistics",
     "SUBSWATH_EDGES_DEG",
     "TEXTURE_BANDS_DEG",
     "class_incidence_slope",

@@ -78,6 +78,8 @@ REFERENCE_DEG = 35.0
 BLOCK = (32, 16)
 #: Incidence bin width (degrees) and fewest samples per (class, bin) cell of the robust fit.
 BIN_DEG, MIN_CELL = 1.0, 30
+#: ln(10)/10: the natural log of a power ratio per dB, 10^(x/10) = exp(x·LN_PER_DB).
+LN_PER_DB = math.log(10.0) / 10.0
 #: Class ids that are sea ice in the sod4 / ai4arctic schemes used for labelled estimates.
 ICE_CLASSES = (1, 2, 3)
 #: Unsupervised fallback: mixture classes, EM iterations, samples used.
@@ -163,7 +165,7 @@ class IncidenceCorrection:
             return 1.0
         # as exp(−s·ln(10)/10 · (θ − θ_ref)): a vectorised exp costs a third of a power, and
         # keeps the dtype of θ (float32 on multilooked blocks; within 3e-7 of 10^(…))
-        rate = -float(self.slopes_db_per_deg[pol.lower()]) * math.log(10.0) / 10.0
+        rate = -float(self.slopes_db_per_deg[pol.lower()]) * LN_PER_DB
         return np.exp(rate * (incidence_deg - self.reference_deg))
 
     def to_attrs(self) -> dict[str, Any]:
@@ -254,8 +256,8 @@ def class_correct_block(sigma0: np.ndarray, incidence_deg: np.ndarray, classes: 
     in ``classes.pols`` order, NaN = no data; ``incidence_deg`` (h, w). Returns float32 (d, h, w).
 
     Cells are the ``cell`` × ``cell`` tiles from the block's first pixel (callers align blocks to
-    multiples of ``cell``): NaN-aware mean σ0 and θ per cell → dB → the slope of the most probable
-    component (:meth:`ClassModel.effective_slopes`), bilinear between cell centres, then
+    multiples of ``cell``): NaN-aware mean σ0 and θ per cell → dB → the applied slope of the most
+    probable component (:meth:`ClassModel.effective_slopes`), bilinear between cell centres, then
     σ0·10^(−s·(θ − θ_ref)/10) with each pixel's own θ. Pure NumPy: the posterior runs on cells
     (1/64 of the multilooked pixels) and the per-pixel work is float32.
     """
@@ -270,8 +272,7 @@ def class_correct_block(sigma0: np.ndarray, incidence_deg: np.ndarray, classes: 
     slopes = classes.effective_slopes(db.reshape(d, -1).T, theta_cells.ravel(), reference_deg)
     slopes = slopes.T.reshape(d, *theta_cells.shape).astype(np.float32)
     slopes = _upsample_axis(_upsample_axis(slopes, w, cell, 2), h, cell, 1)
-    # 10^(−s·Δθ/10) = exp(−s·Δθ·ln10/10)
-    return sigma0 * np.exp(slopes * ((theta - np.float32(reference_deg)) * np.float32(-np.log(10) / 10)))
+    return sigma0 * np.exp(slopes * ((theta - np.float32(reference_deg)) * np.float32(-LN_PER_DB)))
 
 
 def _aligned_chunks(n: int, size: int) -> tuple[int, ...]:
@@ -459,10 +460,10 @@ def fit_class_model(values_db: np.ndarray, incidence_deg: np.ndarray, labels: np
         resp = _posterior(model, v, t)[:, kept] * ((lab[:, None] < 0) | (lab[:, None] == groups))
         resp /= np.maximum(resp.sum(axis=1, keepdims=True), 1e-300)
     model = _m_step(v, t, resp, pols)
-    if common_slope_db_per_deg is None or labels is None:
+    if common_slope_db_per_deg is None:
         return model
-    ice = np.isin(groups, ICE_CLASSES)[:, None]
-    applied = np.where(ice, model.slope_db_per_deg, np.asarray(common_slope_db_per_deg, np.float64)[None, :])
+    not_ice = ((groups >= 0) & ~np.isin(groups, ICE_CLASSES))[:, None]  # free components (−1) keep theirs
+    applied = np.where(not_ice, np.asarray(common_slope_db_per_deg, np.float64)[None, :], model.slope_db_per_deg)
     return replace(model, applied_slope_db_per_deg=applied)
 
 

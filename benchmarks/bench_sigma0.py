@@ -1,7 +1,7 @@
 """sigma0 HH+HV of a full-size EW GRDM scene on a 2-worker LocalCluster: wall time and peak
 memory per worker (target: < 30 s and < 2 GiB per worker).
 
-The scene is the real S1A EW GRDM annotation of the shared sample (10708 × 10487, IPF 003.52)
+The scene is the real S1A EW GRDM annotation in tests/data (10708 × 10487, IPF 003.52)
 with measurement TIFFs written once into a cache folder: uncompressed uint16 strips like ESA's,
 DN = √(A_σ² · σ0 · speckle + η) for σ0 = −15 dB and unit-mean gamma speckle (ENL 10.7).
 ``--product PATH`` benchmarks any other product instead (e.g. one from the simulator).
@@ -18,7 +18,6 @@ stable number, and CPU/2 is what two idle cores would need.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,19 +34,20 @@ from seaice_dask.cluster import open_client
 from seaice_dask.preprocess import calibration_window, noise_window, sigma0
 from seaice_dask.safe import open_safe
 
-EW_GRDM = "stactools-sentinel1/grd/S1A_EW_GRDM_1SDH_20221130T014342_20221130T014446_046117_058549_BB15"
-REALDATA = Path(os.environ.get("SEAICE_REALDATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"))
+#: The real EW sample of the test data (annotation only; see tests/data/SOURCES.md).
+EW_GRDM = (Path(__file__).resolve().parents[1] / "tests" / "data" / "sentinel1"
+           / "S1A_EW_GRDM_1SDH_20221130T014342_20221130T014446_046117_058549_BB15")
 SIGMA0_DB, ENL, STRIP = -15.0, 10.7, 512
 
 
 def build_scene(cache: Path) -> Path:
     """Copy the real EW annotation to ``cache`` and write its two measurement TIFFs (once)."""
-    dst = cache / (Path(EW_GRDM).name + ".SAFE")
+    dst = cache / (EW_GRDM.name + ".SAFE")
     if (dst / "measurement" / "ew-hv.tiff").is_file():
         return dst
-    src = REALDATA / EW_GRDM
+    src = EW_GRDM
     if not src.is_dir():
-        raise SystemExit(f"real EW annotation not found at {src}; set SEAICE_REALDATA or pass --product")
+        raise SystemExit(f"real EW annotation not found at {src}; pass --product")
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.tiff", "*.pdf", "*.png"))
     for p in [dst, *dst.rglob("*")]:

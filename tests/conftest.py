@@ -1,36 +1,38 @@
-"""Shared fixtures: the real public test data beside the checkout, and temp outputs."""
+"""Shared fixtures: the real public test data in ``tests/data``, and temp outputs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-#: Real ESA annotation, CIS charts and land polygons (see its SOURCES.md); never committed here.
-REALDATA = Path(os.environ.get("SEAICE_REALDATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata")).resolve()
+#: Trimmed real ESA annotation, a CIS chart and land polygons (origins, licences: data/SOURCES.md).
+DATA = Path(__file__).resolve().parent / "data"
 
-EW_GRDM = "stactools-sentinel1/grd/S1A_EW_GRDM_1SDH_20221130T014342_20221130T014446_046117_058549_BB15"
-IW_SARSEN = "sarsen/data/S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
+EW_GRDM = "sentinel1/S1A_EW_GRDM_1SDH_20221130T014342_20221130T014446_046117_058549_BB15"
+IW_SARSEN = "sentinel1/S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE"
 IW_OLD_NOISE = (
-    "pyroSAR/data/S1A_IW_GRDH_1SDV_20150203T043109_20150203T043134_004454_00574F_6D00.zip",
-    "pyroSAR/data/S1A_IW_GRDH_1SDV_20150222T170750_20150222T170815_004739_005DD8_3768.zip",
+    "sentinel1/S1A_IW_GRDH_1SDV_20150203T043109_20150203T043134_004454_00574F_6D00.zip",
+    "sentinel1/S1A_IW_GRDH_1SDV_20150222T170750_20150222T170815_004739_005DD8_3768.zip",
 )
-IW_NEW_NOISE_ZIP = "pyroSAR/data/S1A_IW_GRDH_1SDV_20210119T031653_20210119T031718_036201_043ED0_8255.zip"
-CIS_CHART = "icechart-cis/extdata/cis_SGRDREA_20201102T.gpkg"
-SIGRID3_PDF = "cis-weekly/JCOMM-TR-023-WMO1214-SIGRID3_2014_rev3.pdf"
-GSHHG_L1 = "gshhg-fbriol/GSHHS_shp/c/GSHHS_c_L1.shp"
-NE_LAND = "naturalearth-RSK600/data/ne_50m_land/ne_50m_land.shp"
+IW_NEW_NOISE_ZIP = "sentinel1/S1A_IW_GRDH_1SDV_20210119T031653_20210119T031718_036201_043ED0_8255.zip"
+#: Folder holding exactly the five real products above.
+SENTINEL1 = "sentinel1"
+CIS_CHART = "charts/cis_SGRDREA_20201102T.gpkg"
+GSHHG_L1 = "land/GSHHS_c_L1.shp"
+NE_LAND = "land/ne_50m_land.shp"
 
 
 @pytest.fixture(scope="session")
 def realdata():
-    """Return a function mapping a path below ``shared/realdata`` to a Path; skip when absent."""
+    """Return a function mapping a path below ``tests/data`` to a Path that exists.
+
+    The files are part of the repository, so a missing one is an error, never a skip."""
 
     def get(relative: str) -> Path:
-        path = REALDATA / relative
+        path = DATA / relative
         if not path.exists():
-            pytest.skip(f"real test data not available: {path}")
+            raise FileNotFoundError(f"test data missing from the repository: {path}")
         return path
 
     return get

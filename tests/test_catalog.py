@@ -4,11 +4,11 @@ from typer.testing import CliRunner
 
 from seaice_dask.catalog import search_local
 from seaice_dask.cli import app
-from tests.conftest import EW_GRDM
+from tests.conftest import EW_GRDM, SENTINEL1
 
 
 def test_finds_every_real_product(realdata):
-    root = realdata("")
+    root = realdata(SENTINEL1)
     records = search_local([root])
     names = [r.name for r in records]
     assert len(records) == 5 and names == sorted(names, key=lambda n: n[17:32])
@@ -19,7 +19,7 @@ def test_finds_every_real_product(realdata):
 
 
 def test_filters(realdata):
-    root = realdata("")
+    root = realdata(SENTINEL1)
     assert len(search_local([root], start=dt.date(2021, 1, 1))) == 3
     assert len(search_local([root], end=dt.date(2015, 12, 31))) == 2
     assert len(search_local([root], relative_orbit=117)) == 1
@@ -29,7 +29,7 @@ def test_filters(realdata):
 
 
 def test_cli_search_prints_paths(realdata):
-    root = realdata("")
+    root = realdata(SENTINEL1)
     result = CliRunner().invoke(app, ["search", str(root), "--mode", "EW", "--paths"])
     assert result.exit_code == 0
     assert result.output.strip().endswith(EW_GRDM.split("/")[-1])

@@ -27,8 +27,12 @@ def test_the_notebooks_are_there_and_stored_without_outputs():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)  # the notebooks start their own cluster
+    monkeypatch.setenv("SEAICE_EXAMPLES_OUTPUT", str(tmp_path / "out"))  # their scratch folder
+    before = sorted(EXAMPLES.rglob("*"))
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # run from the examples folder, as Jupyter does: outputs must still land in the scratch folder
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}).execute()
     errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    assert list(tmp_path.rglob("index.html")), "the pipeline did not reach the report"
+    assert list((tmp_path / "out").rglob("index.html")), "the pipeline did not reach the report"
+    assert sorted(EXAMPLES.rglob("*")) == before, "the notebook wrote into the source tree"

@@ -1,6 +1,6 @@
 """Lazy calibration and denoising on a full-size EW GRDM product: the real annotation of the
-shared sample with a 10708 × 10487 uint16 strip TIFF written here (constant DN 300, a DN = 0
-no-data corner and a DN = 1 patch below the noise floor)."""
+EW sample in tests/data with a 10708 × 10487 uint16 strip TIFF written here (constant DN 300,
+a DN = 0 no-data corner and a DN = 1 patch below the noise floor)."""
 
 from __future__ import annotations
 

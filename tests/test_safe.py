@@ -177,7 +177,7 @@ def test_noise_equals_xml_at_tie_points(real):
 
 
 def test_ew_noise_vectors_have_unequal_lengths(realdata):
-    """The shared EW sample is the case xarray-sentinel cannot read; it must work here."""
+    """The real EW sample is the case xarray-sentinel cannot read; it must work here."""
     noise = open_safe(realdata(EW_GRDM)).noise("HV")
     assert len({p.size for p in noise.range_pixel}) > 1
     assert {b.swath for b in noise.azimuth} == {"EW1", "EW2", "EW3", "EW4", "EW5"}
@@ -199,7 +199,7 @@ def test_measurement_absent_is_clear(realdata):
 
 
 def test_empty_measurement_tiff_is_clear(realdata):
-    """The shared EW sample ships 0-byte measurement placeholders."""
+    """The real EW sample ships 0-byte measurement placeholders."""
     product = open_safe(realdata(EW_GRDM))
     with pytest.raises(ProductError, match="corrupt or unreadable measurement TIFF") as err:
         product.dn("HH")

@@ -295,7 +295,7 @@ def test_zip_product_opens_with_the_reader_and_is_written_atomically(tmp_path):
     assert write_scene(tmp_path, _spec(), grid=COARSE, fmt="zip") == path
 
 
-def test_scene_opens_with_xarray_sentinel(scene, realdata):
+def test_scene_opens_with_xarray_sentinel(scene):
     xarray_sentinel = pytest.importorskip("xarray_sentinel")
     _, path, _ = scene
     root = xarray_sentinel.open_sentinel1_dataset(path)

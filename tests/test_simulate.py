@@ -553,8 +553,6 @@ def _incidence_east_slope(product) -> float:
 
 
 def test_ascending_pass_heads_north_with_near_range_on_the_other_side():
-    from seaice_dask.safe import open_safe
-
     descending, ascending = retarget(_spec(centre_lonlat=(-27.0, 67.2))), retarget(_spec(centre_lonlat=(-27.0, 67.2), ascending=True))
     info = "generalAnnotation/productInformation/"
     assert ascending.xml[("annotation", "hv")].findtext(info + "pass") == "Ascending"
@@ -569,6 +567,15 @@ def test_ascending_pass_heads_north_with_near_range_on_the_other_side():
     geo = ascending.geolocation()
     assert abs(np.mean(geo["longitude"]) + 27.0) < 1.0 and abs(np.mean(geo["latitude"]) - 67.2) < 0.3
     assert ascending.manifest.findtext(".//{*}orbitProperties/{*}pass") == "ASCENDING"
+    # the pass reaches 67.2° N northbound ~12 min after the node, southbound ~30 min after it
+    after_node = []
+    for product in (descending, ascending):
+        info = product.xml[("annotation", "hh")].find("imageAnnotation/imageInformation")
+        seconds = (pd.Timestamp(info.findtext("productFirstLineUtcTime")) - pd.Timestamp(info.findtext("ascendingNodeTime"))).total_seconds()
+        assert abs(float(product.manifest.findtext(".//{*}startTimeANX")) / 1e3 - seconds) < 0.01
+        after_node.append(seconds)
+    arc = 180 - 2 * np.degrees(np.arcsin(np.sin(np.radians(67.2)) / np.sin(np.radians(98.18))))
+    assert abs(after_node[0] - after_node[1] - arc / 360 * 12 * 86400 / 175) < 1
 
 
 def test_ascending_scene_opens_with_the_reader(tmp_path):

@@ -6,10 +6,13 @@ scene its XML is re-targeted, not invented:
 * **time**: every ISO and compact timestamp moves by ``start − template start`` (orbit, attitude,
   tie points, LUT azimuth times, names), so durations and line timing stay real;
 * **place**: one rotation of the Earth, taking the template's scene centre to the target centre
-  and turning its local heading to that of a descending pass at the target latitude
-  (sun-synchronous ground track, inclination 98.18°), is applied to the tie points, the
-  footprint and the orbit state vectors — it preserves the real swath geometry;
-* **identity**: mission (S1A/S1B), absolute/relative orbit, cycle, datatake, product name;
+  and turning its local heading to that of a descending or ascending pass at the target latitude
+  (sun-synchronous ground track, inclination 98.18°), is applied to the tie points and the orbit
+  state vectors — it preserves the real swath geometry, right-looking radar included, so near
+  range lies east of the track's centre line on a descending pass and west on an ascending one;
+* **identity**: mission (S1A/S1B), absolute/relative orbit, cycle, datatake, pass direction;
+* **slices**: the pass is written as ``slices`` consecutive products
+  (:mod:`~seaice_dask.simulate.slices`: names, times, footprint, slice numbers per slice);
 * **size**: GRDH (25 m) or a shrunk test product (``size="small"``, pixel spacing × ``shrink``):
   every line/sample index is mapped consistently — tie points and LUT positions by pixel centre,
   ``floor((i + ½)·f)``; block bounds by pixel edges, ``first → round(first·f)``,
@@ -48,6 +51,8 @@ TEMPLATE_ABSOLUTE_ORBIT = 46117
 _POLS = ("hh", "hv")
 _SWATHS = ("EW1", "EW2", "EW3", "EW4", "EW5")
 _INCLINATION_DEG = 98.18
+#: Orbit period (s): 175 orbits in the 12-day repeat cycle.
+ORBIT_PERIOD_S = 12 * 86400 / 175
 #: Pixel spacing (m) of EW products by resolution class.
 PIXEL_SPACING = {"GRDM": 40.0, "GRDH": 25.0}
 #: Relative-orbit numbering: relative = (absolute − offset) mod 175 + 1 (ESA).
@@ -246,6 +251,17 @@ def ascending_heading(lat: float) -> float:
     return math.degrees(math.asin(max(-1.0, min(1.0, s))))
 
 
+def argument_of_latitude(lat: float, ascending: bool) -> float:
+    """Angle (deg) from the ascending node along the orbit where the nadir reaches ``lat``."""
+    u = math.degrees(math.asin(math.sin(math.radians(lat)) / math.sin(math.radians(_INCLINATION_DEG))))
+    return u if ascending else 180.0 - u
+
+
+def ascending_lead_s(lat: float) -> float:
+    """Seconds by which an orbit crosses ``lat`` northbound before it crosses it southbound."""
+    return (argument_of_latitude(lat, False) - argument_of_latitude(lat, True)) / 360 * ORBIT_PERIOD_S
+
+
 def _rotation(src_lonlat, dst_lonlat, turn_deg: float) -> np.ndarray:
     """Earth rotation matrix taking the local frame at ``src`` to the (turned) frame at ``dst``."""
     return _enu(*dst_lonlat, turn_deg).T @ _enu(*src_lonlat)
@@ -416,6 +432,13 @@ def retarget(spec: SceneSpec) -> RetargetedProduct:
         _scale_noise(xml[("noise", pol)], f)
 
     _retarget_manifest(manifest, spec)
+    if spec.ascending:  # the first line comes earlier after the node than on the descending pass
+        lead = dt.timedelta(seconds=ascending_lead_s(spec.centre_lonlat[1]))
+        for pol in _POLS:
+            node = xml[("annotation", pol)].find("imageAnnotation/imageInformation/ascendingNodeTime")
+            node.text = f"{dt.datetime.fromisoformat(node.text) + lead:%Y-%m-%dT%H:%M:%S.%f}"
+        for el in (manifest.find(".//{*}startTimeANX"), manifest.find(".//{*}stopTimeANX")):
+            el.text = f"{float(el.text) - lead.total_seconds() * 1e3:.6e}"
     info = ann.find("imageAnnotation/imageInformation")
     shape = (int(info.findtext("numberOfLines")), int(info.findtext("numberOfSamples")))
     start, stop = spec.acquisition_start, spec.acquisition_stop
@@ -725,11 +748,14 @@ __all__ = [
     "ORBIT_OFFSET",
     "PIXEL_SPACING",
     "TEMPLATE_ABSOLUTE_ORBIT",
+    "ORBIT_PERIOD_S",
     "TEMPLATE_START",
     "TEMPLATE_STOP",
     "RetargetedProduct",
     "SceneSpec",
+    "argument_of_latitude",
     "ascending_heading",
+    "ascending_lead_s",
     "descending_heading",
     "product_files",
     "product_name",

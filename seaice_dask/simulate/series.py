@@ -34,16 +34,18 @@ from seaice_dask.grid import Grid, default_grid, write_crs
 from seaice_dask.simulate.safe_writer import (
     _INCLINATION_DEG,
     ORBIT_OFFSET,
+    ORBIT_PERIOD_S,
     TEMPLATE_ABSOLUTE_ORBIT,
     TEMPLATE_START,
     SceneSpec,
+    argument_of_latitude,
     ascending_heading,
+    ascending_lead_s,
     descending_heading,
     write_pass,
 )
 from seaice_dask.simulate.truth import truth_fields, weekly_truth
 
-ORBIT_PERIOD_S = 12 * 86400 / 175
 _S1B_REF = (30148, dt.datetime(2021, 12, 23, 5, 11, 22))
 _TEMPLATE_CENTRE_LAT = 79.5  # latitude of the template scene centre (descending pass)
 _NODE_LON_TEMPLATE = -109.37  # longitude (deg E) of the ascending node of template orbit 46117
@@ -72,12 +74,6 @@ def _with_relative(mission: str, estimate: int, relative: int) -> int:
     return estimate + ((relative - _relative(mission, estimate) + 87) % 175 - 87)
 
 
-def _argument_of_latitude(lat: float, ascending: bool) -> float:
-    """Angle (deg) from the ascending node along the orbit where the nadir reaches ``lat``."""
-    u = math.degrees(math.asin(math.sin(math.radians(lat)) / math.sin(math.radians(_INCLINATION_DEG))))
-    return u if ascending else 180.0 - u
-
-
 def swath_offset_km(relative_orbit: int, ascending: bool, lonlat: tuple[float, float]) -> float:
     """Cross-track distance (km, positive right of the track) of ``lonlat`` from the centre line
     of the EW swath of ``relative_orbit``'s ascending or descending pass at that latitude."""
@@ -85,7 +81,7 @@ def swath_offset_km(relative_orbit: int, ascending: bool, lonlat: tuple[float, f
 
     absolute = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT, relative_orbit)
     node = _NODE_LON_TEMPLATE - (absolute - TEMPLATE_ABSOLUTE_ORBIT) * 360.0 * 12 / 175
-    u = math.radians(_argument_of_latitude(lonlat[1], ascending))
+    u = math.radians(argument_of_latitude(lonlat[1], ascending))
     inertial = math.degrees(math.atan2(math.cos(math.radians(_INCLINATION_DEG)) * math.sin(u), math.cos(u)))
     nadir_lon = node + inertial - 360.0 * (math.degrees(u) / 360 * ORBIT_PERIOD_S) / 86400
     heading = (ascending_heading if ascending else descending_heading)(lonlat[1])
@@ -134,10 +130,7 @@ def plan_acquisitions(
     if t1 <= t0:
         raise ConfigError(f"end {end} is before start {start}")
     along_s = (_TEMPLATE_CENTRE_LAT - centre_lat) / 360 * ORBIT_PERIOD_S
-    if ascending:
-        arc = _argument_of_latitude(centre_lat, False) - _argument_of_latitude(centre_lat, True)
-        along_s -= arc / 360 * ORBIT_PERIOD_S
-    along = dt.timedelta(seconds=along_s)
+    along = dt.timedelta(seconds=along_s - (ascending_lead_s(centre_lat) if ascending else 0.0))
     first = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT + math.floor((t0 - TEMPLATE_START).total_seconds() / ORBIT_PERIOD_S), relative_orbit)
     candidates = []
     for k in range(first - 2 * 175, first + 175 * (int((t1 - t0).days / 12) + 3), 175):

@@ -567,7 +567,7 @@ def test_ascending_pass_heads_north_with_near_range_on_the_other_side():
     geo = ascending.geolocation()
     assert abs(np.mean(geo["longitude"]) + 27.0) < 1.0 and abs(np.mean(geo["latitude"]) - 67.2) < 0.3
     assert ascending.manifest.findtext(".//{*}orbitProperties/{*}pass") == "ASCENDING"
-    # the pass reaches 67.2° N northbound ~12 min after the node, southbound ~30 min after it
+    # the first line comes ~15 min after the node northbound, ~27 min after it southbound
     after_node = []
     for product in (descending, ascending):
         info = product.xml[("annotation", "hh")].find("imageAnnotation/imageInformation")

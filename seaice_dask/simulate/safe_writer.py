@@ -50,7 +50,7 @@ TEMPLATE_STOP = dt.datetime(2022, 11, 30, 1, 44, 46, 839082)
 TEMPLATE_ABSOLUTE_ORBIT = 46117
 _POLS = ("hh", "hv")
 _SWATHS = ("EW1", "EW2", "EW3", "EW4", "EW5")
-_INCLINATION_DEG = 98.18
+INCLINATION_DEG = 98.18
 #: Orbit period (s): 175 orbits in the 12-day repeat cycle.
 ORBIT_PERIOD_S = 12 * 86400 / 175
 #: Pixel spacing (m) of EW products by resolution class.
@@ -240,20 +240,20 @@ def _enu(lon: float, lat: float, heading_turn_deg: float = 0.0) -> np.ndarray:
 
 def descending_heading(lat: float) -> float:
     """Ground-track heading (deg from north) of a descending sun-synchronous pass at ``lat``."""
-    s = math.cos(math.radians(_INCLINATION_DEG)) / math.cos(math.radians(lat))
+    s = math.cos(math.radians(INCLINATION_DEG)) / math.cos(math.radians(lat))
     return (180.0 - math.degrees(math.asin(max(-1.0, min(1.0, s)))) + 180.0) % 360.0 - 180.0
 
 
 def ascending_heading(lat: float) -> float:
     """Ground-track heading (deg from north) of an ascending sun-synchronous pass at ``lat``: the
     descending heading mirrored about east–west (−21.5° at 67.2° N against −158.5°)."""
-    s = math.cos(math.radians(_INCLINATION_DEG)) / math.cos(math.radians(lat))
+    s = math.cos(math.radians(INCLINATION_DEG)) / math.cos(math.radians(lat))
     return math.degrees(math.asin(max(-1.0, min(1.0, s))))
 
 
 def argument_of_latitude(lat: float, ascending: bool) -> float:
     """Angle (deg) from the ascending node along the orbit where the nadir reaches ``lat``."""
-    u = math.degrees(math.asin(math.sin(math.radians(lat)) / math.sin(math.radians(_INCLINATION_DEG))))
+    u = math.degrees(math.asin(math.sin(math.radians(lat)) / math.sin(math.radians(INCLINATION_DEG))))
     return u if ascending else 180.0 - u
 
 
@@ -748,6 +748,7 @@ __all__ = [
     "ORBIT_OFFSET",
     "PIXEL_SPACING",
     "TEMPLATE_ABSOLUTE_ORBIT",
+    "INCLINATION_DEG",
     "ORBIT_PERIOD_S",
     "TEMPLATE_START",
     "TEMPLATE_STOP",

@@ -32,7 +32,7 @@ import xarray as xr
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid, write_crs
 from seaice_dask.simulate.safe_writer import (
-    _INCLINATION_DEG,
+    INCLINATION_DEG,
     ORBIT_OFFSET,
     ORBIT_PERIOD_S,
     TEMPLATE_ABSOLUTE_ORBIT,
@@ -82,7 +82,7 @@ def swath_offset_km(relative_orbit: int, ascending: bool, lonlat: tuple[float, f
     absolute = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT, relative_orbit)
     node = _NODE_LON_TEMPLATE - (absolute - TEMPLATE_ABSOLUTE_ORBIT) * 360.0 * 12 / 175
     u = math.radians(argument_of_latitude(lonlat[1], ascending))
-    inertial = math.degrees(math.atan2(math.cos(math.radians(_INCLINATION_DEG)) * math.sin(u), math.cos(u)))
+    inertial = math.degrees(math.atan2(math.cos(math.radians(INCLINATION_DEG)) * math.sin(u), math.cos(u)))
     nadir_lon = node + inertial - 360.0 * (math.degrees(u) / 360 * ORBIT_PERIOD_S) / 86400
     heading = (ascending_heading if ascending else descending_heading)(lonlat[1])
     geod = Geod(ellps="WGS84")

@@ -113,24 +113,34 @@ def info(scheduler: SchedulerOpt = None) -> None:
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("simulated"),
-    scenes: Annotated[int, typer.Option("--scenes", min=1, help="Number of scenes.")] = 29,
+    scenes: Annotated[int, typer.Option("--scenes", min=1, help="Number of passes (over all orbits).")] = 29,
     size: Annotated[str, typer.Option("--size", help="full | small")] = "small",
     product: Annotated[str, typer.Option("--product", help="GRDM | GRDH")] = "GRDM",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     start: Annotated[str, typer.Option(help="First acquisition day.")] = "2020-10-05",
     end: Annotated[str, typer.Option(help="Last acquisition day.")] = "2021-03-22",
     fmt: Annotated[str, typer.Option("--format", help="zip | safe")] = "zip",
+    slices_per_pass: Annotated[
+        int, typer.Option("--slices-per-pass", min=1, help="Products (consecutive slices) each pass is cut into.")
+    ] = 1,
+    orbits: Annotated[
+        str, typer.Option("--orbits", help="Relative orbits, comma-separated (24 descending, 89 ascending).")
+    ] = "24",
 ) -> None:
     """Render simulated Sentinel-1 EW GRD products, SIGRID-3 charts and the truth."""
     from seaice_dask.simulate import simulate_series
 
-    if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe"):
-        console.print("[red]error:[/red] --size is full|small, --product GRDM|GRDH, --format zip|safe")
+    relative = [r.strip() for r in orbits.split(",")]
+    if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe") or not all(
+        r.isdigit() for r in relative
+    ):
+        console.print("[red]error:[/red] --size is full|small, --product GRDM|GRDH, --format zip|safe, "
+                      "--orbits numbers separated by commas")
         raise typer.Exit(2)
-    series = simulate_series(out, n_scenes=scenes, start=start, end=end, size=size, product=product,
-                             seed=seed, fmt=fmt)
-    typer.echo(f"{len(series.scenes)} scenes in {out / 'scenes'}, {len(series.charts)} charts in "
-               f"{out / 'charts'}, truth in {series.truth}")
+    series = simulate_series(out, n_scenes=scenes, start=start, end=end, size=size, product=product, seed=seed,
+                             fmt=fmt, slices_per_pass=slices_per_pass, orbits=[int(r) for r in relative])
+    typer.echo(f"{len(series.passes)} passes as {len(series.scenes)} products in {out / 'scenes'}, "
+               f"{len(series.charts)} charts in {out / 'charts'}, truth in {series.truth}")
 
 
 def _stage(config: Path, scheduler: str | None, stage: str, force_unlock: bool) -> object:

@@ -3,6 +3,7 @@ xarray-sentinel, the real product's XSD schemas and the simulator's own truth.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -15,8 +16,15 @@ import xarray as xr
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid
 from seaice_dask.simulate import backscatter as bs
-from seaice_dask.simulate.safe_writer import SceneSpec, descending_heading, render_measurements, retarget, write_scene
-from seaice_dask.simulate.series import noise_errors, plan_acquisitions, simulate_series
+from seaice_dask.simulate.safe_writer import (
+    SceneSpec,
+    descending_heading,
+    render_measurements,
+    retarget,
+    write_pass,
+    write_scene,
+)
+from seaice_dask.simulate.series import noise_errors, pass_direction, plan_acquisitions, simulate_series
 from seaice_dask.simulate.truth import SOD4_NAMES, SURFACE_TO_SOD4, Surface, class_fractions, truth_fields, truth_map, weekly_truth
 from tests.conftest import EW_GRDM
 
@@ -38,6 +46,13 @@ def scene(tmp_path_factory):
     path = write_scene(out, spec, grid=default_grid(), fmt="safe")
     truth = render_measurements(retarget(spec), default_grid(), keep_truth=True)
     return spec, path, truth
+
+
+@pytest.fixture(scope="session")
+def sliced(scene, tmp_path_factory):
+    """The pass of ``scene`` (same spec and seed) written as two slice products (SAFE folders)."""
+    spec, _, _ = scene
+    return write_pass(tmp_path_factory.mktemp("slices"), dataclasses.replace(spec, slices=2), grid=default_grid(), fmt="safe")
 
 
 # --------------------------------------------------------------------------- truth
@@ -250,13 +265,13 @@ def test_small_and_grdh_annotations_are_consistently_scaled():
         assert cover.max() == 1 and cover.mean() > 0.97
 
 
-def test_written_xml_validates_against_the_real_product_schemas(scene, realdata):
+def test_written_xml_validates_against_the_real_product_schemas(scene, sliced, realdata):
     from lxml import etree
 
     support = realdata(EW_GRDM) / "support"
     _, path, _ = scene
-    files = sorted((path / "annotation").rglob("*.xml"))
-    assert len(files) == 8
+    files = [xml for product in (path, *sliced) for xml in sorted((product / "annotation").rglob("*.xml"))]
+    assert len(files) == 24
     for xml in files:
         kind = xml.name.split("-")[0]
         schema_name = {"calibration": "calibration", "noise": "noise", "rfi": "rfi"}.get(kind, "product")
@@ -397,3 +412,206 @@ def test_simulate_series_small(tmp_path):
     assert meta["grid"] == grid.to_attrs() and meta["seed"] == 0
     again = simulate_series(tmp_path, n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid, charts=False, progress=False)
     assert again.scenes == series.scenes
+
+
+# --------------------------------------------------------------------------- slices of a pass
+
+
+def _manifest(path: Path, tag: str) -> str:
+    from lxml import etree
+
+    return etree.parse(str(path / "manifest.safe")).getroot().findtext(f".//{{*}}{tag}")
+
+
+def _annotation(path: Path, pol: str = "hh"):
+    from lxml import etree
+
+    (xml,) = (path / "annotation").glob(f"*-{pol}-*.xml")
+    return etree.parse(str(xml)).getroot()
+
+
+def test_slices_are_consecutive_products_of_one_pass(scene, sliced):
+    from seaice_dask.safe import open_safe
+
+    spec, path, _ = scene
+    whole, parts = open_safe(path), [open_safe(p) for p in sliced]
+    assert [_manifest(p, "sliceNumber") for p in sliced] == ["1", "2"]
+    assert {_manifest(p, "totalSlices") for p in sliced} == {"2"} and _manifest(path, "totalSlices") == "1"
+    assert {_manifest(p, "segmentStartTime") for p in sliced} == {_manifest(path, "segmentStartTime")}
+    assert {_manifest(p, "missionDataTakeID") for p in sliced} == {str(spec.datatake)}
+    assert {(p.absolute_orbit, p.relative_orbit, p.mission) for p in parts} == {(spec.absolute_orbit, 24, "S1A")}
+    # names: mission, mode, type, start, stop, orbit and data take of each slice, unique ids differ
+    fields = [p.name.split("_") for p in parts]
+    assert [f[:4] for f in fields] == [whole.name.split("_")[:4]] * 2 and {tuple(f[6:8]) for f in fields} == {(f"{spec.absolute_orbit:06d}", f"{spec.datatake:06X}")}
+    assert len({p.name for p in parts} | {whole.name}) == 3
+    # times: the pass's span, cut without a gap; each slice's annotation agrees with its manifest
+    assert parts[0].start_time == whole.start_time and parts[1].stop_time == whole.stop_time
+    line_interval = (whole.stop_time - whole.start_time) / (whole.shape[0] - 1)
+    assert abs(parts[1].start_time - parts[0].stop_time) <= line_interval
+    for p, product in zip(sliced, parts):
+        info = _annotation(p).find("imageAnnotation/imageInformation")
+        assert np.datetime64(info.findtext("productFirstLineUtcTime")) == product.start_time
+        assert np.datetime64(info.findtext("productLastLineUtcTime")) == product.stop_time
+        assert int(info.findtext("numberOfLines")) == product.shape[0]
+        duration = (product.stop_time - product.start_time) / (product.shape[0] - 1)
+        assert abs(duration / line_interval - 1) < 1e-6
+    assert parts[0].shape[0] + parts[1].shape[0] - 1 == whole.shape[0]  # one shared line
+    assert parts[0].shape[1] == parts[1].shape[1] == whole.shape[1]
+
+
+def test_slice_pixels_and_luts_are_those_of_the_pass(scene, sliced):
+    from seaice_dask.preprocess import sigma0
+    from seaice_dask.safe import open_safe
+
+    _, path, _ = scene
+    whole, parts = open_safe(path), [open_safe(p) for p in sliced]
+    first = [0, parts[0].shape[0] - 1]
+    for pol in ("HH", "HV"):
+        dn = whole.dn(pol).values
+        for start, part in zip(first, parts):
+            np.testing.assert_array_equal(part.dn(pol).values, dn[start : start + part.shape[0]])
+        # calibration and noise of each slice evaluate as the pass's on the same lines
+        reference = sigma0(whole, pol, denoise="esa").values
+        for start, part in zip(first, parts):
+            np.testing.assert_allclose(sigma0(part, pol, denoise="esa").values, reference[start : start + part.shape[0]],
+                                       rtol=1e-6, equal_nan=True)
+
+
+def test_slice_geolocation_grids_are_subsets_of_the_pass_grid(scene, sliced):
+    from seaice_dask.safe import open_safe
+
+    _, path, _ = scene
+    whole = open_safe(path).geolocation_grid("HH")
+    start = 0
+    for p in sliced:
+        product = open_safe(p)
+        grid = product.geolocation_grid("HH")
+        assert grid.line.values[0] == 0 and grid.line.values[-1] == product.shape[0] - 1
+        expected = whole.sel(line=grid.line.values + start)
+        for name in ("latitude", "longitude", "incidence_angle", "azimuth_time"):
+            np.testing.assert_array_equal(grid[name].values, expected[name].values)
+        gcps = product.measurement_gcps("HH")
+        assert len(gcps) == grid.sizes["line"] * grid.sizes["pixel"] and max(g.row for g in gcps) == product.shape[0] - 1
+        start += product.shape[0] - 1
+
+
+def test_too_many_slices_for_the_geolocation_grid_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="geolocation"):
+        write_pass(tmp_path, _spec(slices=40), grid=COARSE)
+
+
+# --------------------------------------------------------------------------- orbits and directions
+
+
+def test_relative_orbit_directions_over_the_denmark_strait():
+    centre = (-27.0, 67.17)
+    assert pass_direction(24, centre) == "DESCENDING" and pass_direction(89, centre) == "ASCENDING"
+    with pytest.raises(ConfigError, match="does not see"):
+        pass_direction(50, centre)
+
+
+def test_node_longitude_agrees_with_the_template_state_vectors():
+    """The node longitude of the orbit model, recomputed from the template's 20 state vectors."""
+    import gzip
+    import math
+
+    from lxml import etree
+    from pyproj import Transformer
+
+    from seaice_dask.simulate import series
+    from seaice_dask.simulate.safe_writer import TEMPLATE_DIR
+
+    root = etree.fromstring(gzip.open(TEMPLATE_DIR / "annotation-hh.xml.gz").read())
+    node_time = pd.Timestamp(root.findtext(".//ascendingNodeTime"))
+    to_lonlat = Transformer.from_crs("EPSG:4978", "EPSG:4326", always_xy=True)
+    cos_i = math.cos(math.radians(98.18))
+    nodes = []
+    for orbit in root.iter("orbit"):
+        tau = (pd.Timestamp(orbit.findtext("time")) - node_time).total_seconds()
+        lon, _, _ = to_lonlat.transform(*(float(orbit.findtext(f"position/{a}")) for a in "xyz"))
+        u = 2 * math.pi * tau / series.ORBIT_PERIOD_S
+        node = lon - math.degrees(math.atan2(cos_i * math.sin(u), math.cos(u))) + 360 * tau / 86400
+        nodes.append((node - series._NODE_LON_TEMPLATE + 180) % 360 - 180)
+    assert abs(np.mean(nodes)) < 0.3 and np.std(nodes) < 0.3
+
+
+def test_plan_acquisitions_on_ascending_relative_orbit_89():
+    plan = plan_acquisitions(6, "2021-01-01", "2021-02-28", relative_orbit=89, ascending=True)
+    times = [t for t, _, _ in plan]
+    assert {t.strftime("%H:%M") for t in times} == {"19:08"}  # evening pass, the descending 24 at 08:22
+    assert all(SceneSpec(start=t, absolute_orbit=a, mission=m).relative_orbit == 89 for t, m, a in plan)
+    assert {(b - a).total_seconds() % (6 * 86400) for a, b in zip(times, times[1:])} == {0.0}
+
+
+def _incidence_east_slope(product) -> float:
+    """Fitted d(incidence)/d(east, km) over the geolocation grid at the grid centre."""
+    from pyproj import Transformer
+
+    geo = product.geolocation()
+    x, _ = Transformer.from_crs("EPSG:4326", "EPSG:32626", always_xy=True).transform(geo["longitude"], geo["latitude"])
+    return float(np.polyfit(x / 1e3, geo["incidence"], 1)[0])
+
+
+def test_ascending_pass_heads_north_with_near_range_on_the_other_side():
+    descending, ascending = retarget(_spec(centre_lonlat=(-27.0, 67.2))), retarget(_spec(centre_lonlat=(-27.0, 67.2), ascending=True))
+    info = "generalAnnotation/productInformation/"
+    assert ascending.xml[("annotation", "hv")].findtext(info + "pass") == "Ascending"
+    assert descending.xml[("annotation", "hv")].findtext(info + "pass") == "Descending"
+    assert -90 < float(ascending.xml[("annotation", "hh")].findtext(info + "platformHeading")) < 0
+    assert -180 < float(descending.xml[("annotation", "hh")].findtext(info + "platformHeading")) < -90
+    # state vectors: the platform moves north (ECEF z velocity > 0) on the ascending pass
+    vz = [float(o.findtext("velocity/z")) for o in ascending.xml[("annotation", "hh")].iter("orbit")]
+    assert min(vz) > 0 and max(float(o.findtext("velocity/z")) for o in descending.xml[("annotation", "hh")].iter("orbit")) < 0
+    # right-looking both ways: incidence grows westward on the descending pass, eastward on the ascending one
+    assert _incidence_east_slope(descending) < -0.03 and _incidence_east_slope(ascending) > 0.03
+    geo = ascending.geolocation()
+    assert abs(np.mean(geo["longitude"]) + 27.0) < 1.0 and abs(np.mean(geo["latitude"]) - 67.2) < 0.3
+    assert ascending.manifest.findtext(".//{*}orbitProperties/{*}pass") == "ASCENDING"
+    # the first line comes ~15 min after the node northbound, ~27 min after it southbound
+    after_node = []
+    for product in (descending, ascending):
+        info = product.xml[("annotation", "hh")].find("imageAnnotation/imageInformation")
+        seconds = (pd.Timestamp(info.findtext("productFirstLineUtcTime")) - pd.Timestamp(info.findtext("ascendingNodeTime"))).total_seconds()
+        assert abs(float(product.manifest.findtext(".//{*}startTimeANX")) / 1e3 - seconds) < 0.01
+        after_node.append(seconds)
+    arc = 180 - 2 * np.degrees(np.arcsin(np.sin(np.radians(67.2)) / np.sin(np.radians(98.18))))
+    assert abs(after_node[0] - after_node[1] - arc / 360 * 12 * 86400 / 175) < 1
+
+
+def test_ascending_scene_opens_with_the_reader(tmp_path):
+    from seaice_dask.safe import open_safe
+
+    spec = _spec(centre_lonlat=(-27.0, 67.2), ascending=True, absolute_orbit=36211)
+    product = open_safe(write_scene(tmp_path, spec, grid=COARSE, fmt="zip"))
+    assert product.pass_direction == "ASCENDING" and product.relative_orbit == spec.relative_orbit
+    grid = product.geolocation_grid("HH")
+    near, far = grid.longitude.isel(pixel=0).mean(), grid.longitude.isel(pixel=-1).mean()
+    assert near < far  # near range west
+
+
+def test_cli_simulate_refuses_bad_orbits(tmp_path):
+    from typer.testing import CliRunner
+
+    from seaice_dask.cli import app
+
+    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--orbits", "24,x"])
+    assert bad.exit_code == 2 and "--orbits" in bad.output
+    unseen = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--orbits", "24,50", "--scenes", "2"])
+    assert isinstance(unseen.exception, ConfigError) and "relative orbit 50" in str(unseen.exception)
+
+
+@pytest.mark.slow
+def test_simulate_series_of_sliced_passes_on_two_orbits(tmp_path):
+    grid = default_grid(2000.0)
+    series = simulate_series(tmp_path, n_scenes=4, start="2021-01-01", end="2021-01-28", grid=grid, charts=False,
+                             progress=False, slices_per_pass=2, orbits=(24, 89))
+    assert len(series.passes) == 4 and all(len(p) == 2 for p in series.passes) and len(series.scenes) == 8
+    meta = json.loads(series.metadata.read_text())
+    assert meta["relative_orbits"] == [24, 89] and meta["slices_per_pass"] == 2
+    directions = {p["relative_orbit"]: p["pass"] for p in meta["passes"]}
+    assert directions == {24: "DESCENDING", 89: "ASCENDING"}
+    assert [s["slice_number"] for s in meta["scenes"]] == [1, 2] * 4
+    for first, second in zip(meta["scenes"][::2], meta["scenes"][1::2]):
+        assert first["stop"] == second["start"] and first["absolute_orbit"] == second["absolute_orbit"]
+    truth = xr.open_zarr(series.truth)["truth_class"]
+    assert [pd.Timestamp(t).isoformat() for t in truth.time.values.astype("datetime64[us]")] == [p["start"] for p in meta["passes"]]

@@ -2,7 +2,8 @@
 
 ``truth`` draws the ice classes on the map grid, ``backscatter`` turns them into sigma0 with
 speckle and thermal noise, ``safe_writer`` writes SAFE products re-targeted from a real EW GRDM
-annotation, ``charts`` writes weekly SIGRID-3 charts, ``series`` ties them into a season.
+annotation, ``slices`` cuts a pass into consecutive slice products, ``charts`` writes weekly
+SIGRID-3 charts, ``series`` ties them into a season over one or more relative orbits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ _EXPORTS = {
     "simulate_series": "seaice_dask.simulate.series",
     "SimulatedSeries": "seaice_dask.simulate.series",
     "write_scene": "seaice_dask.simulate.safe_writer",
+    "write_pass": "seaice_dask.simulate.safe_writer",
 }
 
 

@@ -6,10 +6,13 @@ scene its XML is re-targeted, not invented:
 * **time**: every ISO and compact timestamp moves by ``start − template start`` (orbit, attitude,
   tie points, LUT azimuth times, names), so durations and line timing stay real;
 * **place**: one rotation of the Earth, taking the template's scene centre to the target centre
-  and turning its local heading to that of a descending pass at the target latitude
-  (sun-synchronous ground track, inclination 98.18°), is applied to the tie points, the
-  footprint and the orbit state vectors — it preserves the real swath geometry;
-* **identity**: mission (S1A/S1B), absolute/relative orbit, cycle, datatake, product name;
+  and turning its local heading to that of a descending or ascending pass at the target latitude
+  (sun-synchronous ground track, inclination 98.18°), is applied to the tie points and the orbit
+  state vectors — it preserves the real swath geometry, right-looking radar included, so near
+  range lies east of the track's centre line on a descending pass and west on an ascending one;
+* **identity**: mission (S1A/S1B), absolute/relative orbit, cycle, datatake, pass direction;
+* **slices**: the pass is written as ``slices`` consecutive products
+  (:mod:`~seaice_dask.simulate.slices`: names, times, footprint, slice numbers per slice);
 * **size**: GRDH (25 m) or a shrunk test product (``size="small"``, pixel spacing × ``shrink``):
   every line/sample index is mapped consistently — tie points and LUT positions by pixel centre,
   ``floor((i + ½)·f)``; block bounds by pixel edges, ``first → round(first·f)``,
@@ -43,11 +46,13 @@ from seaice_dask.grid import Grid, default_grid
 
 TEMPLATE_DIR = Path(__file__).with_name("template")
 TEMPLATE_START = dt.datetime(2022, 11, 30, 1, 43, 42, 546629)
-TEMPLATE_ABSOLUTE_ORBIT, _T_DATATAKE, _T_UID = 46117, 0x058549, "BB15"
-_T_STEM = "s1a-ew-grd-{pol}-20221130t014342-20221130t014446-046117-058549-{n:03d}"
+TEMPLATE_STOP = dt.datetime(2022, 11, 30, 1, 44, 46, 839082)
+TEMPLATE_ABSOLUTE_ORBIT = 46117
 _POLS = ("hh", "hv")
 _SWATHS = ("EW1", "EW2", "EW3", "EW4", "EW5")
-_INCLINATION_DEG = 98.18
+INCLINATION_DEG = 98.18
+#: Orbit period (s): 175 orbits in the 12-day repeat cycle.
+ORBIT_PERIOD_S = 12 * 86400 / 175
 #: Pixel spacing (m) of EW products by resolution class.
 PIXEL_SPACING = {"GRDM": 40.0, "GRDH": 25.0}
 #: Relative-orbit numbering: relative = (absolute − offset) mod 175 + 1 (ESA).
@@ -73,6 +78,8 @@ class SceneSpec:
     noise_scale: dict[str, tuple[float, ...]] = field(default_factory=lambda: {p: (1.0,) * 5 for p in _POLS})
     noise_offset: dict[str, tuple[float, ...]] = field(default_factory=lambda: {p: (0.0,) * 5 for p in _POLS})
     seed: int = 0
+    slices: int = 1
+    ascending: bool = False
 
     def __post_init__(self) -> None:
         if self.mission not in ORBIT_OFFSET:
@@ -81,6 +88,8 @@ class SceneSpec:
             raise ConfigError(f"product must be GRDM or GRDH, got {self.product!r}")
         if self.size not in ("full", "small") or self.shrink < 1:
             raise ConfigError(f"size must be 'full' or 'small' (shrink >= 1), got {self.size!r}/{self.shrink}")
+        if self.slices < 1:
+            raise ConfigError(f"a pass has at least one slice, got slices={self.slices}")
 
     @property
     def relative_orbit(self) -> int:
@@ -111,14 +120,36 @@ class SceneSpec:
         return f / self.shrink if self.size == "small" else f
 
     @property
+    def acquisition_stop(self) -> dt.datetime:
+        """Last-line time of the whole pass (the template's duration)."""
+        return TEMPLATE_STOP + self.delta
+
+    @property
+    def pass_direction(self) -> str:
+        return "ASCENDING" if self.ascending else "DESCENDING"
+
+    @property
     def name(self) -> str:
-        """Product name with the template's duration and a unique id derived from the name."""
-        start, stop = self.acquisition_start, TEMPLATE_START + dt.timedelta(seconds=64.292453) + self.delta
-        stem = (
-            f"{self.mission}_EW_{self.product}_1SDH_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
-            f"{self.absolute_orbit:06d}_{self.datatake:06X}"
-        )
-        return f"{stem}_{hashlib.md5(stem.encode()).hexdigest()[:4].upper()}"
+        """Name of the whole pass written as one product (``slices=1``)."""
+        return product_name(self, self.acquisition_start, self.acquisition_stop)
+
+
+def product_name(spec: SceneSpec, start: dt.datetime, stop: dt.datetime) -> str:
+    """ESA product name of ``spec`` acquired from ``start`` to ``stop``; the unique id is derived
+    from the rest of the name, so it is reproducible and differs between slices."""
+    stem = (
+        f"{spec.mission}_EW_{spec.product}_1SDH_{start:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_"
+        f"{spec.absolute_orbit:06d}_{spec.datatake:06X}"
+    )
+    return f"{stem}_{hashlib.md5(stem.encode()).hexdigest()[:4].upper()}"
+
+
+def _file_stem(spec: SceneSpec, pol: str, number: int, start: dt.datetime, stop: dt.datetime) -> str:
+    """Annotation/measurement file stem, as ESA names them inside the SAFE."""
+    return (
+        f"{spec.mission.lower()}-ew-grd-{pol}-{start:%Y%m%dt%H%M%S}-{stop:%Y%m%dt%H%M%S}-"
+        f"{spec.absolute_orbit:06d}-{spec.datatake:06x}-{number:03d}"
+    )
 
 
 # ------------------------------------------------------------------------------- template text
@@ -189,17 +220,6 @@ def _retarget_text(name: str, spec: SceneSpec) -> str:
     return "".join(out)
 
 
-def _retarget_name(template_name: str, spec: SceneSpec) -> str:
-    """Same replacements on a short string (file names)."""
-    out, pos = [], 0
-    for m in _TOKENS.finditer(template_name):
-        out.append(template_name[pos : m.start()])
-        upper = m.lastgroup == "datatake" and template_name[: m.start()].endswith("_")
-        out.append(f"{spec.datatake:06X}" if upper else _token(m.lastgroup, m.group(), spec))
-        pos = m.end()
-    return "".join(out) + template_name[pos:]
-
-
 # ------------------------------------------------------------------------------- geometry
 
 
@@ -220,8 +240,26 @@ def _enu(lon: float, lat: float, heading_turn_deg: float = 0.0) -> np.ndarray:
 
 def descending_heading(lat: float) -> float:
     """Ground-track heading (deg from north) of a descending sun-synchronous pass at ``lat``."""
-    s = math.cos(math.radians(_INCLINATION_DEG)) / math.cos(math.radians(lat))
+    s = math.cos(math.radians(INCLINATION_DEG)) / math.cos(math.radians(lat))
     return (180.0 - math.degrees(math.asin(max(-1.0, min(1.0, s)))) + 180.0) % 360.0 - 180.0
+
+
+def ascending_heading(lat: float) -> float:
+    """Ground-track heading (deg from north) of an ascending sun-synchronous pass at ``lat``: the
+    descending heading mirrored about east–west (−21.5° at 67.2° N against −158.5°)."""
+    s = math.cos(math.radians(INCLINATION_DEG)) / math.cos(math.radians(lat))
+    return math.degrees(math.asin(max(-1.0, min(1.0, s))))
+
+
+def argument_of_latitude(lat: float, ascending: bool) -> float:
+    """Angle (deg) from the ascending node along the orbit where the nadir reaches ``lat``."""
+    u = math.degrees(math.asin(math.sin(math.radians(lat)) / math.sin(math.radians(INCLINATION_DEG))))
+    return u if ascending else 180.0 - u
+
+
+def ascending_lead_s(lat: float) -> float:
+    """Seconds by which an orbit crosses ``lat`` northbound before it crosses it southbound."""
+    return (argument_of_latitude(lat, False) - argument_of_latitude(lat, True)) / 360 * ORBIT_PERIOD_S
 
 
 def _rotation(src_lonlat, dst_lonlat, turn_deg: float) -> np.ndarray:
@@ -328,6 +366,10 @@ class RetargetedProduct:
     xml: dict[tuple[str, str], etree._Element]
     manifest: etree._Element
     shape: tuple[int, int]
+    start: dt.datetime  # first-line time
+    stop: dt.datetime  # last-line time
+    first_line: int = 0  # of this slice in its pass image
+    slice_number: int = 1
     _geolocation: dict = field(default_factory=dict, repr=False)
 
     def geolocation(self, pol: str = "hh") -> dict[str, np.ndarray]:
@@ -362,12 +404,19 @@ def retarget(spec: SceneSpec) -> RetargetedProduct:
     lon = np.array([float(p.findtext("longitude")) for p in ann.iter("geolocationGridPoint")])
     c = _unit(lon, lat).mean(axis=0)
     src = (math.degrees(math.atan2(c[1], c[0])), math.degrees(math.atan2(c[2], math.hypot(c[0], c[1]))))
+    # An ascending pass is the template turned on the sphere until its track heads north-west:
+    # a rotation, not a mirror, so the radar still looks right of the track and near range moves
+    # to the other (west) side of the box. No real EW GRD of an ascending pass is at hand; a real
+    # S1A IW GRDH ascending product (2015-02-22, orbit 4739) shows the same: heading −15.2°,
+    # near range west.
     heading0 = float(ann.findtext("generalAnnotation/productInformation/platformHeading"))
-    turn = descending_heading(spec.centre_lonlat[1]) - descending_heading(src[1])
+    target = (ascending_heading if spec.ascending else descending_heading)(spec.centre_lonlat[1])
+    turn = target - descending_heading(src[1])
     rot = _rotation(src, spec.centre_lonlat, turn)
     heading = (heading0 + turn + 180.0) % 360.0 - 180.0
     for pol in _POLS:
         root = xml[("annotation", pol)]
+        _set(root, "generalAnnotation/productInformation/pass", spec.pass_direction.capitalize())
         _set(root, "generalAnnotation/productInformation/platformHeading", f"{heading:.15e}")
         for p in root.iter("geolocationGridPoint"):
             new_lon, new_lat = _rotate_lonlat(rot, float(p.findtext("longitude")), float(p.findtext("latitude")))
@@ -382,18 +431,34 @@ def retarget(spec: SceneSpec) -> RetargetedProduct:
         _scale_calibration(xml[("calibration", pol)], f)
         _scale_noise(xml[("noise", pol)], f)
 
-    _retarget_manifest(manifest, spec, rot)
+    _retarget_manifest(manifest, spec)
+    if spec.ascending:  # the first line comes earlier after the node than on the descending pass
+        lead = dt.timedelta(seconds=ascending_lead_s(spec.centre_lonlat[1]))
+        for pol in _POLS:
+            node = xml[("annotation", pol)].find("imageAnnotation/imageInformation/ascendingNodeTime")
+            node.text = f"{dt.datetime.fromisoformat(node.text) + lead:%Y-%m-%dT%H:%M:%S.%f}"
+        for el in (manifest.find(".//{*}startTimeANX"), manifest.find(".//{*}stopTimeANX")):
+            el.text = f"{float(el.text) - lead.total_seconds() * 1e3:.6e}"
     info = ann.find("imageAnnotation/imageInformation")
     shape = (int(info.findtext("numberOfLines")), int(info.findtext("numberOfSamples")))
+    start, stop = spec.acquisition_start, spec.acquisition_stop
+    return RetargetedProduct(
+        spec=spec, name=spec.name, files=product_files(spec, start, stop), xml=xml, manifest=manifest, shape=shape,
+        start=start, stop=stop,
+    )
+
+
+def product_files(spec: SceneSpec, start: dt.datetime, stop: dt.datetime) -> dict[tuple[str, str], str]:
+    """(kind, pol) → path inside the SAFE of a product of ``spec`` from ``start`` to ``stop``."""
     files = {}
     for n, pol in enumerate(_POLS, start=1):
-        stem = _retarget_name(_T_STEM.format(pol=pol, n=n), spec)
+        stem = _file_stem(spec, pol, n, start, stop)
         files[("annotation", pol)] = f"annotation/{stem}.xml"
         files[("calibration", pol)] = f"annotation/calibration/calibration-{stem}.xml"
         files[("noise", pol)] = f"annotation/calibration/noise-{stem}.xml"
         files[("rfi", pol)] = f"annotation/rfi/rfi-{stem}.xml"
         files[("measurement", pol)] = f"measurement/{stem}.tiff"
-    return RetargetedProduct(spec=spec, name=spec.name, files=files, xml=xml, manifest=manifest, shape=shape)
+    return files
 
 
 _NS = {
@@ -403,16 +468,14 @@ _NS = {
 }
 
 
-def _retarget_manifest(manifest: etree._Element, spec: SceneSpec, rot: np.ndarray) -> None:
-    """Orbit numbers, footprint; drop the preview/quick-look objects the simulator does not write."""
+def _retarget_manifest(manifest: etree._Element, spec: SceneSpec) -> None:
+    """Orbit numbers, pass direction; drop the preview/quick-look objects the simulator does not
+    write. Footprint, times and slice numbers are set per slice (:mod:`~seaice_dask.simulate.slices`)."""
     for el in manifest.iterfind(".//safe:relativeOrbitNumber", _NS):
         el.text = str(spec.relative_orbit)
     for el in manifest.iterfind(".//safe:cycleNumber", _NS):
         el.text = str(spec.cycle)
-    coords = manifest.find(".//safe:footPrint/gml:coordinates", _NS)
-    pairs = np.array([[float(v) for v in p.split(",")] for p in coords.text.split()])
-    lon, lat = _rotate_lonlat(rot, pairs[:, 1], pairs[:, 0])
-    coords.text = " ".join(f"{a:.6f},{o:.6f}" for a, o in zip(lat, lon))
+    manifest.find(".//{*}orbitProperties/{*}pass").text = spec.pass_direction
     dropped = {"mapoverlay", "productpreview", "quicklook"}
     for ptr in list(manifest.iterfind(".//dataObjectPointer")):
         if ptr.get("dataObjectID") in dropped:
@@ -569,6 +632,104 @@ def _tiff_profile(product: RetargetedProduct, pol: str) -> dict:
     }
 
 
+def _write_xml(safe: Path, product: RetargetedProduct) -> None:
+    for (kind, pol), rel in product.files.items():
+        (safe / rel).parent.mkdir(parents=True, exist_ok=True)
+        if kind != "measurement":
+            (safe / rel).write_bytes(
+                etree.tostring(product.xml[(kind, pol)], xml_declaration=True, encoding="UTF-8", standalone=True)
+            )
+    (safe / "support").mkdir()
+    for xsd in sorted(TEMPLATE_DIR.glob("*.xsd.gz")):
+        (safe / "support" / xsd.name.removesuffix(".gz")).write_bytes(gzip.decompress(xsd.read_bytes()))
+
+
+def _pack(safe: Path, final: Path, fmt: str) -> None:
+    """Zip (or keep) a finished SAFE folder and move it to ``final``."""
+    built = safe
+    if fmt == "zip":
+        built = safe.with_name(final.name)
+        with zipfile.ZipFile(built, "w", compresslevel=1) as zf:
+            for path in sorted(safe.rglob("*")):
+                if path.is_file():
+                    method = zipfile.ZIP_STORED if path.suffix == ".tiff" else zipfile.ZIP_DEFLATED
+                    zf.write(path, path.relative_to(safe.parent).as_posix(), compress_type=method)
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    built.rename(final)
+
+
+def write_pass(
+    out_dir: str | Path,
+    spec: SceneSpec,
+    *,
+    grid: Grid | None = None,
+    fmt: str = "zip",
+    overwrite: bool = False,
+) -> list[Path]:
+    """Render one pass once and write it as ``spec.slices`` consecutive slice products
+    (:mod:`~seaice_dask.simulate.slices`); returns their paths (``<name>.zip`` or ``<name>.SAFE``)
+    in slice order.
+
+    Everything is written under temporary names in ``out_dir`` and renamed at the end, so an
+    interrupted run never leaves a half-written product under a final name; a pass whose products
+    all exist is not rendered again.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    from seaice_dask.simulate.slices import cut_pass
+
+    if fmt not in ("zip", "safe"):
+        raise ConfigError(f"fmt must be 'zip' or 'safe', got {fmt!r}")
+    grid = grid or default_grid()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    product = retarget(spec)
+    pieces = cut_pass(product)
+    finals = [out_dir / (f"{p.name}.zip" if fmt == "zip" else f"{p.name}.SAFE") for p in pieces]
+    if all(f.exists() for f in finals) and not overwrite:
+        return finals
+    work = Path(tempfile.mkdtemp(prefix=f".{product.name}.", dir=out_dir))
+    try:
+        safes = [work / f"{p.name}.SAFE" for p in pieces]
+        datasets = {}
+        try:
+            for k, (piece, safe) in enumerate(zip(pieces, safes)):
+                _write_xml(safe, piece)
+                for pol in _POLS:
+                    ds = datasets[(k, pol)] = rasterio.open(
+                        safe / piece.files[("measurement", pol)], "w", **_tiff_profile(piece, pol)
+                    )
+                    ds.update_tags(
+                        TIFFTAG_IMAGEDESCRIPTION=f"Sentinel-1{spec.mission[-1]} EW GRD {pol.upper()} (simulated)",
+                        TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.52 template, seaice-dask simulator",
+                        TIFFTAG_DATETIME=f"{piece.start:%Y:%m:%d %H:%M:%S}",
+                    )
+
+            def write(pol: str, row0: int, dn: np.ndarray) -> None:
+                """Each strip of the pass goes to every slice holding some of its lines."""
+                for k, piece in enumerate(pieces):
+                    a = max(row0, piece.first_line)
+                    b = min(row0 + dn.shape[0], piece.first_line + piece.shape[0])
+                    if a < b:
+                        window = Window(0, a - piece.first_line, dn.shape[1], b - a)
+                        datasets[(k, pol)].write(dn[a - row0 : b - row0], 1, window=window)
+
+            render_measurements(product, grid, write=write)
+        finally:
+            for ds in datasets.values():
+                ds.close()
+        for piece, safe, final in zip(pieces, safes, finals):
+            (safe / "manifest.safe").write_bytes(_finish_manifest(piece.manifest, safe))
+            _pack(safe, final, fmt)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return finals
+
+
 def write_scene(
     out_dir: str | Path,
     spec: SceneSpec,
@@ -577,83 +738,30 @@ def write_scene(
     fmt: str = "zip",
     overwrite: bool = False,
 ) -> Path:
-    """Render and write one simulated product; returns ``out_dir/<name>.zip`` or ``<name>.SAFE``.
-
-    Everything is written under a temporary name in ``out_dir`` and renamed at the end, so an
-    interrupted run never leaves a half-written product under the final name.
-    """
-    import rasterio
-
-    if fmt not in ("zip", "safe"):
-        raise ConfigError(f"fmt must be 'zip' or 'safe', got {fmt!r}")
-    grid = grid or default_grid()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    product = retarget(spec)
-    final = out_dir / (f"{product.name}.zip" if fmt == "zip" else f"{product.name}.SAFE")
-    if final.exists() and not overwrite:
-        return final
-    work = Path(tempfile.mkdtemp(prefix=f".{product.name}.", dir=out_dir))
-    try:
-        safe = work / f"{product.name}.SAFE"
-        for (kind, pol), rel in product.files.items():
-            (safe / rel).parent.mkdir(parents=True, exist_ok=True)
-            if kind != "measurement":
-                (safe / rel).write_bytes(
-                    etree.tostring(product.xml[(kind, pol)], xml_declaration=True, encoding="UTF-8", standalone=True)
-                )
-        (safe / "support").mkdir()
-        for xsd in sorted(TEMPLATE_DIR.glob("*.xsd.gz")):
-            (safe / "support" / xsd.name.removesuffix(".gz")).write_bytes(gzip.decompress(xsd.read_bytes()))
-        datasets = {}
-        try:
-            for pol in _POLS:
-                datasets[pol] = rasterio.open(safe / product.files[("measurement", pol)], "w", **_tiff_profile(product, pol))
-                datasets[pol].update_tags(
-                    TIFFTAG_IMAGEDESCRIPTION=f"Sentinel-1{spec.mission[-1]} EW GRD {pol.upper()} (simulated)",
-                    TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.52 template, seaice-dask simulator",
-                    TIFFTAG_DATETIME=f"{spec.acquisition_start:%Y:%m:%d %H:%M:%S}",
-                )
-
-            def write(pol: str, row0: int, dn: np.ndarray) -> None:
-                from rasterio.windows import Window
-
-                datasets[pol].write(dn, 1, window=Window(0, row0, dn.shape[1], dn.shape[0]))
-
-            render_measurements(product, grid, write=write)
-        finally:
-            for ds in datasets.values():
-                ds.close()
-        (safe / "manifest.safe").write_bytes(_finish_manifest(product.manifest, safe))
-        if fmt == "zip":
-            tmp_zip = work / final.name
-            with zipfile.ZipFile(tmp_zip, "w", compresslevel=1) as zf:
-                for path in sorted(safe.rglob("*")):
-                    if path.is_file():
-                        method = zipfile.ZIP_STORED if path.suffix == ".tiff" else zipfile.ZIP_DEFLATED
-                        zf.write(path, path.relative_to(work).as_posix(), compress_type=method)
-            built = tmp_zip
-        else:
-            built = safe
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        built.rename(final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
-    return final
+    """Render and write one pass as one product (``spec.slices == 1``); returns its path."""
+    if spec.slices != 1:
+        raise ConfigError(f"write_scene writes one product; use write_pass for {spec.slices} slices")
+    return write_pass(out_dir, spec, grid=grid, fmt=fmt, overwrite=overwrite)[0]
 
 
 __all__ = [
     "ORBIT_OFFSET",
     "PIXEL_SPACING",
     "TEMPLATE_ABSOLUTE_ORBIT",
+    "INCLINATION_DEG",
+    "ORBIT_PERIOD_S",
     "TEMPLATE_START",
+    "TEMPLATE_STOP",
     "RetargetedProduct",
     "SceneSpec",
+    "argument_of_latitude",
+    "ascending_heading",
+    "ascending_lead_s",
     "descending_heading",
+    "product_files",
+    "product_name",
     "render_measurements",
     "retarget",
+    "write_pass",
     "write_scene",
 ]

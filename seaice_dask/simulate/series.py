@@ -1,10 +1,17 @@
-"""A simulated season: Sentinel-1 scenes on one relative orbit, weekly ice charts and the truth.
+"""A simulated season: Sentinel-1 passes on one or more relative orbits, weekly ice charts and the truth.
 
 Acquisition times follow the real orbit: Sentinel-1 repeats its ground track every 12 days
 (175 orbits), S1B flying six days behind S1A in the same plane, so a relative orbit is seen
 every 6 days by the pair. Relative orbit = (absolute − 73) mod 175 + 1 for S1A, (absolute − 27)
 mod 175 + 1 for S1B (ESA). S1A times are counted from the template product (absolute orbit 46117),
 S1B orbit numbers from a real S1B product (orbit 30148 on 2021-12-23 05:11:22 UTC).
+
+Which relative orbits see the box, and in which direction, follows from the ground tracks of a
+circular sun-synchronous orbit: each orbit's ascending node lies 360°·12/175 west of the previous
+one, the node of orbit 46117 at −109.37° E (the template's 20 state vectors, sd 0.18°; the same
+model puts the real S1A orbit 4739 of 2015-02-22 within 0.45° of its state vectors), and the EW
+swath centre lies 425.6 km right of the nadir track (the template). Over the Denmark Strait
+relative orbit 24 is descending (near range east of the box), 89 ascending (near range west).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import json
 import math
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,29 +32,37 @@ import xarray as xr
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import Grid, default_grid, write_crs
 from seaice_dask.simulate.safe_writer import (
+    INCLINATION_DEG,
     ORBIT_OFFSET,
+    ORBIT_PERIOD_S,
     TEMPLATE_ABSOLUTE_ORBIT,
     TEMPLATE_START,
     SceneSpec,
+    argument_of_latitude,
+    ascending_heading,
+    ascending_lead_s,
     descending_heading,
-    write_scene,
+    write_pass,
 )
 from seaice_dask.simulate.truth import truth_fields, weekly_truth
 
-ORBIT_PERIOD_S = 12 * 86400 / 175
 _S1B_REF = (30148, dt.datetime(2021, 12, 23, 5, 11, 22))
 _TEMPLATE_CENTRE_LAT = 79.5  # latitude of the template scene centre (descending pass)
+_NODE_LON_TEMPLATE = -109.37  # longitude (deg E) of the ascending node of template orbit 46117
+_SWATH_CENTRE_KM = 425.6  # EW swath centre, right of the nadir track (template)
+_HALF_SWATH_KM = 200.0  # an orbit "sees" a point within this distance of its swath centre line
 
 
 @dataclass
 class SimulatedSeries:
     """Paths written by :func:`simulate_series`."""
 
-    scenes: list[Path]
+    scenes: list[Path]  # every product (slice), by start time
     charts: list[Path]
     truth: Path
     metadata: Path | None = None
-    info: list[dict] = field(default_factory=list)
+    info: list[dict] = field(default_factory=list)  # one per product, as ``scenes``
+    passes: list[list[Path]] = field(default_factory=list)  # the products of each pass, slice order
 
 
 def _relative(mission: str, absolute: int) -> int:
@@ -58,6 +74,43 @@ def _with_relative(mission: str, estimate: int, relative: int) -> int:
     return estimate + ((relative - _relative(mission, estimate) + 87) % 175 - 87)
 
 
+def swath_offset_km(relative_orbit: int, ascending: bool, lonlat: tuple[float, float]) -> float:
+    """Cross-track distance (km, positive right of the track) of ``lonlat`` from the centre line
+    of the EW swath of ``relative_orbit``'s ascending or descending pass at that latitude."""
+    from pyproj import Geod
+
+    absolute = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT, relative_orbit)
+    node = _NODE_LON_TEMPLATE - (absolute - TEMPLATE_ABSOLUTE_ORBIT) * 360.0 * 12 / 175
+    u = math.radians(argument_of_latitude(lonlat[1], ascending))
+    inertial = math.degrees(math.atan2(math.cos(math.radians(INCLINATION_DEG)) * math.sin(u), math.cos(u)))
+    nadir_lon = node + inertial - 360.0 * (math.degrees(u) / 360 * ORBIT_PERIOD_S) / 86400
+    heading = (ascending_heading if ascending else descending_heading)(lonlat[1])
+    geod = Geod(ellps="WGS84")
+    lon, lat, _ = geod.fwd(nadir_lon, lonlat[1], heading + 90.0, _SWATH_CENTRE_KM * 1e3)
+    azimuth, _, distance = geod.inv(lon, lat, *lonlat)
+    return distance / 1e3 * math.sin(math.radians(azimuth - heading))
+
+
+def pass_direction(relative_orbit: int, lonlat: tuple[float, float]) -> str:
+    """'ASCENDING' or 'DESCENDING': the pass of ``relative_orbit`` whose EW swath covers ``lonlat``."""
+    if not 1 <= relative_orbit <= 175:
+        raise ConfigError(f"relative orbits are 1 … 175, got {relative_orbit}")
+    offsets = {d: abs(swath_offset_km(relative_orbit, d == "ASCENDING", lonlat)) for d in ("DESCENDING", "ASCENDING")}
+    direction = min(offsets, key=offsets.get)
+    if offsets[direction] > _HALF_SWATH_KM:
+        seen = [
+            f"{r} {d[:3].lower()}"
+            for r in range(1, 176)
+            for d in ("DESCENDING", "ASCENDING")
+            if abs(swath_offset_km(r, d == "ASCENDING", lonlat)) <= _HALF_SWATH_KM
+        ]
+        raise ConfigError(
+            f"relative orbit {relative_orbit} does not see ({lonlat[0]:.1f}° E, {lonlat[1]:.1f}° N): its EW swath "
+            f"passes {offsets[direction]:.0f} km away; orbits whose swath covers it: {', '.join(seen)}"
+        )
+    return direction
+
+
 def plan_acquisitions(
     n_scenes: int,
     start: str | dt.date,
@@ -65,15 +118,19 @@ def plan_acquisitions(
     *,
     relative_orbit: int = 24,
     centre_lat: float = 67.2,
+    ascending: bool = False,
 ) -> list[tuple[dt.datetime, str, int]]:
     """``n_scenes`` evenly spread S1A/S1B passes over ``relative_orbit`` in [start, end].
 
-    Returns (first-line time, mission, absolute orbit) per scene, sorted by time.
+    Returns (first-line time, mission, absolute orbit) per pass, sorted by time. An ascending pass
+    reaches ``centre_lat`` earlier in its orbit than a descending one, by the arc between the two
+    crossings of that latitude.
     """
     t0, t1 = pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime() + dt.timedelta(days=1)
     if t1 <= t0:
         raise ConfigError(f"end {end} is before start {start}")
-    along = dt.timedelta(seconds=(_TEMPLATE_CENTRE_LAT - centre_lat) / 360 * ORBIT_PERIOD_S)
+    along_s = (_TEMPLATE_CENTRE_LAT - centre_lat) / 360 * ORBIT_PERIOD_S
+    along = dt.timedelta(seconds=along_s - (ascending_lead_s(centre_lat) if ascending else 0.0))
     first = _with_relative("S1A", TEMPLATE_ABSOLUTE_ORBIT + math.floor((t0 - TEMPLATE_START).total_seconds() / ORBIT_PERIOD_S), relative_orbit)
     candidates = []
     for k in range(first - 2 * 175, first + 175 * (int((t1 - t0).days / 12) + 3), 175):
@@ -161,29 +218,45 @@ def simulate_series(
     fmt: str = "zip",
     charts: bool = True,
     progress: bool = True,
+    slices_per_pass: int = 1,
+    orbits: Sequence[int] = (24,),
 ) -> SimulatedSeries:
     """Simulate a season: ``out/scenes/*.zip|.SAFE``, ``out/charts/``, ``out/truth.zarr``, ``out/simulation.json``.
 
     ``truth.zarr`` holds ``truth_class`` (time, y, x) int8 (sod4 ids, −1 land) and ``surface``
-    (finer surface types of :class:`~seaice_dask.simulate.truth.Surface`) with the grid's CRS.
+    (finer surface types of :class:`~seaice_dask.simulate.truth.Surface`) with the grid's CRS,
+    one time step per pass at its first-line time.
 
-    Scenes lie on relative orbit 24 (S1A and S1B, ~6 days apart), evenly spread over
-    [start, end]; the truth is drawn on ``grid`` (default: the Denmark Strait grid) at each
-    acquisition time; weekly SIGRID-3 charts are derived from the truth every 7 days from ``start``.
-    Existing scene files are kept (re-running resumes an interrupted simulation).
+    ``n_scenes`` passes in all, shared out over the relative ``orbits`` (the first ones take the
+    remainder); each orbit's passes (S1A and S1B, ~6 days apart) are evenly spread over
+    [start, end], ascending or descending as the orbit crosses the grid (:func:`pass_direction`).
+    Each pass is rendered once and written as ``slices_per_pass`` consecutive slice products
+    (:mod:`~seaice_dask.simulate.slices`). The truth is drawn on ``grid`` (default: the Denmark
+    Strait grid) at each pass; weekly SIGRID-3 charts are derived from the truth every 7 days from
+    ``start``. Existing products are kept (re-running resumes an interrupted simulation).
     """
     out = Path(out)
     grid = grid or default_grid()
     track = _progress_factory(progress)
-    centre_lat = _scene_centre(grid, 0.0, 0.0)[1]
-    plan = plan_acquisitions(n_scenes, start, end, centre_lat=centre_lat)
+    orbits = tuple(int(r) for r in orbits)
+    if not orbits or len(set(orbits)) != len(orbits) or n_scenes < len(orbits):
+        raise ConfigError(f"orbits {list(orbits)}: give distinct relative orbits and at least one pass ({n_scenes}) per orbit")
+    centre = _scene_centre(grid, 0.0, 0.0)
+    ascending = {r: pass_direction(r, centre) == "ASCENDING" for r in orbits}
+    counts = [n_scenes // len(orbits) + (k < n_scenes % len(orbits)) for k in range(len(orbits))]
+    plan = sorted(
+        (t, mission, absolute, ascending[r])
+        for r, count in zip(orbits, counts)
+        for t, mission, absolute in plan_acquisitions(
+            count, start, end, relative_orbit=r, centre_lat=centre[1], ascending=ascending[r]
+        )
+    )
     rng = np.random.default_rng([seed, 5])
-    heading = descending_heading(centre_lat)
-    scenes, info = [], []
     (out / "scenes").mkdir(parents=True, exist_ok=True)
     specs = []
-    for t, mission, absolute in plan:
+    for t, mission, absolute, up in plan:
         scale, offset = noise_errors(rng)
+        heading = (ascending_heading if up else descending_heading)(centre[1])
         specs.append(
             SceneSpec(
                 start=t,
@@ -195,24 +268,17 @@ def simulate_series(
                 noise_scale=scale,
                 noise_offset=offset,
                 seed=seed,
+                slices=slices_per_pass,
+                ascending=up,
             )
         )
-    for spec in track(specs, f"simulating {len(specs)} {product} scenes"):
-        path = write_scene(out / "scenes", spec, grid=grid, fmt="zip" if fmt == "zip" else "safe")
-        scenes.append(path)
-        info.append(
-            {
-                "path": str(path.relative_to(out)),
-                "product": spec.name,
-                "mission": spec.mission,
-                "start": spec.acquisition_start.isoformat(),
-                "absolute_orbit": spec.absolute_orbit,
-                "relative_orbit": spec.relative_orbit,
-                "centre_lonlat": list(spec.centre_lonlat),
-                "noise_scale": {k: [float(x) for x in v] for k, v in spec.noise_scale.items()},
-                "noise_offset": {k: [float(x) for x in v] for k, v in spec.noise_offset.items()},
-            }
-        )
+    passes, info = [], []
+    label = f"simulating {len(specs)} {product} passes" + (f" × {slices_per_pass} slices" if slices_per_pass > 1 else "")
+    for spec in track(specs, label):
+        paths = write_pass(out / "scenes", spec, grid=grid, fmt="zip" if fmt == "zip" else "safe")
+        passes.append(paths)
+        info += [_product_info(out, path, spec, k) for k, path in enumerate(paths, start=1)]
+    scenes = [path for paths in passes for path in paths]
 
     truth_path = _write_truth(out / "truth.zarr", grid, [s.acquisition_start for s in specs], seed, track)
 
@@ -233,8 +299,20 @@ def simulate_series(
         "product": product,
         "size": size,
         "grid": grid.to_attrs(),
-        "relative_orbit": 24,
+        "relative_orbits": list(orbits),
+        "slices_per_pass": slices_per_pass,
         "scenes": info,
+        "passes": [
+            {
+                "start": spec.acquisition_start.isoformat(),
+                "mission": spec.mission,
+                "absolute_orbit": spec.absolute_orbit,
+                "relative_orbit": spec.relative_orbit,
+                "pass": spec.pass_direction,
+                "products": [p.name.removesuffix(".zip").removesuffix(".SAFE") for p in paths],
+            }
+            for spec, paths in zip(specs, passes)
+        ],
         "charts": [str(p.relative_to(out)) for p in chart_paths],
         "truth": str(truth_path.relative_to(out)),
     }
@@ -242,7 +320,33 @@ def simulate_series(
     tmp = meta_path.with_name(meta_path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(meta_path)
-    return SimulatedSeries(scenes=scenes, charts=chart_paths, truth=truth_path, metadata=meta_path, info=info)
+    return SimulatedSeries(
+        scenes=scenes, charts=chart_paths, truth=truth_path, metadata=meta_path, info=info, passes=passes
+    )
 
 
-__all__ = ["SimulatedSeries", "noise_errors", "plan_acquisitions", "simulate_series"]
+def _product_info(out: Path, path: Path, spec: SceneSpec, number: int) -> dict:
+    """simulation.json entry of one written product (slice ``number`` of ``spec``'s pass)."""
+    from seaice_dask.safe import open_safe
+
+    product = open_safe(path)
+    return {
+        "path": str(path.relative_to(out)),
+        "product": product.name,
+        "mission": spec.mission,
+        "start": pd.Timestamp(product.start_time).isoformat(),
+        "stop": pd.Timestamp(product.stop_time).isoformat(),
+        "absolute_orbit": spec.absolute_orbit,
+        "relative_orbit": spec.relative_orbit,
+        "pass": spec.pass_direction,
+        "datatake": spec.datatake,
+        "slice_number": number,
+        "total_slices": spec.slices,
+        "pass_start": spec.acquisition_start.isoformat(),
+        "centre_lonlat": list(spec.centre_lonlat),
+        "noise_scale": {k: [float(x) for x in v] for k, v in spec.noise_scale.items()},
+        "noise_offset": {k: [float(x) for x in v] for k, v in spec.noise_offset.items()},
+    }
+
+
+__all__ = ["SimulatedSeries", "noise_errors", "pass_direction", "plan_acquisitions", "simulate_series", "swath_offset_km"]

@@ -226,6 +226,29 @@ def run(
 
 
 @app.command()
+def classify(
+    model: Annotated[Path, typer.Argument(help="Model folder (train's paths.models) or a .skops model file.", show_default=False)],
+    scenes: Annotated[list[Path], typer.Argument(help="Sentinel-1 products (SAFE folders or zips).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: maps, STAC catalogue, cube.")] = Path("classified"),
+    grid: Annotated[Optional[Path], typer.Option("--grid", help="Pipeline config whose grid to use instead of the model's.")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write probability COGs.")] = False,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Apply a trained model to new scenes (no charts, no training): class COGs, QML, STAC Items."""
+    from seaice_dask.classify import classify as classify_scenes
+    from seaice_dask.cluster import open_client
+
+    with open_client(address=scheduler) as client:
+        report = classify_scenes(model, scenes, out, grid_config=grid, probabilities=probabilities,
+                                 client=client, progress=sys.stderr.isatty())
+    for scene, reason in report.refused.items():
+        typer.echo(f"refused {scene}: {reason}", err=True)  # one unwrapped line per scene
+    typer.echo(f"{len(report.class_maps)} class map(s) in {out / 'maps'} ({report.seconds:.1f} s)")
+    if report.refused:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
     scenes: Annotated[int, typer.Option("--scenes", min=4, help="Number of simulated scenes.")] = 12,

@@ -243,8 +243,11 @@ def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> l
     return out
 
 
-def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
+def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid,
+                      fixed: IncidenceCorrection | None = None) -> IncidenceCorrection:
     """The incidence correction of this cube, recorded in its attrs before any slice is written.
+
+    ``fixed``: a correction made elsewhere (a trained model's), used as is and never re-estimated.
 
     A cube keeps one correction: a recorded one is reused (resume, new scenes) when the config
     asks for the same method and reference (and, if given, the same slopes); anything else is a
@@ -257,7 +260,9 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     recorded = IncidenceCorrection.from_attrs(attrs.get(INCIDENCE_ATTR)) if INCIDENCE_ATTR in attrs else None
     if recorded is None and cube.done(store, STAGE).any():
         recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
-    if inc.correction == "none":
+    if fixed is not None:
+        wanted = fixed
+    elif inc.correction == "none":
         wanted = IncidenceCorrection()
     elif inc.correction == "class" and inc.slopes_db_per_deg is not None:
         raise ConfigError("preprocess.incidence.slopes_db_per_deg is for correction: linear; "
@@ -326,13 +331,15 @@ def ingest_scene(store: cube.StoreLike, t: int, product: Any, grid: Grid, cfg: P
 
 
 def ingest(
-    cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True
+    cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True,
+    incidence: IncidenceCorrection | None = None,
 ) -> IngestReport:
     """Add every scene of the config (or ``scene_paths``) to the cube ``paths.store``.
 
     Incremental and resumable: scenes already flagged are skipped, new ones get new time slots.
     Runs on the current dask scheduler (open a cluster with :mod:`seaice_dask.cluster` first to
     use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
+    ``incidence``: a fixed incidence correction (a trained model's) instead of the config's.
     """
     started = time.perf_counter()
     store = cube.cube_store(cfg)
@@ -355,7 +362,7 @@ def ingest(
         else:
             todo.append((t, product))
     if todo or INCIDENCE_ATTR in cube.cube_attrs(store):  # a changed config is refused even with nothing to do
-        incidence = resolve_incidence(cfg, store, products, grid)
+        incidence = resolve_incidence(cfg, store, products, grid, fixed=incidence)
     if todo:
         _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
         cube.write_slice(store, "land", None,

@@ -27,7 +27,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.cube import cube_grid, cube_store, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
+from seaice_dask.cube import cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
 from seaice_dask.errors import ModelError
 from seaice_dask.learn._compute import persist
 from seaice_dask.learn.inference import ModelRef, resolve
@@ -201,6 +201,14 @@ class PredictReport:
         return asdict(self)
 
 
+def _stale(ds: xr.Dataset, store: Any, key: str) -> list[int]:
+    """Time steps without a class map from the model with ``key``: a map already written by
+    the same model file is not computed again (resumed runs, ``classify`` adding scenes)."""
+    finished = done(store, STAGE)
+    keys = ds[MODEL_KEY_COORD].values if MODEL_KEY_COORD in ds.coords else np.full(finished.size, "")
+    return [t for t in range(finished.size) if not (finished[t] and str(keys[t]) == key)]
+
+
 def predict(
     cfg: PipelineConfig,
     model_path: str | Path | None = None,
@@ -209,7 +217,8 @@ def predict(
     progress: bool = True,
     times: list[int] | None = None,
 ) -> PredictReport:
-    """Classify every date of the cube (or ``times``); write ``class`` and ``proba`` into it.
+    """Classify every date of the cube that lacks this model's map (or ``times``); write
+    ``class`` and ``proba`` into it.
 
     Each date is computed once on the workers (persisted) and written to the store by the
     workers; the next date is already computing while one is written. GIS files come from
@@ -235,7 +244,7 @@ def predict(
         store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**out[PROBA_VAR].attrs, **attrs},
         extra_dims={PROBA_DIM: classes},
     )
-    indices = list(range(ds.sizes["time"])) if times is None else list(times)
+    indices = _stale(ds, store, ref.key) if times is None else list(times)
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])
     ahead = persist(out.isel(time=indices[0]), client) if indices else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time as clock
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ from seaice_dask.learn.persist import SUFFIX, radiometry_of, save_model
 from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
+
+#: The model card written beside the models.
+MODEL_CARD = "MODEL.md"
+#: Mode and resolution class in product ids (``S1A_EW_GRDM_1SDH_…``).
+PRODUCT_KIND = re.compile(r"S1[A-D]_([A-Z]{2})_GRD([MHF])")
 
 #: At most this many rows are timed per learner for its single-thread prediction throughput.
 SPEED_ROWS = 50_000
@@ -107,6 +113,7 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     )
     console.print(f"sample: {len(train_s)} training pixels {report.train_class_counts}, {len(test_s)} test pixels")
     grid = cube_grid(ds).to_attrs()
+    pipeline = pipeline_record(cfg, ds, train_s)
     models_dir = Path(cfg.paths.models)
     for learner in m.learners:
         t0 = clock.perf_counter()
@@ -117,7 +124,8 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
         path = save_model(
             model, models_dir / f"{learner}{SUFFIX}", learner=learner, feature_names=train_s.feature_names,
             classes=classes, grid=grid, radiometry=radiometry_of(ds.attrs),
-            extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation},
+            extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation,
+                   "pipeline": pipeline},
         )
         report.models[learner] = path.name
         report.predict_px_per_s[learner] = throughput(production_model(path), test_s.X if len(test_s) else train_s.X)
@@ -133,7 +141,81 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     report.best_model = report.models[report.best]
     console.print(f"chosen for prediction ({m.select}): {report.best}")
     write_json(report.to_dict(), models_dir / REPORT_NAME)
+    write_model_card(models_dir, report, pipeline)
     return report
+
+
+def pipeline_record(cfg: PipelineConfig, ds: Any, sample: Sample) -> dict[str, Any]:
+    """How the training cube was made, as :mod:`seaice_dask.classify` needs it to make the same
+    inputs from a new scene: the grid (bounds as built), preprocessing, GLCM settings, class
+    scheme, smoothing, the products trained on and the incidence range seen in training."""
+    grid = cube_grid(ds)
+    ids = " ".join(str(v) for v in ds["product_id"].values) if "product_id" in ds.coords else ""
+    kinds = sorted({f"{mode}_GRD{res}" for mode, res in PRODUCT_KIND.findall(ids)})
+    column = sample.feature_names.index("incidence") if "incidence" in sample.feature_names else None
+    angles = sample.X[:, column] if column is not None and len(sample) else np.array([])
+    return {
+        "grid": {**cfg.grid.model_dump(mode="json"), "crs": grid.crs, "bounds": list(grid.bounds),
+                 "resolution_m": grid.resolution},
+        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "features": cfg.features.model_dump(mode="json"),
+        "class_scheme": cfg.charts.scheme,
+        "smoothing_m": cfg.model.smoothing_m,
+        "products": kinds,
+        "incidence_range_deg": [float(np.nanmin(angles)), float(np.nanmax(angles))] if angles.size else [None, None],
+    }
+
+
+def write_model_card(models_dir: Path, report: TrainReport, pipeline: dict[str, Any]) -> Path:
+    """``MODEL.md``: what the chosen model was trained on, how well it scores per class, and
+    what it is meant for (a model card, kept beside the model files)."""
+    best = report.scores[report.best]
+    pre, feat = pipeline["preprocess"], pipeline["features"]
+    rows = "\n".join(
+        f"| {name} | {best['per_class'][name]['precision']:.3f} | {best['per_class'][name]['recall']:.3f} "
+        f"| {best['per_class'][name]['f1']:.3f} |" for name in report.class_names if name in best.get("per_class", {})
+    )
+    learners = "\n".join(f"| {k} | {v['overall_accuracy']:.3f} | {v['kappa']:.3f} | "
+                          f"{report.predict_px_per_s.get(k, 0) / 1e6:.2f} |" for k, v in report.scores.items())
+    text = f"""# Model card: {report.best_model}
+
+Sea-ice type classifier ({report.best}, chosen by `model.select: {report.select}`) of seaice-dask.
+Classes ({pipeline['class_scheme']}): {', '.join(f'{c} {n}' for c, n in zip(report.classes, report.class_names))}.
+
+## Trained on
+- {len(report.train_dates)} training dates, {report.train_dates[0] if report.train_dates else '—'} … {report.train_dates[-1] if report.train_dates else '—'}; {report.n_train} pixels {report.train_class_counts}; validation `{report.validation}` on {len(report.test_dates)} dates ({report.n_test} pixels)
+- products {', '.join(pipeline['products']) or 'unknown'}, incidence {pipeline['incidence_range_deg'][0] or 0:.1f}–{pipeline['incidence_range_deg'][1] or 0:.1f}°
+- grid {pipeline['grid']['crs']}, {pipeline['grid']['resolution_m']:g} m, bounds {pipeline['grid']['bounds']}
+- preprocessing: denoise `{pre['denoise']}`, multilook {pre['multilook']}, textural noise {pre['textural_noise']}, incidence correction `{pre['incidence']['correction']}`
+- texture: GLCM window {feat['window']}, {feat['levels']} levels, angles {feat['angles']}, features {feat['features']}
+- inputs: {', '.join(report.feature_names)}
+
+## Scores on the validation sample (against the chart labels)
+Overall accuracy {best['overall_accuracy']:.3f}, kappa {best['kappa']:.3f}.
+
+| class | precision | recall | F1 |
+|---|---|---|---|
+{rows}
+
+Every learner trained (overall accuracy, kappa, single-thread prediction speed in M px/s):
+
+| learner | OA | kappa | M px/s |
+|---|---|---|---|
+{learners}
+
+Per-month scores against the truth or the charts are in the run's `reports/scores.json` (`seaice-dask evaluate`).
+
+## Intended use
+Classify new Sentinel-1 EW GRD scenes of the same region and season with the same preprocessing
+(`seaice-dask classify {models_dir.name} SCENE…`): scenes with other polarisations, another product
+type or incidence angles outside the training range are refused. Labels come from operational ice
+charts, which generalise polygons: treat maps as guidance for analysts, not as charts.
+"""
+    path = models_dir / MODEL_CARD
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 def throughput(model: Any, X: np.ndarray, rows: int = SPEED_ROWS) -> float:

@@ -249,6 +249,28 @@ def classify(
 
 
 @app.command()
+def watch(
+    config: ConfigArg,
+    interval: Annotated[float, typer.Option("--interval", min=0, help="Seconds between polls.")] = 60.0,
+    download: Annotated[bool, typer.Option("--download", help="Also fetch new products from the archive (download section).")] = False,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Model folder or file (default: paths.models).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: <workdir>/classified).")] = None,
+    rounds: Annotated[Optional[int], typer.Option("--rounds", min=1, help="Stop after this many polls (default: never).")] = None,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Follow the scene folders (and the archive): classify each new product with a frozen model."""
+    from seaice_dask.watch import watch as follow
+
+    cfg = _load(config)
+    with _cluster(cfg, scheduler) as client:
+        try:
+            report = follow(cfg, model=model, out=out, interval_s=interval, download=download, rounds=rounds, client=client)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+    typer.echo(f"{len(report.classified)} product(s) classified in {report.rounds} round(s)")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
     scenes: Annotated[int, typer.Option("--scenes", min=4, help="Number of simulated scenes.")] = 12,

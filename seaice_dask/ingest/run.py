@@ -1,0 +1,106 @@
+"""Ingest Sentinel-1 scenes into the Zarr cube: calibrate, denoise, geocode, write, flag.
+
+One time slice per scene (its acquisition start). For every scene not yet flagged
+``done_ingest``: sigma0 per polarisation (dB), incidence angle and the ``valid`` mask are
+geocoded onto the cube's grid and region-written, and only then is the slice flagged. A crash
+(or SIGKILL) therefore never leaves a slice that looks finished; re-running rewrites the
+unflagged slices with the same bytes and skips the flagged ones.
+
+Bad scenes (unreadable zip, missing polarisation, no overlap with the grid, a read error while
+computing) are skipped with a warning and listed in :class:`IngestReport`, so one broken
+download does not stop a season's ingest; the caller decides whether that is an error
+(``IngestReport.ok``). A scene whose slot was created but whose write failed stays unflagged and
+is retried by the next run.
+
+Radiometric corrections (``preprocess.incidence``, ``preprocess.textural_noise``) are applied in
+radar geometry by :func:`~seaice_dask.geocode.geocode_product`. A cube holds one correction: it is
+recorded in the cube's attrs (``incidence_correction``, ``textural_noise``) before the first
+slice is written, reused on resume and when scenes are added, and a config asking for another is
+a CubeError. Estimated slopes come from a pre-pass over decimated samples of every scene of the
+run (:func:`estimate_season_slopes`), so the first run should hold the whole season.
+
+Variables (see ``DESIGN.md``): ``sigma0_<pol>`` dB float32 (NaN outside the footprint),
+``incidence`` degrees float32, ``valid`` bool (every polarisation finite), and the static
+``land`` (y, x) bool, re-burnt on every run from ``paths.land`` (cheap, idempotent, and it
+follows a changed land file or buffer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from seaice_dask import cube
+from seaice_dask.config import PipelineConfig
+from seaice_dask.errors import CubeError, SeaIceError
+from seaice_dask.ingest.plan import _open_products, _utc_us, find_scenes
+from seaice_dask.ingest.prepass import resolve_incidence
+from seaice_dask.ingest.report import IngestReport, _fail
+from seaice_dask.ingest.writer import STAGE, _declare_variables, _prepare_store, _time_index, ingest_scene
+from seaice_dask.landmask import land_mask
+from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
+
+log = logging.getLogger(__name__)
+
+
+def ingest(
+    cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True
+) -> IngestReport:
+    """Add every scene of the config (or ``scene_paths``) to the cube ``paths.store``.
+
+    Incremental and resumable: scenes already flagged are skipped, new ones get new time slots.
+    Runs on the current dask scheduler (open a cluster with :mod:`seaice_dask.cluster` first to
+    use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
+    """
+    started = time.perf_counter()
+    store = cube.cube_store(cfg)
+    report = IngestReport(store=store)
+    paths = list(scene_paths) if scene_paths is not None else find_scenes(cfg)
+    if not paths:
+        raise CubeError(f"no scenes found (paths.scenes: {cfg.paths.scenes} in {cfg.paths.workdir})")
+    products = _open_products(paths, cfg, report)
+    if not products and not cube.cube_exists(store):
+        report.seconds = time.perf_counter() - started
+        return report
+    grid, products = _prepare_store(store, cfg, products, report)
+    index = _time_index(store)
+    finished = cube.done(store, STAGE)
+    todo = []
+    for product in products:
+        t = index[_utc_us(product.start_time)]
+        if finished[t]:
+            report.skipped.append(product.name)
+        else:
+            todo.append((t, product))
+    if todo or INCIDENCE_ATTR in cube.cube_attrs(store):  # a changed config is refused even with nothing to do
+        incidence = resolve_incidence(cfg, store, products, grid)
+    if todo:
+        _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
+        cube.write_slice(store, "land", None,
+                         land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk))
+    bar = _progress(todo, progress)
+    for t, product in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(product.name[:32])
+        try:
+            ingest_scene(store, t, product, grid, cfg, incidence)
+        except SeaIceError as exc:
+            _fail(report, str(product.path), str(exc))
+            continue
+        except (OSError, RuntimeError, ValueError) as exc:  # GDAL/rasterio read errors while computing
+            _fail(report, str(product.path), f"{product.path}: {type(exc).__name__}: {exc}")
+            continue
+        report.ingested.append(product.name)
+    report.seconds = time.perf_counter() - started
+    log.info(report.summary())
+    return report
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled or not items:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="ingest", unit="scene")

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from seaice_dask.config import PipelineConfig
@@ -39,17 +38,15 @@ def find_scenes(cfg: PipelineConfig) -> list[Path | str]:
     return sorted(found, key=str)
 
 
-def _utc_us(value: Any) -> np.datetime64:
-    """Acquisition time as naive-UTC microseconds (the cube's time resolution)."""
-    return pd.Timestamp(value).as_unit("us").to_datetime64()
-
-
 def _open_products(paths: Sequence[Path], cfg: PipelineConfig, report: IngestReport) -> list[Any]:
-    """Open and check every scene; bad ones go to ``report.failed``, filtered ones to ``excluded``."""
+    """Open and check every scene; bad ones go to ``report.failed``, filtered ones to ``excluded``.
+
+    Every copy is returned: duplicates are resolved by name in :mod:`~seaice_dask.ingest.passes`.
+    """
     from seaice_dask.safe import open_safe
 
     pols = [p.upper() for p in cfg.preprocess.polarisations]
-    products: dict[np.datetime64, Any] = {}
+    products = []
     for path in paths:
         try:
             product = open_safe(path)
@@ -65,12 +62,8 @@ def _open_products(paths: Sequence[Path], cfg: PipelineConfig, report: IngestRep
         if (cfg.dates.start and day < cfg.dates.start) or (cfg.dates.end and day > cfg.dates.end):
             report.excluded.append(product.name)
             continue
-        when = _utc_us(product.start_time)
-        if when in products:  # the same acquisition as a SAFE folder and a zip
-            log.info("%s: same acquisition as %s, ignored", path, products[when].path)
-            continue
-        products[when] = product
-    return [products[t] for t in sorted(products)]
+        products.append(product)
+    return sorted(products, key=lambda p: (p.start_time, p.name))
 
 
 def plan_grid(cfg: PipelineConfig, products: Sequence[Any]) -> Grid:

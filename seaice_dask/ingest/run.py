@@ -1,10 +1,13 @@
 """Ingest Sentinel-1 scenes into the Zarr cube: calibrate, denoise, geocode, write, flag.
 
-One time slice per scene (its acquisition start). For every scene not yet flagged
-``done_ingest``: sigma0 per polarisation (dB), incidence angle and the ``valid`` mask are
-geocoded onto the cube's grid and region-written, and only then is the slice flagged. A crash
-(or SIGKILL) therefore never leaves a slice that looks finished; re-running rewrites the
-unflagged slices with the same bytes and skips the flagged ones.
+One time step per pass (:mod:`~seaice_dask.ingest.passes`: its slices mosaicked, stamped with
+the data-take segment start), or per product with ``preprocess.assemble_passes: false``. For
+every pass not yet flagged ``done_ingest``: sigma0 per polarisation (dB), incidence angle and
+the ``valid`` mask are geocoded onto the cube's grid and region-written, and only then is the
+step flagged. A crash (or SIGKILL) therefore never leaves a step that looks finished;
+re-running rewrites the unflagged steps with the same bytes and skips the flagged ones. A slice
+arriving after its pass was ingested rewrites that step in place and clears the later stages'
+flags of it, so they recompute it.
 
 Bad scenes (unreadable zip, missing polarisation, no overlap with the grid, a read error while
 computing) are skipped with a warning and listed in :class:`IngestReport`, so one broken
@@ -35,10 +38,11 @@ from pathlib import Path
 from seaice_dask import cube
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import CubeError, SeaIceError
-from seaice_dask.ingest.plan import _open_products, _utc_us, find_scenes
+from seaice_dask.ingest.passes import group_passes, prefer_resolution, unique_products
+from seaice_dask.ingest.plan import _open_products, find_scenes
 from seaice_dask.ingest.prepass import resolve_incidence
 from seaice_dask.ingest.report import IngestReport, _fail
-from seaice_dask.ingest.writer import STAGE, _declare_variables, _prepare_store, _time_index, ingest_scene
+from seaice_dask.ingest.writer import _declare_variables, ingest_pass, prepare_store
 from seaice_dask.landmask import land_mask
 from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
 
@@ -50,7 +54,8 @@ def ingest(
 ) -> IngestReport:
     """Add every scene of the config (or ``scene_paths``) to the cube ``paths.store``.
 
-    Incremental and resumable: scenes already flagged are skipped, new ones get new time slots.
+    Incremental and resumable: passes already flagged are skipped, new ones get new time slots,
+    late slices rewrite their pass's slot.
     Runs on the current dask scheduler (open a cluster with :mod:`seaice_dask.cluster` first to
     use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
     """
@@ -61,38 +66,37 @@ def ingest(
     if not paths:
         raise CubeError(f"no scenes found (paths.scenes: {cfg.paths.scenes} in {cfg.paths.workdir})")
     products = _open_products(paths, cfg, report)
-    if not products and not cube.cube_exists(store):
+    products = prefer_resolution(unique_products(products), cfg.download.product)
+    passes, refused = group_passes(products, assemble=cfg.preprocess.assemble_passes)
+    for product, reason in refused.items():
+        _fail(report, str(product.path), reason)
+    if not passes and not cube.cube_exists(store):
         report.seconds = time.perf_counter() - started
         return report
-    grid, products = _prepare_store(store, cfg, products, report)
-    index = _time_index(store)
-    finished = cube.done(store, STAGE)
-    todo = []
-    for product in products:
-        t = index[_utc_us(product.start_time)]
-        if finished[t]:
-            report.skipped.append(product.name)
-        else:
-            todo.append((t, product))
+    grid, todo, finished = prepare_store(store, cfg, passes, report)
+    report.skipped.extend(name for p in finished for name in p.names)
     if todo or INCIDENCE_ATTR in cube.cube_attrs(store):  # a changed config is refused even with nothing to do
-        incidence = resolve_incidence(cfg, store, products, grid)
+        products = [q for p in [*finished, *(s.pass_ for s in todo)] for q in p.products]
+        incidence = resolve_incidence(cfg, store, sorted(products, key=lambda q: q.start_time), grid)
     if todo:
         _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
         cube.write_slice(store, "land", None,
                          land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk))
     bar = _progress(todo, progress)
-    for t, product in bar:
+    for step in bar:
+        names = step.pass_.names
         if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(product.name[:32])
+            bar.set_postfix_str(names[0][:32])
+        where = ", ".join(str(q.path) for q in step.pass_.products)
         try:
-            ingest_scene(store, t, product, grid, cfg, incidence)
+            ingest_pass(store, step, grid, cfg, incidence)
         except SeaIceError as exc:
-            _fail(report, str(product.path), str(exc))
+            _fail(report, where, str(exc))
             continue
         except (OSError, RuntimeError, ValueError) as exc:  # GDAL/rasterio read errors while computing
-            _fail(report, str(product.path), f"{product.path}: {type(exc).__name__}: {exc}")
+            _fail(report, where, f"{where}: {type(exc).__name__}: {exc}")
             continue
-        report.ingested.append(product.name)
+        report.ingested.extend(names)
     report.seconds = time.perf_counter() - started
     log.info(report.summary())
     return report
@@ -103,4 +107,4 @@ def _progress(items: list, enabled: bool):
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc="ingest", unit="scene")
+    return tqdm(items, desc="ingest", unit="pass")

@@ -452,6 +452,7 @@ def geocode_product(
     incidence_correction: IncidenceCorrection | None = None,
     textural_noise: bool = False,
     first_line: int = 0,
+    tie_points: TiePoints | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -465,9 +466,10 @@ def geocode_product(
     :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings the multilooked σ0 to its
     reference angle before resampling (:func:`~seaice_dask.preprocess.incidence.correct_multilooked`).
 
-    ``first_line``: radar lines before it are left out, so that the multilook windows of the
-    slices of one pass fall on the same lines as in the whole pass (a slice starting on an odd
-    line of its pass would otherwise be averaged over other line pairs than its neighbour).
+    Slices of one pass: ``first_line`` leaves out the radar lines before it, so that the multilook
+    windows fall on the same line pairs as in the whole pass; ``tie_points`` (default: the
+    product's own) may be the whole pass's in this product's line numbers, so that neighbouring
+    slices share one inverse map and meet without a gap.
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
@@ -479,7 +481,8 @@ def geocode_product(
             product.path,
         )
     pols = [p.upper() for p in polarisations]
-    tie_points = TiePoints.from_product(product, pols[0])
+    if tie_points is None:
+        tie_points = TiePoints.from_product(product, pols[0])
     if first_line:
         n_lines, n_samples = tie_points.shape
         tie_points = replace(tie_points, line=tie_points.line - first_line, shape=(n_lines - first_line, n_samples))

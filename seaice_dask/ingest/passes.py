@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from seaice_dask.geocode import TiePoints
 from seaice_dask.safe.product import PRODUCT_NAME
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,36 @@ class Pass:
         stamp = segments.pop() if len(segments) == 1 and None not in segments else first.start_time
         return pd.Timestamp(stamp).as_unit("us").to_datetime64()
 
-    def first_lines(self, looks: int) -> list[int]:
-        """Per slice, the lines to leave out so its multilook windows start on the same line
-        pairs as its pass's first slice (offsets from the start times and line intervals)."""
+    def line_offsets(self) -> list[int]:
+        """Per slice, the pass line of its first line (the first slice's is 0), from the start
+        times and each slice's line interval."""
         first = self.products[0]
         out = []
         for product in self.products:
             interval = _seconds(product.stop_time, product.start_time) / max(product.shape[0] - 1, 1)
-            offset = round(_seconds(product.start_time, first.start_time) / interval) if interval > 0 else 0
-            out.append(-offset % looks)
+            out.append(round(_seconds(product.start_time, first.start_time) / interval) if interval > 0 else 0)
         return out
+
+    def first_lines(self, looks: int) -> list[int]:
+        """Per slice, the lines to leave out so its multilook windows start on the same line
+        pairs as its pass's first slice."""
+        return [-offset % looks for offset in self.line_offsets()]
+
+    def tie_points(self, pol: str) -> list[TiePoints]:
+        """Per slice, the tie points of every slice of the pass in this slice's line numbers
+        (one inverse map for the pass: slices meet without a gap or an overlap)."""
+        parts = [TiePoints.from_product(q, pol) for q in self.products]
+        if len(parts) == 1:
+            return parts
+        offsets = self.line_offsets()
+        line = np.concatenate([t.line + o for t, o in zip(parts, offsets)])
+        sample = np.concatenate([t.sample for t in parts])
+        # a shared boundary line is annotated by both slices: keep one copy of each point
+        _, keep = np.unique(np.column_stack([np.round(line), np.round(sample)]), axis=0, return_index=True)
+        keep = np.sort(keep)
+        lat = np.concatenate([t.latitude for t in parts])[keep]
+        lon = np.concatenate([t.longitude for t in parts])[keep]
+        return [TiePoints(line[keep] - o, sample[keep], lat, lon, t.shape) for t, o in zip(parts, offsets)]
 
     def coords(self, denoise: str) -> dict[str, Any]:
         """Per-time coordinates: every product id (``;``-joined, slice order) and the pass's

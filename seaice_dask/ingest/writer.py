@@ -18,7 +18,7 @@ import numpy as np
 from seaice_dask import cube
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import ConfigError, CubeError
-from seaice_dask.geocode import geocode_product
+from seaice_dask.geocode import TiePoints, geocode_product
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.passes import Pass, Step, assign_steps, mosaic, stored_names
 from seaice_dask.ingest.plan import _overlaps, plan_grid
@@ -109,9 +109,10 @@ def prepare_store(store: cube.StoreLike, cfg: PipelineConfig, passes: list[Pass]
     return grid, steps, finished
 
 
-def _geocode(product: Any, first_line: int, store: cube.StoreLike, grid: Grid, cfg: PipelineConfig,
-             incidence: IncidenceCorrection | None) -> Any:
-    """One product on the grid from radar line ``first_line`` on (lazy with the native engine)."""
+def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
+             cfg: PipelineConfig, incidence: IncidenceCorrection | None) -> Any:
+    """One slice on the grid from radar line ``first_line`` on, mapped with its pass's
+    ``tie_points`` (lazy with the native engine)."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -123,7 +124,8 @@ def _geocode(product: Any, first_line: int, store: cube.StoreLike, grid: Grid, c
         workdir = store.parent if isinstance(store, Path) else None  # SNAP writes local files
         return snap_geocode_product(product.path, grid, workdir=workdir, **options)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
-                           textural_noise=pre.textural_noise, first_line=first_line, **options)
+                           textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
+                           **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
@@ -134,8 +136,9 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     slot never looks finished and the later stages recompute it.
     """
     cube.clear_done(store, step.t)
-    lines = step.pass_.first_lines(cfg.preprocess.multilook)
-    ds = mosaic([_geocode(p, n, store, grid, cfg, incidence) for p, n in zip(step.pass_.products, lines)])
+    p = step.pass_
+    lines, ties = p.first_lines(cfg.preprocess.multilook), p.tie_points(cfg.preprocess.polarisations[0].upper())
+    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence) for q, n, tie in zip(p.products, lines, ties)])
     (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
     for name in ds.data_vars:
         cube.write_slice(store, str(name), step.t, ds[name])

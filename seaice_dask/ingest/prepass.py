@@ -70,8 +70,11 @@ def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> l
     return out
 
 
-def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
+def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid,
+                      fixed: IncidenceCorrection | None = None) -> IncidenceCorrection:
     """The incidence correction of this cube, recorded in its attrs before any slice is written.
+
+    ``fixed``: a correction made elsewhere (a trained model's), used as is and never re-estimated.
 
     A cube keeps one correction: a recorded one is reused (resume, new scenes) when the config
     asks for the same method and reference (and, if given, the same slopes); anything else is a
@@ -84,7 +87,9 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     recorded = IncidenceCorrection.from_attrs(attrs.get(INCIDENCE_ATTR)) if INCIDENCE_ATTR in attrs else None
     if recorded is None and cube.done(store, STAGE).any():
         recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
-    if inc.correction == "none":
+    if fixed is not None:
+        wanted = fixed
+    elif inc.correction == "none":
         wanted = IncidenceCorrection()
     elif inc.correction == "class" and inc.slopes_db_per_deg is not None:
         raise ConfigError("preprocess.incidence.slopes_db_per_deg is for correction: linear; "

@@ -45,12 +45,14 @@ from seaice_dask.ingest.report import IngestReport, _fail
 from seaice_dask.ingest.writer import _declare_variables, ingest_pass, prepare_store
 from seaice_dask.landmask import land_mask
 from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
+from seaice_dask.preprocess.incidence import IncidenceCorrection
 
 log = logging.getLogger(__name__)
 
 
 def ingest(
-    cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True
+    cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True,
+    incidence: IncidenceCorrection | None = None,
 ) -> IngestReport:
     """Add every scene of the config (or ``scene_paths``) to the cube ``paths.store``.
 
@@ -58,6 +60,7 @@ def ingest(
     late slices rewrite their pass's slot.
     Runs on the current dask scheduler (open a cluster with :mod:`seaice_dask.cluster` first to
     use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
+    ``incidence``: a fixed incidence correction (a trained model's) instead of the config's.
     """
     started = time.perf_counter()
     store = cube.cube_store(cfg)
@@ -77,7 +80,7 @@ def ingest(
     report.skipped.extend(name for p in finished for name in p.names)
     if todo or INCIDENCE_ATTR in cube.cube_attrs(store):  # a changed config is refused even with nothing to do
         products = [q for p in [*finished, *(s.pass_ for s in todo)] for q in p.products]
-        incidence = resolve_incidence(cfg, store, sorted(products, key=lambda q: q.start_time), grid)
+        incidence = resolve_incidence(cfg, store, sorted(products, key=lambda q: q.start_time), grid, fixed=incidence)
     if todo:
         _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
         cube.write_slice(store, "land", None,

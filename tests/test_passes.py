@@ -191,3 +191,16 @@ def test_assembly_off_keeps_one_step_per_product(slices, tmp_path, client):
     ds = cube.open_cube(cube.cube_store(cfg))
     assert ds.sizes["time"] == 2
     assert list(ds["time"].values) == [np.datetime64(open_safe(p).start_time, "us") for p in slices["pass1"]]
+
+
+def test_duplicate_copy_is_ingested_once(slices, tmp_path, client):
+    copy = tmp_path / "copy" / slices["pass1"][0].name
+    copy.parent.mkdir()
+    shutil.copy(slices["pass1"][0], copy)
+    cfg = _config(tmp_path / "dup", [*slices["pass1"], copy])
+    with pytest.warns(UserWarning, match="found twice") as caught:
+        report = ingest(cfg, progress=False)
+    assert report.ok and len(report.ingested) == 2
+    message = next(str(w.message) for w in caught if "found twice" in str(w.message))
+    assert str(copy) in message and str(slices["pass1"][0]) in message
+    assert cube.open_cube(cube.cube_store(cfg)).sizes["time"] == 1

@@ -100,6 +100,7 @@ class PreprocessConfig(_Section):
     engine: Literal["native", "snap"] = "native"
     incidence: IncidenceConfig = Field(default_factory=IncidenceConfig)
     textural_noise: bool = False  # cross-pol textural noise correction (Park et al. 2019)
+    assemble_passes: bool = True  # slices of one pass -> one time step (false: one per product)
 
 
 class ChartsConfig(_Section):

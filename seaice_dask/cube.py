@@ -432,6 +432,14 @@ def mark_done(path: StoreLike, stage: str, t: int) -> None:
     group[name][t] = True
 
 
+def clear_done(path: StoreLike, t: int) -> None:
+    """Unflag time slice ``t`` for every stage (before it is rewritten), so each recomputes it."""
+    group = _group(path)
+    for name, array in group.arrays():
+        if name.startswith(FLAG_PREFIX) and t < array.shape[0]:
+            array[t] = False
+
+
 def done(path: StoreLike, stage: str) -> np.ndarray:
     """Bool per time slice: has ``stage`` completed it?"""
     group = _group(path, mode="r")

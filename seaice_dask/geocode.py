@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import dask
@@ -451,6 +451,8 @@ def geocode_product(
     radar_chunks: int = 2048,
     incidence_correction: IncidenceCorrection | None = None,
     textural_noise: bool = False,
+    first_line: int = 0,
+    tie_points: TiePoints | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -463,6 +465,11 @@ def geocode_product(
     (:mod:`seaice_dask.preprocess.textural`); an
     :class:`~seaice_dask.preprocess.incidence.IncidenceCorrection` brings the multilooked σ0 to its
     reference angle before resampling (:func:`~seaice_dask.preprocess.incidence.correct_multilooked`).
+
+    Slices of one pass: ``first_line`` leaves out the radar lines before it, so that the multilook
+    windows fall on the same line pairs as in the whole pass; ``tie_points`` (default: the
+    product's own) may be the whole pass's in this product's line numbers, so that neighbouring
+    slices share one inverse map and meet without a gap.
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
@@ -474,7 +481,12 @@ def geocode_product(
             product.path,
         )
     pols = [p.upper() for p in polarisations]
-    inverse = InverseMap(TiePoints.from_product(product, pols[0]), grid.crs)
+    if tie_points is None:
+        tie_points = TiePoints.from_product(product, pols[0])
+    if first_line:
+        n_lines, n_samples = tie_points.shape
+        tie_points = replace(tie_points, line=tie_points.line - first_line, shape=(n_lines - first_line, n_samples))
+    inverse = InverseMap(tie_points, grid.crs)
     chunks = (radar_chunks, radar_chunks)
     correction = incidence_correction or IncidenceCorrection()
     theta = incidence_angle(product, pols[0], chunks=chunks)
@@ -486,6 +498,8 @@ def geocode_product(
             radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
         radars[pol] = radar
     radars["incidence"] = theta
+    if first_line:
+        radars = {name: radar[first_line:] for name, radar in radars.items()}
 
     def corrected(ml: dict[str, da.Array]) -> dict[str, da.Array]:
         return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction)}

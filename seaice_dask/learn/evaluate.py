@@ -121,7 +121,9 @@ def open_truth(path: str | Path, ds: xr.Dataset) -> xr.DataArray:
     if truth.sizes.get("y") != ds.sizes["y"] or truth.sizes.get("x") != ds.sizes["x"]:
         raise CubeError(f"{TRUTH_VAR} grid {truth.sizes} differs from the cube's", path)
     try:
-        truth = truth.sel(time=ds["time"].values)
+        # a pass is stamped with its data-take segment start, a fraction of a second from the
+        # simulator's first-line time: the truth of the same pass is the nearest within a minute
+        truth = truth.sel(time=ds["time"].values, method="nearest", tolerance=np.timedelta64(60, "s"))
     except KeyError as exc:
         raise CubeError(f"{TRUTH_VAR} lacks some of the cube's dates: {exc}", path) from exc
     return truth.assign_coords(time=ds["time"].values, y=ds["y"].values, x=ds["x"].values)

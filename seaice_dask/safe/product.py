@@ -65,7 +65,9 @@ class Product:
     (as the manifest lists them), ``start_time``/``stop_time`` (datetime64[ns], UTC),
     ``absolute_orbit``, ``relative_orbit``, ``pass_direction`` ('ASCENDING'/'DESCENDING'),
     ``ipf_version`` ('003.52'), ``shape`` (lines, samples), ``pixel_spacing`` (range, azimuth
-    in m), ``swaths`` (:class:`~seaice_dask.safe.annotation.Subswath` extents).
+    in m), ``swaths`` (:class:`~seaice_dask.safe.annotation.Subswath` extents), and the slice's
+    place in its data take where the manifest has them (else None): ``datatake_id``,
+    ``segment_start`` (datetime64[ns], UTC), ``slice_number``, ``total_slices``.
     """
 
     def __init__(self, store: ProductStore):
@@ -129,12 +131,32 @@ class Product:
         if software is None or not software.get("version"):
             raise ProductError("manifest carries no Sentinel-1 IPF version", src)
         self.ipf_version: str = software.get("version")
+        self._parse_slice(manifest)
         coords = manifest.findtext(".//{*}footPrint/{*}coordinates")
         if not coords:
             raise ProductError("manifest carries no footprint", src)
         lat_lon = [tuple(float(v) for v in pair.split(",")) for pair in coords.split()]
         self._footprint = Polygon([(lon, lat) for lat, lon in lat_lon])
         self._resolution_from_name = match["resolution"] if match else None
+
+    def _parse_slice(self, manifest: etree._Element) -> None:
+        """Data take and slice position (``standAloneProductInformation``); optional, since
+        products assembled from a whole segment or made by other processors lack them."""
+        info = manifest.find(".//{*}standAloneProductInformation")
+
+        def field(tag: str) -> str | None:
+            value = info.findtext(f"{{*}}{tag}") if info is not None else None
+            return value.strip() if value and value.strip() else None
+
+        try:
+            datatake, segment = field("missionDataTakeID"), field("segmentStartTime")
+            number, total = field("sliceNumber"), field("totalSlices")
+            self.datatake_id: int | None = int(datatake) if datatake else None
+            self.segment_start: np.datetime64 | None = utc(segment) if segment else None
+            self.slice_number: int | None = int(number) if number else None
+            self.total_slices: int | None = int(total) if total else None
+        except ValueError as exc:
+            raise ProductError(f"unreadable slice information ({exc})", self._manifest_source) from None
 
     def _parse_image_annotation(self) -> None:
         pol = next((p for p in self.polarisations if self._store.exists(self._file("annotation", p))), None)

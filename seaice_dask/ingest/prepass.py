@@ -1,0 +1,133 @@
+"""The incidence-correction pre-pass: one correction per cube, estimated once per season.
+
+Estimated slopes come from decimated radar samples of every scene of the run, labelled with
+the charts' ice classes where a chart is near enough in time.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+
+from seaice_dask import cube
+from seaice_dask.config import PipelineConfig
+from seaice_dask.errors import ConfigError, CubeError, SeaIceError
+from seaice_dask.grid import Grid
+from seaice_dask.ingest.writer import STAGE
+from seaice_dask.landmask import land_mask
+from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
+from seaice_dask.preprocess.incidence import (
+    IncidenceCorrection,
+    check_compatible,
+    concat_samples,
+    estimate_slopes,
+    scene_samples,
+)
+
+log = logging.getLogger(__name__)
+
+#: Grid resolution (m) of the land mask and chart labels looked up by the incidence pre-pass.
+PREPASS_RESOLUTION_M = 1000.0
+
+
+def _scene_samples(path: Path, pols: list[str], coarse: Grid, land: np.ndarray, labels: np.ndarray | None):
+    from seaice_dask.safe import open_safe
+
+    return scene_samples(open_safe(path), pols, coarse, land, labels)
+
+
+def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> list[np.ndarray | None]:
+    """Chart labels (coarse grid) valid at each scene, None where no chart is near enough."""
+    # the charts stage runs after ingest; the pre-pass only borrows its rasteriser
+    from seaice_dask.charts.labels import chart_labels
+    from seaice_dask.charts.rasterize import select_chart
+    from seaice_dask.charts.read import chart_date
+
+    charts = sorted({Path(p) for pattern in cfg.paths.charts for p in glob.glob(str(cfg.path(pattern)))})
+    try:
+        dates = [chart_date(p, cfg.charts.dates) for p in charts]
+    except SeaIceError as exc:
+        log.warning("incidence pre-pass without charts: %s", exc)
+        return [None] * len(products)
+    cache: dict[int, np.ndarray] = {}
+    out = []
+    for product in products:
+        index = select_chart(dates, pd.Timestamp(product.start_time), cfg.charts.max_days) if charts else None
+        if index is not None and index not in cache:
+            try:
+                cache[index] = chart_labels(charts[index], coarse, cfg.charts).values
+            except SeaIceError as exc:
+                log.warning("incidence pre-pass: chart %s unusable (%s)", charts[index], exc)
+                cache[index] = None
+        out.append(None if index is None else cache[index])
+    return out
+
+
+def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequence[Any], grid: Grid,
+                      fixed: IncidenceCorrection | None = None) -> IncidenceCorrection:
+    """The incidence correction of this cube, recorded in its attrs before any slice is written.
+
+    ``fixed``: a correction made elsewhere (a trained model's), used as is and never re-estimated.
+
+    A cube keeps one correction: a recorded one is reused (resume, new scenes) when the config
+    asks for the same method and reference (and, if given, the same slopes); anything else is a
+    CubeError. Estimated slopes come from a pre-pass over decimated radar samples of all
+    ``products`` (:mod:`seaice_dask.preprocess.incidence`) with the charts' ice classes when
+    charts are available.
+    """
+    inc, pols = cfg.preprocess.incidence, [p.lower() for p in cfg.preprocess.polarisations]
+    attrs = cube.cube_attrs(store)
+    recorded = IncidenceCorrection.from_attrs(attrs.get(INCIDENCE_ATTR)) if INCIDENCE_ATTR in attrs else None
+    if recorded is None and cube.done(store, STAGE).any():
+        recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
+    if fixed is not None:
+        wanted = fixed
+    elif inc.correction == "none":
+        wanted = IncidenceCorrection()
+    elif inc.correction == "class" and inc.slopes_db_per_deg is not None:
+        raise ConfigError("preprocess.incidence.slopes_db_per_deg is for correction: linear; "
+                          "correction: class estimates its per-class slopes")
+    elif inc.slopes_db_per_deg is not None:
+        missing = [p for p in pols if p not in inc.slopes_db_per_deg]
+        if missing:
+            raise ConfigError(f"preprocess.incidence.slopes_db_per_deg lacks {missing}")
+        wanted = IncidenceCorrection("linear", inc.reference_deg, {p: inc.slopes_db_per_deg[p] for p in pols}, "config")
+    elif recorded is not None and recorded.method == inc.correction and recorded.reference_deg == inc.reference_deg:
+        wanted = recorded  # the season's estimate, made once
+    elif recorded is not None:
+        raise CubeError(f"the cube was made with incidence correction {recorded.to_attrs()}; estimating new "
+                        f"slopes (reference {inc.reference_deg}°) would mix corrections: use a new store", store)
+    else:
+        wanted = estimate_season_slopes(cfg, products, grid)
+    if recorded is not None:
+        check_compatible(recorded, wanted, store)
+    recorded_tnc = attrs.get("textural_noise", False if cube.done(store, STAGE).any() else None)
+    if recorded_tnc is not None and bool(recorded_tnc) != cfg.preprocess.textural_noise:
+        raise CubeError(f"the cube was made with textural_noise={recorded_tnc}, the config asks for "
+                        f"{cfg.preprocess.textural_noise}; use a new store or the same setting", store)
+    cube.set_cube_attrs(store, **{INCIDENCE_ATTR: wanted.to_attrs(), "textural_noise": cfg.preprocess.textural_noise})
+    return wanted
+
+
+def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
+    """Season correction (``linear`` slopes or ``class`` model) from decimated samples of every
+    scene, one dask task per scene."""
+    pols = [p.upper() for p in cfg.preprocess.polarisations]
+    coarse = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, PREPASS_RESOLUTION_M))
+    land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
+    charts = _chart_maps(cfg, products, coarse)
+    tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c) for p, c in zip(products, charts)]
+    parts = dask.compute(*tasks)
+    if any(c is None for c in charts):  # unlabelled scenes: labels only where a chart is
+        parts = [p if "labels" in p else {**p, "labels": np.full(p["incidence"].shape, -1)} for p in parts]
+    inc = cfg.preprocess.incidence
+    correction = estimate_slopes(concat_samples(parts), pols, inc.reference_deg, inc.correction)
+    log.info("incidence slopes (dB/deg) from %d scenes: %s", len(products), correction.to_attrs())
+    return correction

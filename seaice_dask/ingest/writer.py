@@ -1,0 +1,147 @@
+"""Writing passes into the cube: the variables, the time slots, and one time step per pass.
+
+A step is flagged ``done_ingest`` only after all its variables are written, so a crash never
+leaves a step that looks finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+from seaice_dask import cube
+from seaice_dask.config import PipelineConfig
+from seaice_dask.errors import ConfigError, CubeError
+from seaice_dask.geocode import TiePoints, geocode_product
+from seaice_dask.grid import Grid
+from seaice_dask.ingest.passes import Pass, Step, assign_steps, mosaic, stored_names
+from seaice_dask.ingest.plan import _overlaps, plan_grid
+from seaice_dask.ingest.report import IngestReport, _fail
+from seaice_dask.preprocess.incidence import IncidenceCorrection
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+#: Per-time-step metadata stored as coordinates along ``time`` (checked by validate_ingest).
+SCENE_COORDS = ("product_id", "mission", "ipf_version", "relative_orbit", "denoise")
+#: All of them: cubes made before pass assembly lack the last two on their older steps.
+PASS_COORDS = (*SCENE_COORDS, "absolute_orbit", "pass_direction")
+
+
+def _declare_variables(store: cube.StoreLike, pols: Sequence[str], denoise: str) -> None:
+    f32 = dict(dtype="float32", fill_value=np.float32(np.nan))
+    for pol in pols:
+        cube.ensure_variable(
+            store, f"sigma0_{pol.lower()}", **f32,
+            attrs={"long_name": f"sigma0 {pol}", "units": "dB", "polarisation": pol, "denoise": denoise,
+                   "standard_name": "surface_backwards_scattering_coefficient_of_radar_wave"},
+        )
+    cube.ensure_variable(store, "incidence", **f32, attrs={"long_name": "incidence angle", "units": "degree",
+                                                          "standard_name": "angle_of_incidence"})
+    cube.ensure_variable(store, "valid", dtype="bool", fill_value=False,
+                         attrs={"long_name": "finite sigma0 in every polarisation"})
+    cube.ensure_variable(store, "land", dtype="bool", fill_value=False, static=True,
+                         attrs={"long_name": "land", "flag_values": [0, 1], "flag_meanings": "sea land"})
+
+
+def _on_grid(passes: list[Pass], grid: Grid, report: IngestReport) -> list[Pass]:
+    """The passes reduced to their products overlapping ``grid`` (others excluded with a warning)."""
+    kept = []
+    for p in passes:
+        products = []
+        for product in p.products:
+            if _overlaps(product, grid):
+                products.append(product)
+            else:
+                log.warning("%s: footprint does not overlap the grid, excluded", product.path)
+                report.excluded.append(product.name)
+        if products:
+            kept.append(replace(p, products=tuple(products)))
+    return kept
+
+
+def prepare_store(store: cube.StoreLike, cfg: PipelineConfig, passes: list[Pass],
+                  report: IngestReport) -> tuple[Grid, list[Step], list[Pass]]:
+    """Create the cube or add time slots for new passes; returns its grid, the steps to write
+    (each with its slot) and the passes already in the cube. Refused products go to ``report``."""
+    exists = cube.cube_exists(store)
+    if exists:
+        grid = cube.cube_grid(store)
+        if cfg.grid.bounds is not None and cfg.grid.to_grid() != grid:
+            raise CubeError(f"the cube's grid {grid} differs from the config's {cfg.grid.to_grid()}", store)
+    else:
+        grid = plan_grid(cfg, [q for p in passes for q in p.products])
+    passes = _on_grid(passes, grid, report)
+    if exists:
+        ds = cube.open_cube(store)
+        ids = ds["product_id"].values if "product_id" in ds.coords else [""] * ds.sizes["time"]
+        steps, finished, refused = assign_steps(passes, stored_names(ids), ds["time"].values, cube.done(store, STAGE),
+                                                assemble=cfg.preprocess.assemble_passes)
+    else:
+        steps, finished, refused = [Step(p, None) for p in passes], [], {}
+    for product, reason in refused.items():
+        _fail(report, str(product.path), reason)
+    stamps: dict[Any, Pass] = {}
+    for s in [s for s in steps if s.t is None]:
+        if s.pass_.time in stamps:  # two passes, one time stamp: a time step holds one pass
+            for product in s.pass_.products:
+                _fail(report, str(product.path), f"{product.path}: same time stamp {s.pass_.time} as "
+                      f"{stamps[s.pass_.time].names[0]}, another pass; not ingested")
+            steps.remove(s)
+        else:
+            stamps[s.pass_.time] = s.pass_
+    new = list(stamps.values())
+    coords = {k: [p.coords(cfg.preprocess.denoise)[k] for p in new] for k in PASS_COORDS}
+    times = [p.time for p in new]
+    if not exists:
+        cube.create_cube(store, grid, times, coords, chunk=cfg.grid.chunk,
+                         attrs={"title": f"{cfg.name} Sentinel-1 sea-ice cube"})
+    elif times:
+        cube.append_times(store, times, coords)
+    index = {np.datetime64(t, "us"): i for i, t in enumerate(cube.open_cube(store)["time"].values)}
+    steps = [s if s.t is not None else Step(s.pass_, index[s.pass_.time]) for s in steps]
+    return grid, steps, finished
+
+
+def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
+             cfg: PipelineConfig, incidence: IncidenceCorrection | None) -> Any:
+    """One slice on the grid from radar line ``first_line`` on, mapped with its pass's
+    ``tie_points`` (lazy with the native engine)."""
+    pols = [p.upper() for p in cfg.preprocess.polarisations]
+    pre = cfg.preprocess
+    options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
+    if pre.engine == "snap":
+        from seaice_dask.preprocess.snap import snap_geocode_product
+
+        if pre.textural_noise or pre.incidence.correction != "none":
+            raise ConfigError("preprocess.incidence and textural_noise need engine: native")
+        workdir = store.parent if isinstance(store, Path) else None  # SNAP writes local files
+        return snap_geocode_product(product.path, grid, workdir=workdir, **options)
+    return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
+                           textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
+                           **options)
+
+
+def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
+                incidence: IncidenceCorrection | None = None) -> None:
+    """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last.
+
+    Every stage's flag of the slot is cleared first, so a rewritten (late slice) or interrupted
+    slot never looks finished and the later stages recompute it.
+    """
+    cube.clear_done(store, step.t)
+    p = step.pass_
+    lines, ties = p.first_lines(cfg.preprocess.multilook), p.tie_points(cfg.preprocess.polarisations[0].upper())
+    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence) for q, n, tie in zip(p.products, lines, ties)])
+    (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
+    for name in ds.data_vars:
+        cube.write_slice(store, str(name), step.t, ds[name])
+    for name, value in step.pass_.coords(cfg.preprocess.denoise).items():
+        cube.set_slice_coord(store, name, step.t, value)
+    cube.mark_done(store, STAGE, step.t)

@@ -294,6 +294,10 @@ def _map_bytes(ds: Any, t: int, with_proba: bool) -> list[da.Array]:
     return [cls, ds["proba"].isel(time=t).data.map_blocks(proba_percent, dtype=np.uint8)]
 
 
+#: Per-time-step coordinates copied into each STAC Item.
+ORBIT_COORDS = ("relative_orbit", "absolute_orbit", "pass_direction")
+
+
 def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = False) -> ExportReport:
     """GIS files for every predicted date of the cube, and the run's STAC catalogue.
 
@@ -357,6 +361,10 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
         props = dict(properties)
         if products is not None:
             props["seaice:source_product"] = str(products[t])
+        for name in ORBIT_COORDS:  # which track the map comes from (several orbits share a cube)
+            if name in ds.coords:
+                value = ds[name].values[t]
+                props[f"seaice:{name}"] = value.item() if hasattr(value, "item") else str(value)
         item = class_map_item(f"{cfg.name}_class_{stamp}", when, grid, assets, props)
         item.set_self_href(str(out / f"class_{stamp}.json"))
         if scores.is_file():

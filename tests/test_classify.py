@@ -51,6 +51,8 @@ def test_classify_gives_the_batch_map_and_a_stac_item(small_series, tmp_path):
     stamp = pd.Timestamp(batch["time"].values[t]).strftime("%Y%m%dT%H%M%S")
     item = json.loads((tmp_path / "out" / "maps" / f"class_{stamp}.json").read_text())
     assert item["properties"]["seaice:source_product"] == open_safe(scene).name
+    assert item["properties"]["seaice:relative_orbit"] == 24
+    assert item["properties"]["seaice:pass_direction"] == "DESCENDING"
     assert Path(report.class_maps[0]).with_suffix(".qml").is_file()
     card = (models / "MODEL.md").read_text()
     assert "Trained on" in card and "Intended use" in card

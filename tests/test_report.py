@@ -57,7 +57,8 @@ def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
         "best": "rf",
         "method": {"rf": "stored class maps", "sgd": "stratified sample"},
         "scores": {
-            m: {ref: {"overall": _scores(oa), "per_scene": {}, "per_month": {"2020-11": _scores(oa - 0.1), "2021-01": _scores(oa - 0.2)}}
+            m: {ref: {"overall": _scores(oa), "per_scene": {}, "per_month": {"2020-11": _scores(oa - 0.1), "2021-01": _scores(oa - 0.2)},
+                      "per_orbit": {"24 DESCENDING": _scores(oa - 0.01), "89 ASCENDING": _scores(oa - 0.03)}}
                 for ref in ("labels", "truth")}
             for m, oa in learners.items()
         },
@@ -80,6 +81,8 @@ def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
     assert rows["sgd"][-1] == "stratified sample"
     monthly = page.get_element_by_id("scores-month").text_content()
     assert "2020-11" in monthly and "0.812" in monthly and "0.546" in monthly
+    per_orbit = page.get_element_by_id("scores-orbit").text_content()
+    assert "89 ASCENDING" in per_orbit and "0.902" in per_orbit and "0.716" in per_orbit
     per_class = page.get_element_by_id("scores-class").text_content()
     assert "first-year ice" in per_class and f"{40 / 46:.3f}" in per_class  # young ice precision
     confusion = page.get_element_by_id("confusion-sgd")
@@ -90,3 +93,17 @@ def test_index_html_shows_the_scores_and_links_only_existing_files(tmp_path):
     images = [img.get("src") for img in page.iter("img")]
     assert len(images) == 1 and images[0].startswith("data:image/png;base64,")  # offline, one file
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_scores_per_orbit_sum_the_dates_of_each_orbit():
+    import pandas as pd
+
+    from seaice_dask.learn.evaluate import scores, summarise
+
+    rng = np.random.default_rng(0)
+    per_date = rng.integers(0, 50, size=(3, 4, 4))
+    stamps = pd.DatetimeIndex(["2020-10-05T08:22", "2020-10-05T19:08", "2020-10-11T08:22"])
+    out = summarise(per_date, stamps, list(report.SOD4_CLASS_NAMES), ["24 DESCENDING", "89 ASCENDING", "24 DESCENDING"])
+    assert out["per_orbit"]["24 DESCENDING"] == scores(per_date[[0, 2]].sum(axis=0), list(report.SOD4_CLASS_NAMES))
+    assert out["per_orbit"]["89 ASCENDING"] == scores(per_date[1], list(report.SOD4_CLASS_NAMES))
+    assert "per_orbit" not in summarise(per_date, stamps, list(report.SOD4_CLASS_NAMES))

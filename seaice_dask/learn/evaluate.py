@@ -129,14 +129,28 @@ def open_truth(path: str | Path, ds: xr.Dataset) -> xr.DataArray:
     return truth.assign_coords(time=ds["time"].values, y=ds["y"].values, x=ds["x"].values)
 
 
-def summarise(per_date: np.ndarray, stamps: pd.DatetimeIndex, names: list[str]) -> dict[str, Any]:
-    """Scores overall, per scene (ISO date) and per month (``YYYY-MM``) from (time, K, K) counts."""
+def summarise(per_date: np.ndarray, stamps: pd.DatetimeIndex, names: list[str],
+              orbits: Sequence[str] | None = None) -> dict[str, Any]:
+    """Scores overall, per scene (ISO date), per month (``YYYY-MM``) and, given each date's
+    orbit (e.g. ``"24 DESCENDING"``), per relative orbit, from (time, K, K) counts."""
     months = stamps.strftime("%Y-%m")
-    return {
+    out = {
         "overall": scores(per_date.sum(axis=0), names),
         "per_scene": {s.isoformat(): scores(cm, names) for s, cm in zip(stamps, per_date, strict=True)},
         "per_month": {m: scores(per_date[months == m].sum(axis=0), names) for m in sorted(set(months))},
     }
+    if orbits is not None:
+        orbit_of = np.asarray(orbits)
+        out["per_orbit"] = {o: scores(per_date[orbit_of == o].sum(axis=0), names) for o in sorted(set(orbits))}
+    return out
+
+
+def date_orbits(ds: xr.Dataset) -> list[str] | None:
+    """Each time step's relative orbit and direction (``"24 DESCENDING"``), where the cube has them."""
+    if "relative_orbit" not in ds.coords:
+        return None
+    directions = ds["pass_direction"].values if "pass_direction" in ds.coords else [""] * ds.sizes["time"]
+    return [f"{int(o)} {d}".strip() for o, d in zip(ds["relative_orbit"].values, directions, strict=True)]
 
 
 def sampled_confusion(
@@ -322,7 +336,7 @@ def evaluate(
         phases["classify_sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     for (learner, ref_name), matrices in sorted(per_date.items()):
-        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names)
+        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names, date_orbits(test))
     primary = "truth" if "truth" in references else "labels"
     best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
     report = EvalReport([s.isoformat() for s in stamps], results, best, method=method, phase_seconds=phases)

@@ -16,8 +16,10 @@ Radiometric corrections (``preprocess.incidence``, ``preprocess.textural_noise``
 radar geometry by :func:`~seaice_dask.geocode.geocode_product`. A cube holds one correction: it is
 recorded in the cube's attrs (``incidence_correction``, ``textural_noise``) before the first
 slice is written, reused on resume and when scenes are added, and a config asking for another is
-a CubeError. Estimated slopes come from a pre-pass over decimated samples of every scene of the
-run (:func:`estimate_season_slopes`), so the first run should hold the whole season.
+a CubeError naming both settings, as is another ``preprocess.denoise``
+(:mod:`seaice_dask.preprocess.radiometry`). Estimated slopes come from a pre-pass over decimated
+samples of every scene of the run (:func:`estimate_season_slopes`), so the first run should hold
+the whole season.
 
 Variables (see ``DESIGN.md``): ``sigma0_<pol>`` dB float32 (NaN outside the footprint),
 ``incidence`` degrees float32, ``valid`` bool (every polarisation finite), and the static
@@ -54,6 +56,7 @@ from seaice_dask.preprocess.incidence import (
     estimate_slopes,
     scene_samples,
 )
+from seaice_dask.preprocess.radiometry import Radiometry, check_cube_radiometry
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +258,12 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     inc, pols = cfg.preprocess.incidence, [p.lower() for p in cfg.preprocess.polarisations]
     attrs = cube.cube_attrs(store)
     recorded = IncidenceCorrection.from_attrs(attrs.get(INCIDENCE_ATTR)) if INCIDENCE_ATTR in attrs else None
-    if recorded is None and cube.done(store, STAGE).any():
+    finished = cube.done(store, STAGE)
+    if recorded is None and finished.any():
         recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
+    if recorded is not None:  # another denoising, textural noise or method: refused, both named
+        denoise = cube.open_cube(store)["denoise"].values[finished]
+        check_cube_radiometry(Radiometry.of_attrs(attrs, denoise), Radiometry.of_config(cfg.preprocess), store)
     if inc.correction == "none":
         wanted = IncidenceCorrection()
     elif inc.correction == "class" and inc.slopes_db_per_deg is not None:
@@ -267,19 +274,12 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
         if missing:
             raise ConfigError(f"preprocess.incidence.slopes_db_per_deg lacks {missing}")
         wanted = IncidenceCorrection("linear", inc.reference_deg, {p: inc.slopes_db_per_deg[p] for p in pols}, "config")
-    elif recorded is not None and recorded.method == inc.correction and recorded.reference_deg == inc.reference_deg:
-        wanted = recorded  # the season's estimate, made once
     elif recorded is not None:
-        raise CubeError(f"the cube was made with incidence correction {recorded.to_attrs()}; estimating new "
-                        f"slopes (reference {inc.reference_deg}°) would mix corrections: use a new store", store)
+        wanted = recorded  # the season's estimate, made once (same method and reference: checked above)
     else:
         wanted = estimate_season_slopes(cfg, products, grid)
     if recorded is not None:
         check_compatible(recorded, wanted, store)
-    recorded_tnc = attrs.get("textural_noise", False if cube.done(store, STAGE).any() else None)
-    if recorded_tnc is not None and bool(recorded_tnc) != cfg.preprocess.textural_noise:
-        raise CubeError(f"the cube was made with textural_noise={recorded_tnc}, the config asks for "
-                        f"{cfg.preprocess.textural_noise}; use a new store or the same setting", store)
     cube.set_cube_attrs(store, **{INCIDENCE_ATTR: wanted.to_attrs(), "textural_noise": cfg.preprocess.textural_noise})
     return wanted
 

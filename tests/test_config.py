@@ -19,6 +19,19 @@ def test_example_config_is_the_default():
     assert cfg.grid.to_grid().shape == (5000, 5000)
 
 
+
+def test_empty_config_has_the_seeds_preprocessing(tmp_path):
+    """NERSC denoising, textural noise and the class-aware incidence correction by default, as the
+    seed; the example says so explicitly, and three keys give plain ESA processing."""
+    for cfg in (load_config(write(tmp_path, "")), load_config(EXAMPLE_CONFIG)):
+        pre = cfg.preprocess
+        assert (pre.denoise, pre.textural_noise, pre.incidence.correction) == ("nersc", True, "class")
+    text = EXAMPLE_CONFIG.read_text()
+    assert "  denoise: nersc " in text and "  textural_noise: true " in text and "    correction: class " in text
+    esa = load_config(write(tmp_path, "preprocess:\n  denoise: esa\n  textural_noise: false\n"
+                                      "  incidence: {correction: none}\n")).preprocess
+    assert (esa.denoise, esa.textural_noise, esa.incidence.correction) == ("esa", False, "none")
+
 def test_paths_are_resolved_against_the_config_folder(tmp_path):
     cfg = load_config(write(tmp_path, "paths:\n  workdir: run1\n  store: out/cube.zarr\n"))
     assert cfg.paths.store == (tmp_path / "run1" / "out" / "cube.zarr").resolve()

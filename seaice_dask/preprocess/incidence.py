@@ -204,7 +204,8 @@ def check_compatible(recorded: IncidenceCorrection, wanted: IncidenceCorrection,
     if not recorded.same_as(wanted):
         raise CubeError(
             f"the cube was made with incidence correction {recorded.to_attrs()}, the config asks for "
-            f"{wanted.to_attrs()}; use a new store or the same correction", path,
+            f"{wanted.to_attrs()}; use a new store path (paths.store), or the cube's slopes (or none given, "
+            f"preprocess.incidence.slopes_db_per_deg: null, to reuse its estimate)", path,
         )
 
 

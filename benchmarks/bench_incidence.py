@@ -42,7 +42,7 @@ from benchmarks.common import RESULTS, write_results
 
 CLASSES = {1: "young ice", 2: "first-year ice", 3: "multi-year ice"}
 CASES = {
-    "before": {"denoise": "nersc"},
+    "before": {"denoise": "nersc", "incidence": {"correction": "none"}, "textural_noise": False},  # not the defaults
     "linear": {"denoise": "nersc", "incidence": {"correction": "linear"}, "textural_noise": True},
     "class": {"denoise": "nersc", "incidence": {"correction": "class"}, "textural_noise": True},
 }

@@ -231,8 +231,11 @@ def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
 
 
 def test_class_model_slopes_match_the_simulator(product):
-    """Pre-pass samples of a simulated scene, its sod4 classes as chart labels: for every ice
-    surface, the component nearest to the simulator's signature has its HH slope within 0.02 dB/deg."""
+    """Pre-pass samples of a small simulated scene, its sod4 classes as chart labels: for every ice
+    surface, the HH slope applied to its samples (median; water components not picked, as at
+    ingest) is the simulator's within 0.05 dB/deg, so the residual slope stays well inside the
+    0.08 dB/deg acceptance limit. (With 4 components per chart class a surface may span two
+    components: young ice here takes −0.09 and −0.14 dB/deg, LFYI, DFYI and MYI within 0.022.)"""
     product, _ = product
     grid = default_grid(1000.0)
     truth = truth_fields(grid, DATE)
@@ -240,15 +243,15 @@ def test_class_model_slopes_match_the_simulator(product):
     samples = scene_samples(product, ["HH", "HV"], grid, surface == Surface.LAND, surface, block=(3, 3))
     chart = scene_samples(product, ["HH"], grid, surface == Surface.LAND, classes, block=(3, 3))["labels"]
     values = np.column_stack([samples["sigma0_hh"], samples["sigma0_hv"]])
-    model = fit_class_model(values, samples["incidence"], chart)
+    model = fit_class_model(values, samples["incidence"], chart, common_slope_db_per_deg=[-0.17, -0.05])
+    applied = model.effective_slopes(values, samples["incidence"], 35.0)[:, 0]
     checked = 0
     for s in (Surface.YOUNG_ICE, Surface.LEVEL_FYI, Surface.DEFORMED_FYI, Surface.MULTIYEAR_ICE):
-        if (samples["labels"] == s).sum() < 2000:
+        sel = samples["labels"] == s
+        if sel.sum() < 2000:
             continue
-        sig = bs.SIGNATURES[s]
-        at_35 = np.array([sig.hh30 + 5 * sig.hh_slope, sig.hv30 + 5 * sig.hv_slope])
-        nearest = np.argmin(((model.mean_db - at_35) ** 2).sum(axis=1))
-        assert abs(model.slope_db_per_deg[nearest, 0] - sig.hh_slope) < 0.02, (s.name, model.slope_db_per_deg[nearest])
+        slope = np.median(applied[sel])
+        assert abs(slope - bs.SIGNATURES[s].hh_slope) < 0.05, (s.name, slope)
         checked += 1
     assert checked >= 2
 
@@ -386,7 +389,8 @@ def test_model_refuses_inputs_made_with_another_correction(tmp_path):
     for other in ({}, {"incidence_correction": linear.to_attrs(), "textural_noise": False},
                   {"incidence_correction": IncidenceCorrection("linear", 35.0, {"hh": -0.25, "hv": -0.1}).to_attrs(),
                    "textural_noise": True}):
-        with pytest.raises(ModelError, match="gnb.skops.*radiometric corrections"):
+        with pytest.raises(ModelError, match="gnb.skops: the model was trained on inputs made with textural noise on, "
+                           r"incidence correction linear \(reference 35°\)(; this cube's were made with| .*other estimated slopes)"):
             load_model(path, radiometry=radiometry_of(other))
     plain = save_model(model, tmp_path / "plain.skops", learner="gnb", feature_names=["a", "b"], classes=[0, 1])
     load_model(plain, radiometry=radiometry_of({}))  # cubes and models from before: uncorrected

@@ -19,6 +19,20 @@ def test_example_config_is_the_default():
     assert cfg.grid.to_grid().shape == (5000, 5000)
 
 
+
+def test_the_seeds_preprocessing_is_three_keys(tmp_path):
+    """Plain ESA processing by default (the class-aware correction does not yet meet its limits
+    on every season); the example names the three keys of the seed's preprocessing."""
+    for cfg in (load_config(write(tmp_path, "")), load_config(EXAMPLE_CONFIG)):
+        pre = cfg.preprocess
+        assert (pre.denoise, pre.textural_noise, pre.incidence.correction) == ("esa", False, "none")
+    text = EXAMPLE_CONFIG.read_text()
+    assert "denoise: nersc, textural_noise: true" in text and "incidence: {correction: class}" in text
+    seed = load_config(write(tmp_path, "preprocess:\n  denoise: nersc\n  textural_noise: true\n"
+                                       "  incidence: {correction: class}\n")).preprocess
+    assert (seed.denoise, seed.textural_noise, seed.incidence.correction) == ("nersc", True, "class")
+
+
 def test_paths_are_resolved_against_the_config_folder(tmp_path):
     cfg = load_config(write(tmp_path, "paths:\n  workdir: run1\n  store: out/cube.zarr\n"))
     assert cfg.paths.store == (tmp_path / "run1" / "out" / "cube.zarr").resolve()

@@ -233,7 +233,10 @@ def test_model_refuses_a_cube_made_with_other_corrections(cube, tmp_path):
     cfg = _config(tmp_path, learners=["gnb"], cap_per_class=100)
     train(cfg, progress=False)
     set_cube_attrs(cfg.paths.store, textural_noise=True)  # as if ingested with the correction on
-    with pytest.raises(ModelError, match="gnb.skops"):
+    with pytest.raises(ModelError, match="gnb.skops") as err:
         predict(cfg, progress=False)
+    assert ("trained on inputs made with textural noise off, incidence correction none; this cube's were made "
+            "with textural noise on, incidence correction none. Retrain") in str(err.value)
+    assert "preprocess.textural_noise: false, preprocess.incidence.correction: none" in str(err.value)
     with pytest.raises(ModelError, match="gnb.skops"):
         evaluate(cfg, progress=False, figures=False)

@@ -36,11 +36,17 @@ def scenes(tmp_path_factory) -> list[Path]:
     return [write_scene(out, SceneSpec(start=d, absolute_orbit=34000 + 400 * i, seed=0)) for i, d in enumerate(DATES)]
 
 
+#: Plain ESA processing: the values are checked against the forward model at each pixel's own
+#: incidence (corrections are tested in test_ingest_incidence.py).
+PLAIN_ESA = {"denoise": "esa", "textural_noise": False, "incidence": {"correction": "none"}}
+
+
 def _config(workdir: Path, scenes: list[Path], **grid) -> PipelineConfig:
     workdir.mkdir(parents=True, exist_ok=True)
     raw = {
         "paths": {"workdir": str(workdir), "scenes": [str(s) for s in scenes], "store": "cube.zarr"},
         "grid": {"resolution_m": 800, "chunk": 128, **grid},
+        "preprocess": PLAIN_ESA,
     }
     path = dump_config(PipelineConfig.model_validate(raw), workdir / "config.yaml")
     return load_config(path)

@@ -1,5 +1,6 @@
 """Ingest with incidence-angle and textural noise correction: season slopes estimated once from
-the charts' ice classes, recorded in the cube, reused on resume; mixing corrections is refused."""
+the charts' ice classes, recorded in the cube, reused on resume; mixing corrections is refused,
+naming the cube's and the config's settings."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from seaice_dask.preprocess.incidence import IncidenceCorrection
 pytestmark = pytest.mark.slow
 
 GRID = {"resolution_m": 1000, "chunk": 128}
+#: No incidence correction (the default is ``class``).
+UNCORRECTED = {"correction": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_estimated_correction_is_recorded_reused_and_not_mixed(season):
     # reads ESA-denoised HV, whose per-subswath noise errors blur its slope on three small scenes)
     assert -0.33 < recorded.slopes_db_per_deg["hh"] < -0.13 and -0.3 < recorded.slopes_db_per_deg["hv"] < 0.0
 
-    plain = _config(season, "plain.zarr")  # no incidence key: the default, uncorrected
+    plain = _config(season, "plain.zarr", incidence=UNCORRECTED, textural_noise=True)
     assert ingest(plain, progress=False).ok
     assert cube.cube_attrs(plain.paths.store)["incidence_correction"] == {"method": "none"}
     a, b = cube.open_cube(corrected.paths.store), cube.open_cube(plain.paths.store)
@@ -61,7 +64,7 @@ def test_estimated_correction_is_recorded_reused_and_not_mixed(season):
     assert again.ok and len(again.skipped) == 3 and not again.ingested
     assert cube.cube_attrs(corrected.paths.store)["incidence_correction"] == attrs["incidence_correction"]
 
-    for other in (_config(season, "corrected.zarr"),
+    for other in (_config(season, "corrected.zarr", incidence=UNCORRECTED, textural_noise=True),
                   _config(season, "corrected.zarr", incidence={"correction": "linear", "slopes_db_per_deg": {"hh": -0.2, "hv": -0.1}},
                           textural_noise=True),
                   _config(season, "corrected.zarr", incidence={"correction": "linear"}, textural_noise=False)):
@@ -84,7 +87,7 @@ def test_class_correction_through_ingest(season, tmp_path):
     recorded = IncidenceCorrection.from_attrs(cube.cube_attrs(cfg.paths.store)["incidence_correction"])
     assert recorded.method == "class" and recorded.source == "charts" and len(recorded.classes.weight) >= 3
     hh_slopes = recorded.classes.slope_db_per_deg[:, 0]
-    plain = _config(season, str(tmp_path / "plain.zarr"), textural_noise=True)
+    plain = _config(season, str(tmp_path / "plain.zarr"), incidence=UNCORRECTED, textural_noise=True)
     assert ingest(plain, progress=False).ok
     a, b = cube.open_cube(cfg.paths.store), cube.open_cube(plain.paths.store)
     theta = b.incidence.values
@@ -99,3 +102,26 @@ def test_class_correction_through_ingest(season, tmp_path):
     with pytest.raises(ConfigError, match="slopes_db_per_deg"):
         ingest(_config(season, str(tmp_path / "c2.zarr"), incidence={"correction": "class", "slopes_db_per_deg": {"hh": -0.2, "hv": -0.1}}),
                progress=False)
+
+
+def test_a_cube_of_plain_esa_processing_is_refused_by_the_defaults(season, tmp_path):
+    """The defaults changed to the seed's preprocessing: a cube made with the old ones (ESA
+    denoising, no textural noise, no incidence correction) is refused with both settings named
+    and the two ways out; the old settings, given in the config, still extend it."""
+    old = {"denoise": "esa", "textural_noise": False, "incidence": UNCORRECTED}
+    store = str(tmp_path / "old.zarr")
+    assert ingest(_config(season, store, **old), progress=False).ok
+    with pytest.raises(CubeError) as err:
+        ingest(_config(season, store), progress=False)
+    message = str(err.value)
+    assert "old.zarr" in message
+    assert "made with denoise esa, textural noise off, incidence correction none;" in message
+    assert "asks for denoise nersc, textural noise on, incidence correction class (reference 35°)" in message
+    assert "new store path (paths.store)" in message
+    assert ("preprocess.denoise: esa, preprocess.textural_noise: false, preprocess.incidence.correction: none"
+            in message)
+    assert cube.cube_attrs(store)["incidence_correction"] == {"method": "none"}  # nothing written
+    with pytest.raises(CubeError, match="made with denoise esa.*asks for denoise nersc, textural noise off"):
+        ingest(_config(season, store, **{**old, "denoise": "nersc"}), progress=False)
+    again = ingest(_config(season, store, **old), progress=False)
+    assert again.ok and len(again.skipped) == 3

@@ -4,6 +4,7 @@ references and the simulator's truth; lazy, chunk-invariant, with ESA and NERSC 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 import warnings
 
 import dask
@@ -151,26 +152,53 @@ def test_class_model_recovers_the_slope_of_every_surface():
     np.testing.assert_allclose(back.classes.slope_db_per_deg, model.slope_db_per_deg, atol=1e-6)
 
 
-def test_water_components_apply_the_common_ice_slope():
-    """Water (chart class 0) keeps its own steep slope in the likelihood but applies the common
-    ice slope: a water sample moves by the ice slope, an ice sample by its own component's."""
+def test_water_components_shape_the_fit_but_every_cell_takes_an_ice_slope():
+    """Water (chart class 0) keeps its own steep slope in the likelihood (the fit), records the
+    common slope, and is never picked: an ice sample moves by its own component's slope, a water
+    sample by the slope of the ice component it resembles most (within the ice slopes)."""
     values, theta, surface, labels = _synthetic_samples(100_000, 3)
-    common = [-0.2, -0.1]
+    common = [-0.05, -0.01]  # outside the ice slopes: a water sample given it would show
     model = fit_class_model(values, theta, labels, common_slope_db_per_deg=common)
     own = fit_class_model(values, theta, labels)
     np.testing.assert_array_equal(model.slope_db_per_deg, own.slope_db_per_deg)
     water = np.argmin(((model.mean_db - SURFACES[4, [0, 2]]) ** 2).sum(axis=1))
     assert model.slope_db_per_deg[water, 0] < -0.6  # fitted: steep
     np.testing.assert_array_equal(model.applied[water], common)
+    assert not model.assignable[water] and model.assignable.any()
+    np.testing.assert_array_equal(~model.assignable, (model.applied == common).all(axis=1))  # water's components
     slopes = model.effective_slopes(values, theta, 35.0)
-    for k in (0, 1, 4):
-        sel = surface == k
-        expected = common[0] if k == 4 else SURFACES[k, 1]
-        assert abs(np.median(slopes[sel, 0]) - expected) < 0.02, k
+    for k in (0, 1, 2, 3):
+        assert abs(np.median(slopes[surface == k, 0]) - SURFACES[k, 1]) < 0.02, k
+    ice = model.applied[model.assignable, 0]
+    assert np.all((slopes[surface == 4, 0] >= ice.min()) & (slopes[surface == 4, 0] <= ice.max()))
     back = ClassModel.from_attrs(model.to_attrs())
     np.testing.assert_allclose(back.applied, model.applied, atol=1e-6)
-    legacy = [{k: v for k, v in c.items() if k != "applied_slope_db_per_deg"} for c in own.to_attrs()]
-    np.testing.assert_allclose(ClassModel.from_attrs(legacy).applied, own.slope_db_per_deg, atol=1e-6)
+    np.testing.assert_array_equal(back.assignable, model.assignable)
+    legacy = [{k: v for k, v in c.items() if k not in ("applied_slope_db_per_deg", "assignable")} for c in own.to_attrs()]
+    old = ClassModel.from_attrs(legacy)
+    assert old.assignable is None
+    np.testing.assert_allclose(old.applied, own.slope_db_per_deg, atol=1e-6)
+
+
+def test_level_ice_that_looks_like_broad_water_keeps_its_own_slope():
+    """A broad, steep, frequent water component crosses level first-year ice in mid-swath: as the
+    most probable component it gave level ice its (common) slope. Not assignable, it gives none."""
+    pols = ("hh", "hv")
+    # level first-year ice, young ice, wind-roughened water (at 35°: HH, HV; slopes; variances)
+    mean = np.array([[-17.2, -32.1], [-12.6, -27.3], [-17.0, -31.5]])
+    slope = np.array([[-0.333, -0.275], [-0.133, -0.044], [-0.6, -0.05]])
+    variance = np.array([[1.0, 1.5], [1.0, 1.0], [9.0, 4.0]])
+    applied = slope.copy()
+    applied[2] = [-0.16, -0.05]
+    weight = np.array([0.2, 0.1, 0.7])
+    rng = np.random.default_rng(2)
+    theta = rng.uniform(30, 36, 20_000)
+    level = mean[0] + slope[0] * (theta - 35)[:, None] + rng.normal(0, 1, (theta.size, 2)) * np.sqrt(variance[0])
+    old = ClassModel(pols, weight, mean, slope, variance, applied)
+    assert np.mean(old.effective_slopes(level, theta, 35.0)[:, 0] == -0.16) > 0.3  # the old rule
+    new = replace(old, assignable=np.array([True, True, False]))
+    got = new.effective_slopes(level, theta, 35.0)[:, 0]
+    assert np.mean(got == -0.333) > 0.95 and not np.any(got == -0.16)
 
 
 def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
@@ -203,8 +231,11 @@ def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
 
 
 def test_class_model_slopes_match_the_simulator(product):
-    """Pre-pass samples of a simulated scene, its sod4 classes as chart labels: for every ice
-    surface, the component nearest to the simulator's signature has its HH slope within 0.02 dB/deg."""
+    """Pre-pass samples of a small simulated scene, its sod4 classes as chart labels: for every ice
+    surface, the HH slope applied to its samples (median; water components not picked, as at
+    ingest) is the simulator's within 0.05 dB/deg, so the residual slope stays well inside the
+    0.08 dB/deg acceptance limit. (With 4 components per chart class a surface may span two
+    components: young ice here takes −0.09 and −0.14 dB/deg, LFYI, DFYI and MYI within 0.022.)"""
     product, _ = product
     grid = default_grid(1000.0)
     truth = truth_fields(grid, DATE)
@@ -212,15 +243,15 @@ def test_class_model_slopes_match_the_simulator(product):
     samples = scene_samples(product, ["HH", "HV"], grid, surface == Surface.LAND, surface, block=(3, 3))
     chart = scene_samples(product, ["HH"], grid, surface == Surface.LAND, classes, block=(3, 3))["labels"]
     values = np.column_stack([samples["sigma0_hh"], samples["sigma0_hv"]])
-    model = fit_class_model(values, samples["incidence"], chart)
+    model = fit_class_model(values, samples["incidence"], chart, common_slope_db_per_deg=[-0.17, -0.05])
+    applied = model.effective_slopes(values, samples["incidence"], 35.0)[:, 0]
     checked = 0
     for s in (Surface.YOUNG_ICE, Surface.LEVEL_FYI, Surface.DEFORMED_FYI, Surface.MULTIYEAR_ICE):
-        if (samples["labels"] == s).sum() < 2000:
+        sel = samples["labels"] == s
+        if sel.sum() < 2000:
             continue
-        sig = bs.SIGNATURES[s]
-        at_35 = np.array([sig.hh30 + 5 * sig.hh_slope, sig.hv30 + 5 * sig.hv_slope])
-        nearest = np.argmin(((model.mean_db - at_35) ** 2).sum(axis=1))
-        assert abs(model.slope_db_per_deg[nearest, 0] - sig.hh_slope) < 0.02, (s.name, model.slope_db_per_deg[nearest])
+        slope = np.median(applied[sel])
+        assert abs(slope - bs.SIGNATURES[s].hh_slope) < 0.05, (s.name, slope)
         checked += 1
     assert checked >= 2
 
@@ -358,7 +389,8 @@ def test_model_refuses_inputs_made_with_another_correction(tmp_path):
     for other in ({}, {"incidence_correction": linear.to_attrs(), "textural_noise": False},
                   {"incidence_correction": IncidenceCorrection("linear", 35.0, {"hh": -0.25, "hv": -0.1}).to_attrs(),
                    "textural_noise": True}):
-        with pytest.raises(ModelError, match="gnb.skops.*radiometric corrections"):
+        with pytest.raises(ModelError, match="gnb.skops: the model was trained on inputs made with textural noise on, "
+                           r"incidence correction linear \(reference 35°\)(; this cube's were made with| .*other estimated slopes)"):
             load_model(path, radiometry=radiometry_of(other))
     plain = save_model(model, tmp_path / "plain.skops", learner="gnb", feature_names=["a", "b"], classes=[0, 1])
     load_model(plain, radiometry=radiometry_of({}))  # cubes and models from before: uncorrected
@@ -380,3 +412,4 @@ def test_cell_mean_matches_nanmean_of_padded_tiles():
         expected = np.nanmean(padded.reshape(2, hc, 8, wc, 8), axis=(2, 4))
     np.testing.assert_allclose(_cell_mean(values, 8), expected, rtol=1e-12)
     assert np.isnan(_cell_mean(values, 8)[0, 0, 0])
+

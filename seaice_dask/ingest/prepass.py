@@ -22,6 +22,7 @@ from seaice_dask.errors import ConfigError, CubeError, SeaIceError
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.writer import STAGE
 from seaice_dask.landmask import land_mask
+from seaice_dask.preprocess.radiometry import Radiometry, check_cube_radiometry
 from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
 from seaice_dask.preprocess.incidence import (
     IncidenceCorrection,
@@ -77,16 +78,21 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     ``fixed``: a correction made elsewhere (a trained model's), used as is and never re-estimated.
 
     A cube keeps one correction: a recorded one is reused (resume, new scenes) when the config
-    asks for the same method and reference (and, if given, the same slopes); anything else is a
-    CubeError. Estimated slopes come from a pre-pass over decimated radar samples of all
+    asks for the same denoising, textural noise, method and reference (and, if given, the same
+    slopes); anything else is a CubeError naming both settings
+    (:mod:`seaice_dask.preprocess.radiometry`). Estimated slopes come from a pre-pass over decimated radar samples of all
     ``products`` (:mod:`seaice_dask.preprocess.incidence`) with the charts' ice classes when
     charts are available.
     """
     inc, pols = cfg.preprocess.incidence, [p.lower() for p in cfg.preprocess.polarisations]
     attrs = cube.cube_attrs(store)
     recorded = IncidenceCorrection.from_attrs(attrs.get(INCIDENCE_ATTR)) if INCIDENCE_ATTR in attrs else None
-    if recorded is None and cube.done(store, STAGE).any():
+    finished = cube.done(store, STAGE)
+    if recorded is None and finished.any():
         recorded = IncidenceCorrection()  # ingested before corrections were recorded: none
+    if recorded is not None:  # another denoising, textural noise or method: refused, both named
+        denoise = cube.open_cube(store)["denoise"].values[finished]
+        check_cube_radiometry(Radiometry.of_attrs(attrs, denoise), Radiometry.of_config(cfg.preprocess), store)
     if fixed is not None:
         wanted = fixed
     elif inc.correction == "none":
@@ -99,19 +105,12 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
         if missing:
             raise ConfigError(f"preprocess.incidence.slopes_db_per_deg lacks {missing}")
         wanted = IncidenceCorrection("linear", inc.reference_deg, {p: inc.slopes_db_per_deg[p] for p in pols}, "config")
-    elif recorded is not None and recorded.method == inc.correction and recorded.reference_deg == inc.reference_deg:
-        wanted = recorded  # the season's estimate, made once
     elif recorded is not None:
-        raise CubeError(f"the cube was made with incidence correction {recorded.to_attrs()}; estimating new "
-                        f"slopes (reference {inc.reference_deg}°) would mix corrections: use a new store", store)
+        wanted = recorded  # the season's estimate, made once (same method and reference: checked above)
     else:
         wanted = estimate_season_slopes(cfg, products, grid)
     if recorded is not None:
         check_compatible(recorded, wanted, store)
-    recorded_tnc = attrs.get("textural_noise", False if cube.done(store, STAGE).any() else None)
-    if recorded_tnc is not None and bool(recorded_tnc) != cfg.preprocess.textural_noise:
-        raise CubeError(f"the cube was made with textural_noise={recorded_tnc}, the config asks for "
-                        f"{cfg.preprocess.textural_noise}; use a new store or the same setting", store)
     cube.set_cube_attrs(store, **{INCIDENCE_ATTR: wanted.to_attrs(), "textural_noise": cfg.preprocess.textural_noise})
     return wanted
 

@@ -134,9 +134,14 @@ def load_model(
         )
     trained_with = metadata.get("radiometry", radiometry_of({}))
     if radiometry is not None and radiometry != trained_with:
+        from seaice_dask.preprocess.radiometry import Radiometry
+
+        trained, given = Radiometry.of_attrs(trained_with), Radiometry.of_attrs(radiometry)
+        slopes = "" if trained.differs(given) else " (the same method with other estimated slopes)"
         raise ModelError(
-            f"the model was trained on inputs with radiometric corrections {trained_with}, the cube's were "
-            f"made with {radiometry}; retrain or ingest with the same preprocess.incidence/textural_noise",
+            f"the model was trained on inputs made with {trained.describe()}; this cube's were made with "
+            f"{given.describe()}{slopes}. Retrain on this cube (seaice-dask train), or predict on a cube "
+            f"ingested with the model's settings: {trained.as_config()} (a new store path, paths.store)",
             path,
         )
     saved = metadata.get("versions", {}).get("scikit-learn")

@@ -37,8 +37,9 @@ variance per polarisation (diagonal Gaussian, means linear in θ), is fitted by 
 linear regressions, :func:`fit_class_model`) to the pre-pass samples, semi-supervised by the
 chart classes (each class gets :data:`SPLIT` components, so level and deformed first-year ice get
 their own). At ingest, no labels: per cell of :data:`CELL` × :data:`CELL` multilooked pixels, the
-cell's mean (HH, HV) dB at its θ picks the most probable component k̂ under the GIA likelihood,
-its applied slope b_k̂ is interpolated bilinearly between cell centres to every pixel, and
+cell's mean (HH, HV) dB at its θ picks the most probable sea-ice (or, without charts, free)
+component k̂ under the GIA likelihood, its applied slope b_k̂ is interpolated bilinearly between
+cell centres to every pixel, and
 
     σ0_dB(θ_ref) = σ0_dB(θ) − b_k̂ · (θ − θ_ref).
 
@@ -47,9 +48,12 @@ The applied slope is the component's own for sea-ice components and the common i
 simulated scenes, −0.7 to −0.9 for CMOD-like calm water) differ from the ice slopes by up to
 0.45 dB/deg, so a cell of young ice taken for wind-roughened water (an ambiguity of HH) would
 move by 6 dB at the swath edges, and the correction would bake the membership's mistakes into
-the classifier's inputs. Water components still compete in the likelihood, so ice cells are
-matched to ice components only where they look like ice. On 4 simulated full scenes this took
-the best model's accuracy from 0.813 (own slopes for water) to 0.859 (0.845 without corrections).
+the classifier's inputs. On 4 simulated full scenes this took the best model's accuracy from
+0.813 (own slopes for water) to 0.859 (0.845 without corrections). Water components shape the fit
+(they keep water's samples out of the ice components) but are never picked: broad and steep, they
+cross level first-year ice in mid-swath and nilas at far range, and cells of those that took the
+water component's (common) slope were under-corrected by up to 2 dB at the swath ends. Every cell,
+water too, takes the slope of its most probable ice component (:attr:`ClassModel.assignable`).
 
 The likelihood moves each component's mean with θ, so near- and far-range pixels of one type get
 the same component: no iteration is needed. The most probable component rather than the
@@ -90,7 +94,10 @@ ATTR = "incidence_correction"
 #: EM iterations; smallest component weight kept; variance floor (dB²).
 CELL, CLASS_ITERATIONS, MIN_WEIGHT, MIN_VARIANCE = 8, 25, 0.01, 0.05
 #: Components per chart class at the start of the class-model fit (quantiles of the cross-pol level).
-SPLIT = 3
+#: Chart classes lump surfaces (level and deformed first-year ice, and the other stages of a
+#: polygon): with 3, level first-year ice shared a component on some seasons, whose HV slope was
+#: too shallow, and a third of its near-range cells took young ice's slope (bench_incidence --seed 1).
+SPLIT = 4
 #: Samples the class model is fitted to (a deterministic spread-out subset of the pre-pass).
 CLASS_SAMPLES = 40_000
 #: σ0_dB below which (or with no power left) the class model sees the floor (dark water's HV).
@@ -110,6 +117,9 @@ class ClassModel:
     #: Slope (K, d) the correction applies to pixels of each component: its own slope for ice
     #: components, the common ice slope for the others (None: its own slope everywhere).
     applied_slope_db_per_deg: np.ndarray | None = None
+    #: (K,) bool: components a cell may take its slope from (the sea-ice and free ones); None: all
+    #: (records written before water components left the assignment).
+    assignable: np.ndarray | None = None
 
     @property
     def applied(self) -> np.ndarray:
@@ -119,9 +129,11 @@ class ClassModel:
         def per_pol(row: np.ndarray) -> dict[str, float]:
             return {p: round(float(v), 6) for p, v in zip(self.pols, row)}
 
+        assignable = np.ones(self.weight.size, bool) if self.assignable is None else self.assignable
         return [{"weight": round(float(w), 6), "mean_db": per_pol(m), "slope_db_per_deg": per_pol(b),
-                 "variance_db2": per_pol(v), "applied_slope_db_per_deg": per_pol(a)}
-                for w, m, b, v, a in zip(self.weight, self.mean_db, self.slope_db_per_deg, self.variance_db2, self.applied)]
+                 "variance_db2": per_pol(v), "applied_slope_db_per_deg": per_pol(a), "assignable": bool(g)}
+                for w, m, b, v, a, g in zip(self.weight, self.mean_db, self.slope_db_per_deg, self.variance_db2,
+                                            self.applied, assignable)]
 
     @classmethod
     def from_attrs(cls, components: Sequence[Mapping[str, Any]]) -> ClassModel:
@@ -130,19 +142,23 @@ class ClassModel:
         def table(key: str) -> np.ndarray:  # records without applied slopes apply their own
             return np.array([[c.get(key, c["slope_db_per_deg"])[p] for p in pols] for c in components], np.float64)
 
+        assignable = np.array([c.get("assignable", True) for c in components], bool)
         return cls(pols, np.array([c["weight"] for c in components], np.float64), table("mean_db"),
-                   table("slope_db_per_deg"), table("variance_db2"), table("applied_slope_db_per_deg"))
+                   table("slope_db_per_deg"), table("variance_db2"), table("applied_slope_db_per_deg"),
+                   None if assignable.all() else assignable)
 
     def effective_slopes(self, values_db: np.ndarray, incidence_deg: np.ndarray, reference_deg: float) -> np.ndarray:
-        """Applied slopes b_k̂ (n, d) of each sample's most probable component k̂ = argmax_k p_k:
-        ``values_db`` (n, d) in ``pols`` order at ``incidence_deg`` (n,), p_k the posterior of
-        component k under the GIA likelihood N(μ_k + b_k·(θ − θ_ref), v_k).
+        """Applied slopes b_k̂ (n, d) of each sample's most probable assignable component
+        k̂ = argmax_k p_k: ``values_db`` (n, d) in ``pols`` order at ``incidence_deg`` (n,), p_k the
+        posterior of component k under the GIA likelihood N(μ_k + b_k·(θ − θ_ref), v_k).
         Values with no power (NaN) sit at :data:`DB_FLOOR`; samples without θ get the prior mean
         slope Σ_k w_k·b_k."""
         with np.errstate(invalid="ignore"):
-            p = _posterior(self, _clip_db(values_db), incidence_deg - reference_deg)
-        slopes = self.applied[np.argmax(np.nan_to_num(p, nan=0.0), axis=1)]
-        slopes[~np.isfinite(p).all(axis=1)] = self.weight @ self.applied
+            loglik = _log_likelihood(self, _clip_db(values_db), incidence_deg - reference_deg)
+        if self.assignable is not None:
+            loglik[:, ~self.assignable] = -np.inf
+        slopes = self.applied[np.argmax(np.nan_to_num(loglik, nan=-np.inf), axis=1)]
+        slopes[~np.isfinite(incidence_deg)] = self.weight @ self.applied
         return slopes
 
 
@@ -204,7 +220,8 @@ def check_compatible(recorded: IncidenceCorrection, wanted: IncidenceCorrection,
     if not recorded.same_as(wanted):
         raise CubeError(
             f"the cube was made with incidence correction {recorded.to_attrs()}, the config asks for "
-            f"{wanted.to_attrs()}; use a new store or the same correction", path,
+            f"{wanted.to_attrs()}; use a new store path (paths.store), or the cube's slopes (or none given, "
+            f"preprocess.incidence.slopes_db_per_deg: null, to reuse its estimate)", path,
         )
 
 
@@ -462,9 +479,9 @@ def fit_class_model(values_db: np.ndarray, incidence_deg: np.ndarray, labels: np
     model = _m_step(v, t, resp, pols)
     if common_slope_db_per_deg is None:
         return model
-    not_ice = ((groups >= 0) & ~np.isin(groups, ICE_CLASSES))[:, None]  # free components (−1) keep theirs
-    applied = np.where(not_ice, np.asarray(common_slope_db_per_deg, np.float64)[None, :], model.slope_db_per_deg)
-    return replace(model, applied_slope_db_per_deg=applied)
+    not_ice = (groups >= 0) & ~np.isin(groups, ICE_CLASSES)  # free components (−1) keep theirs
+    applied = np.where(not_ice[:, None], np.asarray(common_slope_db_per_deg, np.float64)[None, :], model.slope_db_per_deg)
+    return replace(model, applied_slope_db_per_deg=applied, assignable=~not_ice if not_ice.any() and not not_ice.all() else None)
 
 
 def _m_step(v: np.ndarray, t: np.ndarray, resp: np.ndarray, pols: Sequence[str]) -> ClassModel:
@@ -481,9 +498,14 @@ def _m_step(v: np.ndarray, t: np.ndarray, resp: np.ndarray, pols: Sequence[str])
     return ClassModel(tuple(p.lower() for p in pols), nk / nk.sum(), mean, slope, variance)
 
 
-def _posterior(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _log_likelihood(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """log(w_k) + log N(v; μ_k + b_k·t, v_k) per sample and component, up to a constant (n, K)."""
     z = v[:, None, :] - model.mean_db - model.slope_db_per_deg * t[:, None, None]
-    loglik = np.log(model.weight + 1e-300) - 0.5 * (z**2 / model.variance_db2 + np.log(model.variance_db2)).sum(axis=2)
+    return np.log(model.weight + 1e-300) - 0.5 * (z**2 / model.variance_db2 + np.log(model.variance_db2)).sum(axis=2)
+
+
+def _posterior(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    loglik = _log_likelihood(model, v, t)
     p = np.exp(loglik - loglik.max(axis=1, keepdims=True))
     return p / p.sum(axis=1, keepdims=True)
 

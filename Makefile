@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WARM   := $(VENV)/.kernels-compiled
+# the modules with Numba kernels: editing one invalidates its cached compilations
+KERNELS := $(shell grep -rl --include='*.py' 'njit' seaice_dask)
 
 .PHONY: demo test install bench clean
 
@@ -14,15 +17,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# compile the Numba kernels once into their on-disk cache, so that no run (nor each of its
+# workers) compiles them on first use
+$(WARM): $(STAMP) $(KERNELS)
+	$(BIN)/python -m seaice_dask.warmup
+	touch $(WARM)
 
-demo: $(STAMP)
+install: $(WARM)
+
+demo: $(WARM)
 	$(BIN)/seaice-dask demo --out demo-output
 
-test: $(STAMP)
+test: $(WARM)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(WARM)
 	$(BIN)/python -m benchmarks.run_all
 
 clean:

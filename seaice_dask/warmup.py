@@ -1,0 +1,93 @@
+"""Compile every Numba kernel once, on tiny inputs, into Numba's on-disk cache.
+
+The kernels are ``cache=True``: compiled on first use, then loaded by every later process (Dask
+workers included) from ``__pycache__`` beside their module (or ``NUMBA_CACHE_DIR``). Without a
+warm cache a first run spends minutes of its ingest and features stages compiling, once in every
+worker, behind a progress bar that does not say so. ``make install`` (and so ``make demo`` and
+``make test``) runs ``python -m seaice_dask.warmup`` once; on a warm cache it takes seconds.
+
+Each kernel is reached through the wrapper the pipeline calls, which fixes the argument types,
+so the signatures compiled here are the ones a run loads. The kernels compile in parallel
+processes: compiling is single-threaded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+
+def _glcm() -> None:
+    """The GLCM sweep (all three variants compile at once), float32 output, int16 pair codes."""
+    from seaice_dask.features.kernels import glcm_levels, max_pairs_per_group
+    from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, make_layout
+
+    window, levels = 3, 4
+    layout = make_layout((1,), (0, 90), "standard", True)
+    codes = np.array([FEATURE_CODES[f] for f in ALL_FEATURES], dtype=np.int64)
+    q = np.arange(36, dtype=np.int16).reshape(6, 6) % levels
+    glcm_levels(q, half=window // 2, levels=levels, layout=layout, feature_codes=codes, snap=False,
+                max_pairs=max_pairs_per_group(window, layout))  # fmt: skip
+
+
+def _textural() -> None:
+    """The textural noise correction of the NERSC denoising."""
+    from seaice_dask.preprocess.textural import textural_noise_block
+
+    sigma0 = np.full((8, 8), 0.01, np.float32)
+    textural_noise_block(sigma0, np.full((8, 8), 0.001, np.float32))
+
+
+def _incidence() -> None:
+    """The per-cell sums of the class-aware incidence correction."""
+    from seaice_dask.preprocess.incidence import _cell_mean
+
+    _cell_mean(np.ones((2, 4, 4), np.float32), 2)
+
+
+def _simulator() -> None:
+    """The simulator's scene renderer and its truth lattice interpolation (``make demo``)."""
+    from seaice_dask.grid import Grid
+    from seaice_dask.simulate.backscatter import render_dn
+    from seaice_dask.simulate.truth import _Lattice
+
+    ones = np.ones((4, 4), np.float32)
+    render_dn(np.zeros((4, 4), np.int8), 30 * ones, ones, (ones,) * 4, "HH", ones, ones, ones)
+    grid = Grid.from_bounds("EPSG:32626", (0.0, 0.0, 40_000.0, 40_000.0), 10_000.0)
+    lattice = _Lattice.for_grid(grid)
+    lattice.to_grid(np.zeros(lattice.shape), grid)
+
+
+#: The kernels to compile; the GLCM sweep first, as it takes longest.
+KERNELS: tuple[Callable[[], None], ...] = (_glcm, _textural, _incidence, _simulator)
+
+
+def _timed(compile_one: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    compile_one()
+    return time.perf_counter() - start
+
+
+def warmup(processes: int | None = None) -> dict[str, float]:
+    """Compile (or load from the cache) every kernel of :data:`KERNELS`; returns seconds per kernel."""
+    processes = processes or min(len(KERNELS), os.cpu_count() or 1)
+    # spawned: a forked child of a process that ran a parallel kernel would inherit OpenMP's threads
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seconds = dict(zip((k.__name__.lstrip("_") for k in KERNELS), pool.map(_timed, KERNELS), strict=True))
+    return seconds
+
+
+def main() -> None:
+    start = time.perf_counter()
+    seconds = warmup()
+    detail = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+    print(f"Numba kernels compiled or loaded from the cache in {time.perf_counter() - start:.1f} s ({detail})")
+
+
+if __name__ == "__main__":
+    main()

@@ -108,7 +108,9 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     elif recorded is not None:
         wanted = recorded  # the season's estimate, made once (same method and reference: checked above)
     else:
-        wanted = estimate_season_slopes(cfg, products, grid)
+        # applied as recorded (parameters rounded in the attrs): a resumed ingest, or a model's
+        # `classify` of a new scene, then corrects exactly as the first run did
+        wanted = IncidenceCorrection.from_attrs(estimate_season_slopes(cfg, products, grid).to_attrs())
     if recorded is not None:
         check_compatible(recorded, wanted, store)
     cube.set_cube_attrs(store, **{INCIDENCE_ATTR: wanted.to_attrs(), "textural_noise": cfg.preprocess.textural_noise})

@@ -184,6 +184,8 @@ class SimulateConfig(_Section):
     size: Literal["full", "small"] = "small"
     product: Literal["GRDM", "GRDH"] = "GRDM"
     seed: int = 0
+    slices_per_pass: int = Field(1, ge=1)  # each pass written as this many slice products
+    orbits: list[int] = Field(default_factory=lambda: [24], min_length=1)  # relative orbits
 
 
 class CdseConfig(_Section):

@@ -167,5 +167,7 @@ def simulate_inputs(cfg: PipelineConfig) -> Path:
         product=sim.product,
         seed=sim.seed,
         grid=cfg.grid.to_grid(),
+        slices_per_pass=sim.slices_per_pass,
+        orbits=sim.orbits,
     )
     return out

@@ -56,6 +56,7 @@ def test_classify_gives_the_batch_map_and_a_stac_item(small_series, tmp_path):
     assert Path(report.class_maps[0]).with_suffix(".qml").is_file()
     card = (models / "MODEL.md").read_text()
     assert "Trained on" in card and "Intended use" in card
+    assert "| 2020-1" in card.split("## Accuracy per month")[1]  # evaluate's per-month table
 
 
 def test_model_record_holds_what_classify_needs(small_series):
@@ -109,3 +110,31 @@ def test_cli_names_the_refused_scene(small_series, tmp_path):
                           env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and bogus.name in proc.stderr
+
+
+def test_model_card_names_the_training_and_takes_the_monthly_scores(tmp_path):
+    from types import SimpleNamespace
+
+    from seaice_dask.learn.card import add_monthly_scores, write_model_card
+    from seaice_dask.learn.evaluate import scores
+
+    cm = np.array([[50, 2, 0, 0], [3, 40, 5, 0], [0, 4, 60, 1], [0, 0, 2, 30]])
+    names = ["open water", "young ice", "first-year ice", "old ice"]
+    report = SimpleNamespace(
+        best="mlp", best_model="mlp.skops", select="balanced", classes=[0, 1, 2, 3], class_names=names,
+        train_dates=["2020-10-05T08:22:00", "2020-11-02T08:22:00"], test_dates=["2020-12-07T08:22:00"],
+        n_train=1000, n_test=400, train_class_counts=[250] * 4, validation="temporal",
+        feature_names=["sigma0_hh", "incidence"], scores={"mlp": scores(cm, names)}, predict_px_per_s={"mlp": 9.7e6},
+    )
+    pipeline = {"class_scheme": "sod4", "products": ["EW_GRDM"], "incidence_range_deg": [18.9, 47.0],
+                "grid": {"crs": "EPSG:32626", "resolution_m": 80.0, "bounds": [0, 0, 1, 1]},
+                "preprocess": {"denoise": "esa", "multilook": 2, "textural_noise": False, "incidence": {"correction": "none"}},
+                "features": {"window": 11, "levels": 32, "angles": [0, 45, 90, 135], "features": ["contrast"]}}
+    card = write_model_card(tmp_path, report, pipeline).read_text()
+    assert "mlp.skops" in card and "EW_GRDM" in card and "18.9–47.0°" in card and f"{40 / 46:.3f}" in card
+    monthly = {"2020-12": scores(cm, names)}
+    for _ in range(2):  # evaluated twice: the table is replaced, not appended
+        add_monthly_scores(tmp_path, "mlp", monthly, "truth")
+    text = (tmp_path / "MODEL.md").read_text()
+    assert text.count("## Accuracy per month") == 1 and f"| 2020-12 | {scores(cm, names)['overall_accuracy']:.3f} |" in text
+    assert "## Intended use" in text

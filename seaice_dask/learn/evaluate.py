@@ -40,6 +40,7 @@ from seaice_dask.config import PipelineConfig
 from seaice_dask.cube import StoreLike, cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
+from seaice_dask.learn.card import add_monthly_scores
 from seaice_dask.learn.inference import ModelRef
 from seaice_dask.learn.persist import radiometry_of
 from seaice_dask.learn.predict import (
@@ -359,6 +360,8 @@ def evaluate(
                     title=f"{stamp:%Y-%m-%d %H:%M} UTC", class_names=names,
                 )))
     phases["figures"] = clock.perf_counter() - tick
+    if train_report.get("best") in results:  # the model card of the model `predict` uses
+        add_monthly_scores(cfg.paths.models, train_report["best"], results[train_report["best"]][primary]["per_month"], primary)
     report.seconds = clock.perf_counter() - start
     report.files.append(str(rep.write_json(report.to_dict(), out / "scores.json")))
     return report

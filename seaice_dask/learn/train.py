@@ -17,6 +17,7 @@ from seaice_dask.cube import cube_grid, cube_store, open_cube
 from seaice_dask.errors import ConfigError
 from seaice_dask.learn._compute import compute
 from seaice_dask.learn.evaluate import confusion, scores
+from seaice_dask.learn.card import write_model_card
 from seaice_dask.learn.inference import production_model
 from seaice_dask.learn.models import fit_learner
 from seaice_dask.learn.persist import SUFFIX, radiometry_of, save_model
@@ -24,8 +25,6 @@ from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
 
-#: The model card written beside the models.
-MODEL_CARD = "MODEL.md"
 #: Mode and resolution class in product ids (``S1A_EW_GRDM_1SDH_…``).
 PRODUCT_KIND = re.compile(r"S1[A-D]_([A-Z]{2})_GRD([MHF])")
 
@@ -164,58 +163,6 @@ def pipeline_record(cfg: PipelineConfig, ds: Any, sample: Sample) -> dict[str, A
         "products": kinds,
         "incidence_range_deg": [float(np.nanmin(angles)), float(np.nanmax(angles))] if angles.size else [None, None],
     }
-
-
-def write_model_card(models_dir: Path, report: TrainReport, pipeline: dict[str, Any]) -> Path:
-    """``MODEL.md``: what the chosen model was trained on, how well it scores per class, and
-    what it is meant for (a model card, kept beside the model files)."""
-    best = report.scores[report.best]
-    pre, feat = pipeline["preprocess"], pipeline["features"]
-    rows = "\n".join(
-        f"| {name} | {best['per_class'][name]['precision']:.3f} | {best['per_class'][name]['recall']:.3f} "
-        f"| {best['per_class'][name]['f1']:.3f} |" for name in report.class_names if name in best.get("per_class", {})
-    )
-    learners = "\n".join(f"| {k} | {v['overall_accuracy']:.3f} | {v['kappa']:.3f} | "
-                          f"{report.predict_px_per_s.get(k, 0) / 1e6:.2f} |" for k, v in report.scores.items())
-    text = f"""# Model card: {report.best_model}
-
-Sea-ice type classifier ({report.best}, chosen by `model.select: {report.select}`) of seaice-dask.
-Classes ({pipeline['class_scheme']}): {', '.join(f'{c} {n}' for c, n in zip(report.classes, report.class_names))}.
-
-## Trained on
-- {len(report.train_dates)} training dates, {report.train_dates[0] if report.train_dates else '—'} … {report.train_dates[-1] if report.train_dates else '—'}; {report.n_train} pixels {report.train_class_counts}; validation `{report.validation}` on {len(report.test_dates)} dates ({report.n_test} pixels)
-- products {', '.join(pipeline['products']) or 'unknown'}, incidence {pipeline['incidence_range_deg'][0] or 0:.1f}–{pipeline['incidence_range_deg'][1] or 0:.1f}°
-- grid {pipeline['grid']['crs']}, {pipeline['grid']['resolution_m']:g} m, bounds {pipeline['grid']['bounds']}
-- preprocessing: denoise `{pre['denoise']}`, multilook {pre['multilook']}, textural noise {pre['textural_noise']}, incidence correction `{pre['incidence']['correction']}`
-- texture: GLCM window {feat['window']}, {feat['levels']} levels, angles {feat['angles']}, features {feat['features']}
-- inputs: {', '.join(report.feature_names)}
-
-## Scores on the validation sample (against the chart labels)
-Overall accuracy {best['overall_accuracy']:.3f}, kappa {best['kappa']:.3f}.
-
-| class | precision | recall | F1 |
-|---|---|---|---|
-{rows}
-
-Every learner trained (overall accuracy, kappa, single-thread prediction speed in M px/s):
-
-| learner | OA | kappa | M px/s |
-|---|---|---|---|
-{learners}
-
-Per-month scores against the truth or the charts are in the run's `reports/scores.json` (`seaice-dask evaluate`).
-
-## Intended use
-Classify new Sentinel-1 EW GRD scenes of the same region and season with the same preprocessing
-(`seaice-dask classify {models_dir.name} SCENE…`): scenes with other polarisations, another product
-type or incidence angles outside the training range are refused. Labels come from operational ice
-charts, which generalise polygons: treat maps as guidance for analysts, not as charts.
-"""
-    path = models_dir / MODEL_CARD
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 def throughput(model: Any, X: np.ndarray, rows: int = SPEED_ROWS) -> float:

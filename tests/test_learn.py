@@ -73,6 +73,23 @@ def test_split_dates_temporal():
     assert np.all(np.diff(test_days).astype(int) >= 2)
 
 
+def test_split_dates_within_each_orbit():
+    """Two orbits whose passes alternate unevenly: every second date overall would hold out one
+    orbit in autumn and the other in winter; within each orbit, both cover the season."""
+    days = ["2020-10-05", "2020-10-09", "2020-11-28", "2020-12-02", "2021-01-25", "2021-01-27", "2021-03-20", "2021-03-22"]
+    times = np.array(days, dtype="datetime64[D]")
+    orbits = ["24 DESCENDING", "89 ASCENDING", "24 DESCENDING", "89 ASCENDING",
+              "89 ASCENDING", "24 DESCENDING", "89 ASCENDING", "24 DESCENDING"]
+    overall = split_dates(times, 0.5)[1]
+    assert [orbits[i] for i in overall] == ["89 ASCENDING"] * 2 + ["24 DESCENDING"] * 2  # the confound
+    train_idx, test_idx = split_dates(times, 0.5, orbits)
+    assert set(train_idx).isdisjoint(test_idx) and set(train_idx) | set(test_idx) == set(range(8))
+    for orbit in set(orbits):
+        held = [times[i] for i in test_idx if orbits[i] == orbit]
+        assert len(held) == 2 and min(held) < np.datetime64("2021-01-01") < max(held)
+    assert list(split_dates(times, 0.5, ["24 DESCENDING"] * 8)[1]) == list(overall)  # one orbit: as before
+
+
 def _candidates(ds, t):
     """All candidate rows of date t (labels >= 0, valid, not land, finite), as a set of tuples."""
     x = feature_stack(ds, INPUTS).isel(time=t).values.reshape(len(feature_names(ds, INPUTS)), -1).T

@@ -272,7 +272,7 @@ def evaluate(
         warnings.warn("validation=random: scoring every date, training pixels included (optimistic)", UserWarning, stacklevel=2)
         test_idx = np.arange(ds.sizes["time"])
     else:
-        test_idx = np.asarray(train_report.get("test_index") or split_dates(ds["time"].values, cfg.model.test_fraction)[1])
+        test_idx = np.asarray(train_report.get("test_index") or split_dates(ds["time"].values, cfg.model.test_fraction, date_orbits(ds))[1])
     test = ds.isel(time=test_idx)
     stamps = pd.DatetimeIndex(test["time"].values)
     classes = np.asarray(sorted(train_report["classes"]))

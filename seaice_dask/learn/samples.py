@@ -112,17 +112,26 @@ def usable_mask(ds: xr.Dataset) -> xr.DataArray:
 
 
 def split_dates(
-    times: Sequence[np.datetime64], test_fraction: float
+    times: Sequence[np.datetime64], test_fraction: float, groups: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Temporal validation: indices of training and test dates.
 
     Test dates are spread evenly over the series (every k-th date in time order), so that both
     sets cover every part of the season; whole dates are held out, so no test pixel shares a
-    scene (and its speckle, wind or chart) with a training pixel.
+    scene (and its speckle, wind or chart) with a training pixel. With ``groups`` (each date's
+    relative orbit and direction), dates are held out within each group, so every orbit's test
+    passes cover the season too and per-orbit scores compare like with like.
     """
     n = len(times)
     if n < 2:
         raise ConfigError(f"a temporal split needs at least 2 dates, the cube has {n}")
+    labels = np.asarray(groups if groups is not None else [""] * n)
+    if len(set(labels.tolist())) > 1 and all((labels == g).sum() >= 2 for g in set(labels.tolist())):
+        test = np.sort(np.concatenate([
+            np.flatnonzero(labels == g)[split_dates(np.asarray(times)[labels == g], test_fraction)[1]]
+            for g in sorted(set(labels.tolist()))
+        ]))
+        return np.setdiff1d(np.arange(n), test), test
     order = np.argsort(np.asarray(times, dtype="datetime64[ns]"), kind="stable")
     n_test = min(max(1, round(test_fraction * n)), n - 1)
     # evenly spaced positions, centred in their stride (never both ends of the series)

@@ -16,7 +16,7 @@ from seaice_dask.config import PipelineConfig
 from seaice_dask.cube import cube_grid, cube_store, open_cube
 from seaice_dask.errors import ConfigError
 from seaice_dask.learn._compute import compute
-from seaice_dask.learn.evaluate import confusion, scores
+from seaice_dask.learn.evaluate import confusion, date_orbits, scores
 from seaice_dask.learn.card import write_model_card
 from seaice_dask.learn.inference import production_model
 from seaice_dask.learn.models import fit_learner
@@ -94,7 +94,7 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     start = clock.perf_counter()
     kw = {"n_classes": len(classes), "seed": m.seed, "compute": run}
     if m.validation == "temporal":
-        train_idx, test_idx = split_dates(times, m.test_fraction)
+        train_idx, test_idx = split_dates(times, m.test_fraction, date_orbits(ds))
         console.print(f"sampling {len(train_idx)} training and {len(test_idx)} test dates")
         train_s = draw_samples(ds, m.inputs, train_idx, cap_per_class=m.cap_per_class, balanced=m.balanced, **kw)
         test_s = draw_samples(ds, m.inputs, test_idx, cap_per_class=m.cap_per_class, balanced=False, **kw)

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import time as clock
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +142,6 @@ def watch(
     download: bool = False,
     rounds: int | None = None,
     client: Any = None,
-    sleep: Callable[[float], None] = clock.sleep,
 ) -> WatchReport:
     """Poll every ``interval_s`` seconds (``rounds`` times, or until interrupted) and classify
     each new product with ``model`` (default: ``paths.models``, the model ``train`` chose) into
@@ -157,5 +155,5 @@ def watch(
         watch_round(cfg, model, out, report, download=download, client=client)
         report.rounds += 1
         if rounds is None or report.rounds < rounds:
-            sleep(max(0.0, interval_s - (clock.monotonic() - started)))
+            clock.sleep(max(0.0, interval_s - (clock.monotonic() - started)))
     return report

@@ -336,8 +336,9 @@ def evaluate(
             method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
         phases["classify_sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
     results: dict[str, dict[str, Any]] = {}
+    orbits = date_orbits(test)
     for (learner, ref_name), matrices in sorted(per_date.items()):
-        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names, date_orbits(test))
+        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names, orbits)
     primary = "truth" if "truth" in references else "labels"
     best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
     report = EvalReport([s.isoformat() for s in stamps], results, best, method=method, phase_seconds=phases)

@@ -335,45 +335,69 @@ def ensure_variable(
     )
 
 
-def write_slice(path: StoreLike, name: str, t: int | None, data: Any) -> None:
+def _window_chunks(chunks: tuple[tuple[int, ...], ...], start: int, stop: int) -> tuple[int, ...]:
+    """The store's chunk sizes along one axis cut to ``start:stop`` (a chunk-aligned start)."""
+    edges = np.cumsum((0, *chunks))
+    inner = edges[(edges > start) & (edges < stop)]
+    return tuple(np.diff(np.concatenate(([start], inner, [stop]))).tolist())
+
+
+def write_slice(path: StoreLike, name: str, t: int | None, data: Any,
+                window: tuple[slice, slice] | None = None) -> None:
     """Write ``data`` (shape ``(*extra, y, x)``) into time slice ``t`` of variable ``name``.
 
-    ``t=None`` writes a static variable whole. Dask input is rechunked onto the store's chunks
-    and written chunk by chunk where it is computed (no gathering on the client).
+    ``t=None`` writes a static variable whole. ``window`` (rows, cols; chunk-aligned starts, from
+    :mod:`seaice_dask.coverage`) writes only that part of the grid; the rest is left as it is.
+    Dask input is rechunked onto the store's chunks and written chunk by chunk where it is
+    computed (no gathering on the client).
     """
     group = _group(path)
     if name not in group:
         raise CubeError(f"variable {name!r} does not exist; call ensure_variable first", path)
     array = group[name]
     values = data.data if isinstance(data, xr.DataArray) else data
-    target_shape = array.shape if t is None else array.shape[1:]
+    target_shape = list(array.shape if t is None else array.shape[1:])
+    spatial: tuple[slice, ...] = ()
+    if window is not None:
+        spatial = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, target_shape[-2:]))
+        target_shape[-2:] = [w.stop - w.start for w in spatial]
     if tuple(values.shape) != tuple(target_shape):
         raise CubeError(f"{name}: data shape {tuple(values.shape)} does not match {tuple(target_shape)}", path)
     if t is not None and not 0 <= t < array.shape[0]:
         raise CubeError(f"{name}: time index {t} out of range 0..{array.shape[0] - 1}", path)
     values = values.astype(array.dtype) if values.dtype != array.dtype else values
+    lead = () if t is None else (t,)
     if isinstance(values, da.Array):
-        chunks = array.chunks if t is None else array.chunks[1:]
-        values = values.rechunk(chunks)
-        target = array if t is None else _TimeSlice(array, t)
-        da.store(values, target, lock=False)
-    elif t is None:
-        array[...] = np.asarray(values)
+        chunks: list[Any] = list(array.chunks if t is None else array.chunks[1:])
+        if window is not None:
+            chunks[-2:] = [_window_chunks(tuple(_splits(n, c)), w.start, w.stop)
+                           for n, c, w in zip(array.shape[-2:], array.chunks[-2:], spatial)]
+        da.store(values.rechunk(tuple(chunks)), _Region(array, lead, spatial), lock=False)
     else:
-        array[t] = np.asarray(values)
+        array[(*lead, ..., *spatial)] = np.asarray(values)
 
 
-class _TimeSlice:
-    """``__setitem__`` view of one time slice of a zarr array (a target for ``dask.array.store``)."""
+def _splits(n: int, chunk: int) -> list[int]:
+    return [min(chunk, n - s) for s in range(0, n, chunk)]
 
-    def __init__(self, array: zarr.Array, t: int):
-        self.array, self.t = array, t
-        self.shape = array.shape[1:]
-        self.dtype = array.dtype
+
+class _Region:
+    """``__setitem__`` view of a time slice and/or spatial window of a zarr array (a target for
+    ``dask.array.store``): keys relative to the region are shifted to the array's."""
+
+    def __init__(self, array: zarr.Array, lead: tuple[int, ...], spatial: tuple[slice, ...]):
+        self.array, self.lead, self.spatial = array, lead, spatial
+        shape = list(array.shape[len(lead):])
+        if spatial:
+            shape[-2:] = [w.stop - w.start for w in spatial]
+        self.shape, self.dtype = tuple(shape), array.dtype
 
     def __setitem__(self, key: tuple, value: np.ndarray) -> None:
-        key = key if isinstance(key, tuple) else (key,)
-        self.array[(self.t, *key)] = value
+        key = list(key if isinstance(key, tuple) else (key,))
+        for i, w in enumerate(self.spatial):
+            k = key[len(key) - 2 + i]
+            key[len(key) - 2 + i] = slice(k.start + w.start, k.stop + w.start)
+        self.array[(*self.lead, *key)] = value
 
 
 def _append_variable(path: StoreLike, group: zarr.Group, name: str, values: Any, encoding: dict) -> None:
@@ -382,6 +406,30 @@ def _append_variable(path: StoreLike, group: zarr.Group, name: str, values: Any,
     ds = xr.Dataset({name: var}, attrs=dict(group.attrs))
     location, kwargs = _zarr_args(path)
     ds.to_zarr(location, mode="a", zarr_format=3, consolidated=False, encoding={name: encoding}, **kwargs)
+
+
+#: The coverage index (time, block_y, block_x): does a block of the grid hold data? (:mod:`seaice_dask.coverage`)
+COVERAGE_VAR = "coverage"
+
+
+def write_coverage(path: StoreLike, t: int, covered: np.ndarray) -> None:
+    """Record which blocks (``chunk`` × ``chunk`` tiles of the grid) of time step ``t`` hold data."""
+    group = _group(path)
+    covered = np.asarray(covered, dtype=bool)
+    if COVERAGE_VAR not in group:
+        var = xr.Variable(("time", "block_y", "block_x"), np.zeros((_n_times(group), *covered.shape), bool),
+                          attrs={"long_name": "grid block holds valid data", "block_size_px": int(group.attrs["chunk"])})
+        _append_variable(path, group, COVERAGE_VAR, var, {"chunks": (1, *covered.shape)})
+        group = _group(path)
+    group[COVERAGE_VAR][t] = covered
+
+
+def read_coverage(path: StoreLike) -> np.ndarray | None:
+    """The coverage index (time, block_y, block_x), or None for a cube written before it."""
+    group = _group(path, mode="r")
+    if COVERAGE_VAR not in group:
+        return None
+    return np.asarray(group[COVERAGE_VAR][:], dtype=bool)
 
 
 def set_slice_coord(path: StoreLike, name: str, t: int, value: Any) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import uniform_filter
 
+from seaice_dask.coverage import crop, step_windows
+
 #: EW subswath boundaries in incidence (deg, simulator-reference.md); the bands of the texture check.
 SUBSWATH_EDGES_DEG = (18.9, 28.5, 33.8, 39.0, 43.2, 46.4)
 #: Incidence bands of the acceptance check: < 25, 25–31, 31–36, 36–41, > 41°.
@@ -88,8 +90,13 @@ def radiometry_by_class(ds: Any, reference: Any, t: int, class_names: Mapping[in
     cross-pol local texture per incidence band (pixels whose 5 × 5 window is one class).
 
     Reads one band of ``band_rows`` grid rows in every ``every`` (a quarter of the date by
-    default, whole swath widths), one band at a time, so a full-size date never sits in memory.
+    default, whole swath widths) of the date's window of covered blocks, one band at a time, so
+    a full-size date never sits in memory.
     """
+    window = step_windows(ds)[t]
+    if window is None:  # the date covers nothing
+        return {}
+    ds, reference = crop(ds, window), crop(reference, window)
     pooled: dict[str, list[np.ndarray]] = {k: [] for k in ("hh", "theta", "cls", "hv_std", "uniform")}
     ny = ds.sizes["y"]
     for start in range(0, ny, band_rows * every):

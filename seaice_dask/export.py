@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 import time as clock
@@ -39,15 +40,19 @@ import numpy as np
 import pandas as pd
 import pystac
 import rasterio
+import shapely
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pyproj import CRS, Transformer
 from pystac.extensions.projection import ProjectionExtension
 
 from seaice_dask.charts.schemes import ClassScheme, get_scheme
 from seaice_dask.config import PipelineConfig
+from seaice_dask.coverage import Window, crop, step_windows
 from seaice_dask.cube import cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import Grid
+
+log = logging.getLogger(__name__)
 
 #: Pixel value of land, invalid and unclassified pixels in the uint8 GeoTIFFs.
 NODATA = 255
@@ -217,17 +222,38 @@ def write_qml(path: str | Path, palette: ClassPalette) -> Path:
     return path
 
 
-def lonlat_footprint(grid: Grid, points_per_side: int = 16) -> tuple[list[float], dict[str, Any]]:
-    """(bbox, GeoJSON polygon) of the grid in lon/lat, its edges densified (they curve in lon/lat)."""
-    xmin, ymin, xmax, ymax = grid.bounds
-    t = np.linspace(0.0, 1.0, points_per_side, endpoint=False)
-    xs = np.concatenate([xmin + t * (xmax - xmin), np.full_like(t, xmax), xmax - t * (xmax - xmin), np.full_like(t, xmin)])
-    ys = np.concatenate([np.full_like(t, ymin), ymin + t * (ymax - ymin), np.full_like(t, ymax), ymax - t * (ymax - ymin)])
-    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+def lonlat_footprint(grid: Grid, footprint: shapely.Polygon | None = None,
+                     points_per_side: int = 16) -> tuple[list[float], dict[str, Any]]:
+    """(bbox, GeoJSON polygon) in lon/lat of ``footprint`` (grid CRS; default the grid's outline),
+    its edges densified (they curve in lon/lat)."""
+    shape = footprint if footprint is not None else shapely.box(*grid.bounds)
+    ring_xy = np.asarray(shape.exterior.coords)[:-1]
+    nxt = np.roll(ring_xy, -1, axis=0)
+    t = np.linspace(0.0, 1.0, points_per_side, endpoint=False)[None, :, None]
+    dense = (ring_xy[:, None, :] + t * (nxt - ring_xy)[:, None, :]).reshape(-1, 2)
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(dense[:, 0], dense[:, 1])
     ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
     ring.append(ring[0])
     bbox = [float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))]
     return bbox, {"type": "Polygon", "coordinates": [ring]}
+
+
+def data_extent(has_data: np.ndarray, grid: Grid) -> tuple[Grid, tuple[slice, slice], shapely.Polygon] | None:
+    """Where a map of ``grid`` holds data: the grid of its bounding box, that box as (rows, cols),
+    and its footprint, the convex hull (grid CRS) of the outer pixel corners of each row's data
+    (a pass's swath is convex; land inside it does not cut it). None when it holds none."""
+    rows = np.flatnonzero(has_data.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(has_data.any(axis=0))
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    first = has_data[rows].argmax(axis=1)
+    last = has_data.shape[1] - 1 - has_data[rows, ::-1].argmax(axis=1)
+    r = grid.resolution
+    left, right = grid.xmin + first * r, grid.xmin + (last + 1) * r
+    top = grid.ymax - rows * r
+    points = np.concatenate([np.column_stack([x, y]) for x in (left, right) for y in (top, top - r)])
+    return grid.window(*box), box, shapely.MultiPoint(points).convex_hull
 
 
 def class_map_item(
@@ -236,9 +262,11 @@ def class_map_item(
     grid: Grid,
     assets: dict[str, pystac.Asset],
     properties: dict[str, Any],
+    footprint: shapely.Polygon | None = None,
 ) -> pystac.Item:
-    """STAC Item of one class map: lon/lat footprint, projection of the grid, the given assets."""
-    bbox, geometry = lonlat_footprint(grid)
+    """STAC Item of one class map on ``grid``: lon/lat ``footprint`` (grid CRS; default the
+    grid's outline), projection of the grid, the given assets."""
+    bbox, geometry = lonlat_footprint(grid, footprint)
     item = pystac.Item(item_id, geometry=geometry, bbox=bbox, datetime=when, properties=dict(properties))
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.epsg = CRS.from_user_input(grid.crs).to_epsg()
@@ -285,13 +313,14 @@ def _write_stac(collection: pystac.Collection, items: list[pystac.Item]) -> None
         write_json(obj.to_dict(include_self_link=False, transform_hrefs=True), obj.get_self_href())
 
 
-def _map_bytes(ds: Any, t: int, with_proba: bool) -> list[da.Array]:
-    """Lazy uint8 rasters of date ``t``: the class map and (``with_proba``) the percent bands.
-    Converted where the blocks are read (4× less to move than float32 probabilities)."""
-    cls = ds["class"].isel(time=t).data.map_blocks(class_map_uint8, dtype=np.uint8)
+def _map_bytes(ds: Any, t: int, with_proba: bool, window: Window) -> list[da.Array]:
+    """Lazy uint8 rasters of date ``t`` on its ``window``: the class map and (``with_proba``) the
+    percent bands. Converted where the blocks are read (4× less to move than float32
+    probabilities)."""
+    cls = crop(ds["class"].isel(time=t), window).data.map_blocks(class_map_uint8, dtype=np.uint8)
     if not with_proba:
         return [cls]
-    return [cls, ds["proba"].isel(time=t).data.map_blocks(proba_percent, dtype=np.uint8)]
+    return [cls, crop(ds["proba"].isel(time=t), window).data.map_blocks(proba_percent, dtype=np.uint8)]
 
 
 #: Per-time-step coordinates copied into each STAC Item.
@@ -313,7 +342,8 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     if "class" not in ds.data_vars:
         raise CubeError("no class maps in the cube (run `seaice-dask predict` first)", store)
     grid = cube_grid(ds)
-    indices = np.flatnonzero(done(store, STAGE)).tolist()
+    windows = step_windows(ds)
+    indices = [t for t in np.flatnonzero(done(store, STAGE)).tolist() if windows[t] is not None]
     attrs = ds["class"].attrs
     with_proba = cfg.export.probabilities and "proba" in ds.data_vars
     class_ids = ds["proba"]["class_id"].values if "proba" in ds.data_vars else attrs.get("flag_values")
@@ -332,7 +362,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     }
 
     def fetch(i: int) -> Any:
-        rasters = _map_bytes(ds, indices[i], with_proba)
+        rasters = _map_bytes(ds, indices[i], with_proba, windows[indices[i]])
         return client.compute(rasters) if client is not None else rasters
 
     ahead = fetch(0) if indices else None
@@ -341,9 +371,15 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
         ahead = fetch(i + 1) if i + 1 < len(indices) else None
         rasters = client.gather(current) if client is not None else dask.compute(*current)
         stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
+        extent = data_extent(rasters[0] != NODATA, grid.window(*windows[t]))
+        if extent is None:
+            log.warning("%s: no classified pixel; no map written", stamp)
+            continue
+        map_grid, box, footprint = extent
+        rasters = [r[..., box[0], box[1]] for r in rasters]
         when = stamps[t].to_pydatetime().replace(tzinfo=dt.UTC)
         tags = {"date": when.isoformat(), "model": properties["seaice:model"], "learner": properties["seaice:learner"]}
-        class_path = write_class_cog(rasters[0], grid, out / f"class_{stamp}.tif", palette, tags)
+        class_path = write_class_cog(rasters[0], map_grid, out / f"class_{stamp}.tif", palette, tags)
         style_path = write_qml(out / f"class_{stamp}.qml", palette)
         report.class_maps.append(str(class_path))
         report.styles.append(str(style_path))
@@ -353,7 +389,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
             "categories": pystac.Asset(f"./{class_path.name}.aux.xml", title="GDAL category names and attribute table", media_type=pystac.MediaType.XML, roles=["metadata"]),
         }
         if with_proba:
-            proba_path = write_proba_cog(rasters[1], grid, out / f"proba_{stamp}.tif", palette, tags)
+            proba_path = write_proba_cog(rasters[1], map_grid, out / f"proba_{stamp}.tif", palette, tags)
             report.probabilities.append(str(proba_path))
             assets["probabilities"] = pystac.Asset(
                 f"./{proba_path.name}", title="class probabilities (percent, scale 0.01)", media_type=pystac.MediaType.COG, roles=["data"],
@@ -365,7 +401,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
             if name in ds.coords:
                 value = ds[name].values[t]
                 props[f"seaice:{name}"] = value.item() if hasattr(value, "item") else str(value)
-        item = class_map_item(f"{cfg.name}_class_{stamp}", when, grid, assets, props)
+        item = class_map_item(f"{cfg.name}_class_{stamp}", when, map_grid, assets, props, footprint)
         item.set_self_href(str(out / f"class_{stamp}.json"))
         if scores.is_file():
             item.add_link(pystac.Link("related", f"../{SCORES_FILE}", media_type=pystac.MediaType.JSON, title="scores of the run"))

@@ -7,9 +7,11 @@ the grid CRS to their (line, sample): it passes exactly through the tie points a
 between them. GDAL's default order-2 polynomial GCP fit is ~200 m off on EW scenes; its
 ``tps=True`` transformer is the same spline and is what the tests compare against.
 
-Evaluating the spline at every output pixel costs O(pixels × tie points), so each output chunk
-evaluates it on a lattice (every 2.56 km on an 80 m grid) and interpolates bicubically in
+Evaluating the spline at every output pixel costs O(pixels × tie points), so it is evaluated on
+a lattice fixed in the grid's CRS (every 2.56 km on an 80 m grid) and interpolated bicubically in
 between (the map is smooth at the scale of a tie-point cell, ~20 km; the tests bound the error).
+Fixed in the CRS, the lattice makes a pixel's value independent of the grid's extent and
+chunking: a region's grid and the default grid agree exactly where they overlap.
 
 Geocoding is chunk-wise: for each output chunk the bounding box of its (line, sample) map is
 found when the graph is built (the spline on the chunk's edges), and the task reads only that
@@ -143,10 +145,20 @@ def _lattice(start: int, stop: int, stride: int) -> np.ndarray:
     return idx if idx[-1] == stop - 1 else np.append(idx, stop - 1)
 
 
-def _knots(start: int, stop: int, stride: int) -> np.ndarray:
-    """Lattice pixel indices from one ``stride`` before ``start`` to at least ``stop``."""
-    n = -(-(stop - start) // stride) + 2
-    return (start - stride + stride * np.arange(n)).astype(np.float64)
+#: Knot intervals per side of a lattice tile (:func:`_chunk_map`).
+TILE_KNOTS = 16
+
+
+def _tile_spans(start: int, stop: int, tile: int) -> list[tuple[int, int, int]]:
+    """``start:stop`` (pixel indices counted from the CRS origin) cut at multiples of ``tile``:
+    (tile start, span start, span stop) for each piece."""
+    spans = []
+    while start < stop:
+        origin = start // tile * tile
+        end = min(stop, origin + tile)
+        spans.append((origin, start, end))
+        start = end
+    return spans
 
 
 def _chunk_map(
@@ -154,20 +166,35 @@ def _chunk_map(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(line, sample) for the grid pixels ``rows × cols``: spline on a lattice, bicubic between.
 
-    The lattice overhangs the chunk by one knot on each side, so every pixel is interpolated
-    (never extrapolated). With ``supersample`` k > 1 each output pixel is split into k × k
-    sub-pixels and the result has shape (k·rows, k·cols).
+    The lattice is fixed in the grid's CRS: tiles of ``TILE_KNOTS × stride`` pixels counted from
+    the CRS origin, each with its own interpolating spline through knots every ``stride``
+    pixels, one knot beyond each side (pixels are interpolated, never extrapolated). So a pixel's
+    position depends on where it lies in the CRS, not on the grid's extent or chunking: grids of
+    any extent on one pixel lattice map their common pixels identically. With ``supersample``
+    k > 1 each output pixel is split into k × k sub-pixels and the result has shape
+    (k·rows, k·cols).
     """
-    r = _knots(rows.start, rows.stop, stride)
-    c = _knots(cols.start, cols.stop, stride)
     res = grid.resolution
-    line, sample = inverse(grid.xmin + (c[None, :] + 0.5) * res, grid.ymax - (r[:, None] + 0.5) * res)
+    # the grid's first pixel counted from the CRS origin (whole on a lattice-aligned grid)
+    row_origin, col_origin = -grid.ymax / res, grid.xmin / res
+    row0, col0 = math.floor(row_origin), math.floor(col_origin)
+    tile = TILE_KNOTS * stride
     k = supersample
     sub = (np.arange(k) + 0.5) / k - 0.5
-    at_r = (np.arange(rows.start, rows.stop)[:, None] + sub[None, :]).ravel()
-    at_c = (np.arange(cols.start, cols.stop)[:, None] + sub[None, :]).ravel()
-    kx, ky = min(3, len(r) - 1), min(3, len(c) - 1)
-    return tuple(RectBivariateSpline(r, c, v, kx=kx, ky=ky, s=0)(at_r, at_c) for v in (line, sample))
+    knots = stride * np.arange(-1, TILE_KNOTS + 2, dtype=np.float64)  # tile-relative
+    line = np.empty((k * (rows.stop - rows.start), k * (cols.stop - cols.start)))
+    sample = np.empty_like(line)
+    for tr, r0, r1 in _tile_spans(rows.start + row0, rows.stop + row0, tile):
+        at_r = (np.arange(r0 - tr, r1 - tr)[:, None] + (row_origin - row0) + sub[None, :]).ravel()
+        out_r = slice(k * (r0 - row0 - rows.start), k * (r1 - row0 - rows.start))
+        for tc, c0, c1 in _tile_spans(cols.start + col0, cols.stop + col0, tile):
+            at_c = (np.arange(c0 - tc, c1 - tc)[:, None] + (col_origin - col0) + sub[None, :]).ravel()
+            out_c = slice(k * (c0 - col0 - cols.start), k * (c1 - col0 - cols.start))
+            # knot centres in CRS metres: exact multiples of res / 2, whatever the grid
+            yy, xx = np.meshgrid(-(tr + knots + 0.5) * res, (tc + knots + 0.5) * res, indexing="ij")
+            for target, v in zip((line, sample), inverse(xx, yy), strict=True):
+                target[out_r, out_c] = RectBivariateSpline(knots, knots, v, kx=3, ky=3, s=0)(at_r, at_c)
+    return line, sample
 
 
 def radar_to_grid_map(
@@ -328,11 +355,14 @@ def geocode_arrays(
     resampling: Resampling = "bilinear",
     chunk: int = 512,
     multilooked: Callable[[dict[str, da.Array]], dict[str, da.Array]] | None = None,
+    window: tuple[slice, slice] | None = None,
 ) -> dict[str, xr.DataArray]:
     """:func:`geocode` for several arrays of one product: each chunk's map is computed once.
 
     ``multilooked``: applied to the multilooked radar arrays (by name) before resampling, e.g. a
-    radiometric correction that needs several of them (still radar geometry)."""
+    radiometric correction that needs several of them (still radar geometry). ``window`` (rows,
+    cols of ``grid``, starting on chunk boundaries; :mod:`seaice_dask.coverage`): only that part
+    of the grid, pixel for pixel as in the whole grid."""
     for radar in radars.values():
         if radar.dims != ("line", "sample"):
             raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
@@ -356,19 +386,20 @@ def geocode_arrays(
     lazy_inverse = dask.delayed(inverse, pure=True, traverse=False)
 
     ny, nx = grid.shape
+    rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
     blocks: dict[str, list[list[da.Array]]] = {name: [] for name in data}
-    r0 = 0
-    for h in _splits(ny, chunk):
+    r0 = rows_in.start
+    for h in _splits(rows_in.stop - rows_in.start, chunk):
         rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
-        c0 = 0
-        for w in _splits(nx, chunk):
+        c0 = cols_in.start
+        for w in _splits(cols_in.stop - cols_in.start, chunk):
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
-            window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
-            if window is None:
+            radar_window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
+            if radar_window is None:
                 for name in data:
                     rows_blocks[name].append(da.full((h, w), np.nan, dtype=np.float32, chunks=(h, w)))
             else:
-                (lo_l, hi_l), (lo_s, hi_s) = window
+                (lo_l, hi_l), (lo_s, hi_s) = radar_window
                 chunk_map = dask.delayed(_chunk_map, pure=True, nout=2)(
                     lazy_inverse, grid, rows, cols, stride, supersample=k
                 )
@@ -392,9 +423,10 @@ def geocode_arrays(
             blocks[name].append(rows_blocks[name])
         r0 += h
     out = {}
+    target = grid.window(rows_in, cols_in)
     for name, radar in radars.items():
         attrs = {**radar.attrs, "multilook": looks, "resampling": resampling}
-        out[name] = grid.wrap(da.block(blocks[name]), name=name, attrs=attrs)
+        out[name] = target.wrap(da.block(blocks[name]), name=name, attrs=attrs)
     return out
 
 
@@ -453,6 +485,7 @@ def geocode_product(
     textural_noise: bool = False,
     first_line: int = 0,
     tie_points: TiePoints | None = None,
+    window: tuple[slice, slice] | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -469,7 +502,8 @@ def geocode_product(
     Slices of one pass: ``first_line`` leaves out the radar lines before it, so that the multilook
     windows fall on the same line pairs as in the whole pass; ``tie_points`` (default: the
     product's own) may be the whole pass's in this product's line numbers, so that neighbouring
-    slices share one inverse map and meet without a gap.
+    slices share one inverse map and meet without a gap. ``window``: only that part of the grid
+    (:func:`geocode_arrays`).
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
@@ -505,7 +539,7 @@ def geocode_product(
         return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction)}
 
     mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk,
-                            multilooked=None if correction.method == "none" else corrected)
+                            multilooked=None if correction.method == "none" else corrected, window=window)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)

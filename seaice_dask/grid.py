@@ -8,7 +8,7 @@ as rioxarray expects.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,17 @@ class Grid:
     def y(self) -> np.ndarray:
         """Pixel-centre y coordinates in metres, north first."""
         return self.ymax - (np.arange(self.shape[0]) + 0.5) * self.resolution
+
+    def window(self, rows: slice, cols: slice) -> Grid:
+        """The part of this grid at pixel ``rows × cols`` (same lattice and CRS)."""
+        ny, nx = self.shape
+        r0, r1, _ = rows.indices(ny)
+        c0, c1, _ = cols.indices(nx)
+        if r1 <= r0 or c1 <= c0:
+            raise ConfigError(f"empty window rows {rows}, cols {cols} of a {ny} × {nx} grid")
+        r = self.resolution
+        return replace(self, xmin=self.xmin + c0 * r, xmax=self.xmin + c1 * r,
+                       ymin=self.ymax - r1 * r, ymax=self.ymax - r0 * r)
 
     def to_attrs(self) -> dict[str, Any]:
         """Plain dict, stored in the cube's attributes and in model metadata."""

@@ -107,6 +107,9 @@ def quantize(
 
 def _block_kernel(q_block: np.ndarray, *, half: int, levels: int, layout: Layout,
                   feature_codes: np.ndarray, snap: bool, max_pairs: int) -> np.ndarray:  # fmt: skip
+    if not (q_block >= 0).any():  # no data in the block or its halo: every window is empty
+        shape = (len(feature_codes), layout.n_slots, q_block.shape[0] - 2 * half, q_block.shape[1] - 2 * half)
+        return np.full(shape, np.nan, dtype=np.float32)
     return glcm_levels(q_block, half=half, levels=levels, layout=layout,
                        feature_codes=feature_codes, snap=snap, max_pairs=max_pairs)  # fmt: skip
 

@@ -1,5 +1,6 @@
 """Write GLCM features of the cube's sigma0 into the cube: ``glcm_<pol>`` (time, feature, y, x).
 
+Only each time step's window of covered blocks is computed (:mod:`seaice_dask.coverage`).
 Resumable: a time slice is computed when its ingest is done and its ``glcm_<pol>`` flag is not;
 the flag is set after the slice is written, so an interrupted run redoes at most one slice. Each
 slice is computed chunk by chunk where it is written (the active dask scheduler, e.g. the
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from seaice_dask.config import FeaturesConfig
+from seaice_dask.coverage import crop, step_windows
 from seaice_dask.cube import StoreLike, done, ensure_variable, mark_done, open_cube, write_slice
 from seaice_dask.errors import ConfigError, CubeError
 from seaice_dask.features.glcm import feature_names, glcm
@@ -80,6 +82,7 @@ def write_glcm_features(
     """
     ds = open_cube(store)
     ingested = done(store, INGEST_STAGE)
+    windows = step_windows(ds)
     names = []
     for pol in (p.lower() for p in pols):
         source, name = f"sigma0_{pol}", f"glcm_{pol}"
@@ -96,13 +99,15 @@ def write_glcm_features(
         todo = np.flatnonzero(ingested & ~done(store, name))
         log.info("%s: %d of %d time slices to compute", name, todo.size, ingested.sum())
         for t in _progress(todo, progress, name):
-            features = glcm(
-                ds[source].isel(time=int(t)),
-                window=cfg.window, levels=cfg.levels, distances=cfg.distances, angles=cfg.angles,
-                features=cfg.features, vmin=params["vmin"], vmax=params["vmax"],
-                quantizer=cfg.quantizer, mode=cfg.mode,
-            )  # fmt: skip
-            write_slice(store, name, int(t), features)
+            window = windows[t]
+            if window is not None:  # the halo beyond the window holds no data: as in the whole grid
+                features = glcm(
+                    crop(ds[source].isel(time=int(t)), window),
+                    window=cfg.window, levels=cfg.levels, distances=cfg.distances, angles=cfg.angles,
+                    features=cfg.features, vmin=params["vmin"], vmax=params["vmax"],
+                    quantizer=cfg.quantizer, mode=cfg.mode,
+                )  # fmt: skip
+                write_slice(store, name, int(t), features, window=window)
             mark_done(store, name, int(t))
         names.append(name)
     complete = ingested & ~done(store, FEATURES_STAGE)

@@ -15,10 +15,11 @@ from typing import Any
 import dask
 import numpy as np
 
-from seaice_dask import cube
+from seaice_dask import coverage, cube
+from seaice_dask.coverage import Window
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import ConfigError, CubeError
-from seaice_dask.geocode import TiePoints, geocode_product
+from seaice_dask.geocode import TiePoints, footprint_bounds, geocode_product
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.passes import Pass, Step, assign_steps, mosaic, stored_names
 from seaice_dask.ingest.plan import _overlaps, plan_grid
@@ -110,9 +111,9 @@ def prepare_store(store: cube.StoreLike, cfg: PipelineConfig, passes: list[Pass]
 
 
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
-             cfg: PipelineConfig, incidence: IncidenceCorrection | None) -> Any:
-    """One slice on the grid from radar line ``first_line`` on, mapped with its pass's
-    ``tie_points`` (lazy with the native engine)."""
+             cfg: PipelineConfig, incidence: IncidenceCorrection | None, window: Window) -> Any:
+    """One slice on the grid's ``window`` from radar line ``first_line`` on, mapped with its
+    pass's ``tie_points`` (lazy with the native engine)."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -122,10 +123,10 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
         if pre.textural_noise or pre.incidence.correction != "none":
             raise ConfigError("preprocess.incidence and textural_noise need engine: native")
         workdir = store.parent if isinstance(store, Path) else None  # SNAP writes local files
-        return snap_geocode_product(product.path, grid, workdir=workdir, **options)
+        return coverage.crop(snap_geocode_product(product.path, grid, workdir=workdir, **options), window)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                            textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
-                           **options)
+                           window=window, **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
@@ -138,10 +139,20 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     cube.clear_done(store, step.t)
     p = step.pass_
     lines, ties = p.first_lines(cfg.preprocess.multilook), p.tie_points(cfg.preprocess.polarisations[0].upper())
-    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence) for q, n, tie in zip(p.products, lines, ties)])
-    (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
-    for name in ds.data_vars:
-        cube.write_slice(store, str(name), step.t, ds[name])
+    chunk = cfg.grid.chunk
+    covered = np.zeros(coverage.block_counts(grid.shape, chunk), dtype=bool)
+    # the pass's footprint (every slice's tie points hold the whole pass) bounds what is computed
+    window = coverage.bounds_window(footprint_bounds(ties[0], grid.crs), grid, chunk)
+    if window is not None:
+        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, window)
+                     for q, n, tie in zip(p.products, lines, ties)])
+        (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
+        covered[coverage.window_blocks(window, chunk)] = coverage.covered_blocks(ds["valid"].data, chunk)
+        for name in ds.data_vars:
+            cube.write_slice(store, str(name), step.t, ds[name], window=window)
+    if not covered.any():
+        log.warning("%s: no valid pixel on the grid; the time step covers nothing", p.names[0])
+    cube.write_coverage(store, step.t, covered)
     for name, value in step.pass_.coords(cfg.preprocess.denoise).items():
         cube.set_slice_coord(store, name, step.t, value)
     cube.mark_done(store, STAGE, step.t)

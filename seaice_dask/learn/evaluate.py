@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from seaice_dask.config import PipelineConfig
+from seaice_dask.coverage import Window, crop, step_windows
 from seaice_dask.cube import StoreLike, cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
@@ -112,6 +113,23 @@ def confusion_per_date(
     return counts.sum(axis=(1, 2)).reshape(-1, n_classes, n_classes)
 
 
+def windowed_confusion(
+    reference: xr.DataArray, predicted: Any, usable: xr.DataArray, windows: Sequence[Window | None], n_classes: int
+) -> da.Array:
+    """:func:`confusion_per_date` with each date read on its window of covered blocks only
+    (:mod:`seaice_dask.coverage`); ``predicted`` is a (time, y, x) array or a function of the
+    date's position giving its class map on its window."""
+    parts = []
+    for i, window in enumerate(windows):
+        if window is None:
+            parts.append(da.zeros((1, n_classes, n_classes), dtype=np.int64))
+            continue
+        pred = predicted(i) if callable(predicted) else crop(predicted.isel(time=[i]), window)
+        parts.append(confusion_per_date(crop(reference.isel(time=[i]), window), pred,
+                                        crop(usable.isel(time=[i]), window), n_classes))
+    return da.concatenate(parts)
+
+
 def open_truth(path: str | Path, ds: xr.Dataset) -> xr.DataArray:
     """The simulator's ``truth_class`` at the cube's dates, checked against the cube's grid."""
     path = Path(path)
@@ -120,7 +138,9 @@ def open_truth(path: str | Path, ds: xr.Dataset) -> xr.DataArray:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CubeError(f"cannot read {TRUTH_VAR}: {exc}", path) from exc
     if truth.sizes.get("y") != ds.sizes["y"] or truth.sizes.get("x") != ds.sizes["x"]:
-        raise CubeError(f"{TRUTH_VAR} grid {truth.sizes} differs from the cube's", path)
+        # another extent on the same pixel lattice (a larger region): the truth where it exists
+        step = float(abs(ds["x"].values[1] - ds["x"].values[0])) / 4
+        truth = truth.reindex(y=ds["y"].values, x=ds["x"].values, method="nearest", tolerance=step, fill_value=-1)
     try:
         # a pass is stamped with its data-take segment start, a fraction of a second from the
         # simulator's first-line time: the truth of the same pass is the nearest within a minute
@@ -293,16 +313,19 @@ def evaluate(
     chosen = train_report["best"]
     method = {}
     lazy: dict[tuple[str, str], da.Array] = {}
+    windows = step_windows(test)
     for learner, ref in refs.items():
         if learner == chosen and _stored_maps_current(ds, store, test_idx, ref):
             predicted, method[learner] = test[CLASS_VAR], "stored class maps"
         elif learner == chosen or cfg.model.eval_full_maps:
-            predicted = predict_dataset(test, ref, inputs, classes, smooth_px=smooth_px)[CLASS_VAR]
+            def predicted(i: int, ref=ref) -> xr.DataArray:
+                return predict_dataset(crop(test.isel(time=[i]), windows[i]), ref, inputs, classes,
+                                       smooth_px=smooth_px)[CLASS_VAR]
             method[learner] = "full maps"
         else:
             continue
         for ref_name, reference in references.items():
-            lazy[learner, ref_name] = confusion_per_date(reference, predicted, usable, k)
+            lazy[learner, ref_name] = windowed_confusion(reference, predicted, usable, windows, k)
     keys = list(lazy)
     phases = {}
     tick = clock.perf_counter()
@@ -354,10 +377,12 @@ def evaluate(
         report.radiometry = _radiometry_figures(ds, season_refs["labels"], int(test_idx[0]), classes, names, out, report.files)
         if CLASS_VAR in ds.data_vars:
             grid = cube_grid(ds)
-            for t, stamp in zip(test_idx[:4], stamps[:4], strict=False):
-                cls = np.asarray(ds[CLASS_VAR].isel(time=int(t)).values)
+            for i, stamp in enumerate(stamps[:4]):
+                if windows[i] is None:
+                    continue
+                cls = np.asarray(crop(test[CLASS_VAR].isel(time=i), windows[i]).values)
                 report.files.append(str(rep.plot_class_map(
-                    cls, grid, out / f"class_{stamp.strftime('%Y%m%dT%H%M%S')}.png",
+                    cls, grid.window(*windows[i]), out / f"class_{stamp.strftime('%Y%m%dT%H%M%S')}.png",
                     title=f"{stamp:%Y-%m-%d %H:%M} UTC", class_names=names,
                 )))
     phases["figures"] = clock.perf_counter() - tick

@@ -27,6 +27,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
+from seaice_dask.coverage import crop, step_windows
 from seaice_dask.cube import cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
 from seaice_dask.errors import ModelError
 from seaice_dask.learn._compute import persist
@@ -166,9 +167,15 @@ def predict_dataset(
     proba = xr.DataArray(
         both[:, :k], dims=("time", PROBA_DIM, "y", "x"), coords={**coords, PROBA_DIM: classes_arr}
     )
-    cls.attrs = {"long_name": "predicted sea-ice class", "flag_values": classes_arr.tolist(), "comment": "-1: land, invalid or missing inputs"}
-    proba.attrs = {"long_name": "class probability", "units": "1"}
+    cls.attrs, proba.attrs = map_attrs(classes_arr)
     return xr.Dataset({CLASS_VAR: cls, PROBA_VAR: proba})
+
+
+def map_attrs(classes: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes of ``class`` and ``proba``."""
+    return ({"long_name": "predicted sea-ice class", "flag_values": np.asarray(classes).tolist(),
+             "comment": "-1: land, invalid or missing inputs"},
+            {"long_name": "class probability", "units": "1"})
 
 
 def checked_model_ref(
@@ -220,8 +227,9 @@ def predict(
     """Classify every date of the cube that lacks this model's map (or ``times``); write
     ``class`` and ``proba`` into it.
 
-    Each date is computed once on the workers (persisted) and written to the store by the
-    workers; the next date is already computing while one is written. GIS files come from
+    Each date is computed once on the workers (persisted), on its window of covered blocks
+    (:mod:`seaice_dask.coverage`), and written to the store by the workers; the next date is
+    already computing while one is written. GIS files come from
     the ``export`` stage (:mod:`seaice_dask.export`).
     """
     from rich.progress import track
@@ -236,26 +244,35 @@ def predict(
     classes = meta["classes"]
     grid = cube_grid(ds)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)
-    out = predict_dataset(ds, ref, inputs, classes, smooth_px=smooth_px)
+    windows = step_windows(ds)
+
+    def step(t: int) -> xr.Dataset:  # one date, on its window of covered blocks
+        return predict_dataset(crop(ds.isel(time=[t]), windows[t]), ref, inputs, classes,
+                               smooth_px=smooth_px).isel(time=0)
+
+    class_attrs, proba_attrs = map_attrs(np.asarray(sorted(classes)))
     attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
              "smoothing_window_px": smooth_px}
-    ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**out[CLASS_VAR].attrs, **attrs})
+    ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**class_attrs, **attrs})
     ensure_variable(
-        store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**out[PROBA_VAR].attrs, **attrs},
+        store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**proba_attrs, **attrs},
         extra_dims={PROBA_DIM: classes},
     )
     indices = _stale(ds, store, ref.key) if times is None else list(times)
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])
-    ahead = persist(out.isel(time=indices[0]), client) if indices else None
-    for i, t in enumerate(track(indices, description="predict", disable=not progress, transient=True)):
-        sl = ahead
-        ahead = persist(out.isel(time=indices[i + 1]), client) if i + 1 < len(indices) else None
-        write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data)
-        write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data)
+    covered = [t for t in indices if windows[t] is not None]
+    ahead = persist(step(covered[0]), client) if covered else None
+    for t in track(indices, description="predict", disable=not progress, transient=True):
+        if windows[t] is not None:
+            sl = ahead
+            later = covered.index(t) + 1
+            ahead = persist(step(covered[later]), client) if later < len(covered) else None
+            write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data, window=windows[t])
+            write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data, window=windows[t])
+            del sl
         set_slice_coord(store, MODEL_KEY_COORD, t, ref.key)
         mark_done(store, STAGE, t)
         report.dates.append(stamps[t].isoformat())
-        del sl
     report.seconds = clock.perf_counter() - start
     return report

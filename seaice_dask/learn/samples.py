@@ -26,6 +26,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from seaice_dask.coverage import covered_block_list
 from seaice_dask.cube import stored_stack
 from seaice_dask.errors import ConfigError, CubeError
 
@@ -311,9 +312,9 @@ def sample_graph(
         k = math.ceil(n_classes * cap_per_class / n_dates)
     candidates = dask.delayed(_block_candidates, pure=True)
     count = dask.delayed(_labelled_counts, pure=True)
-    blocks = [(by, bx) for by in range(stack_blocks.shape[2]) for bx in range(stack_blocks.shape[3])]
     scenes = []
     for t in time_index:
+        blocks = covered_block_list(ds, t, stack_blocks.shape[2:]) or [(0, 0)]  # keep one: an empty sample
         bounds = None
         if bounded and cap_per_class is not None:
             counts = [count(label_blocks[t, by, bx], usable_blocks[t, by, bx], n_classes) for by, bx in blocks]

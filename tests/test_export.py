@@ -159,11 +159,14 @@ def test_stac_items_and_collection_validate_offline(predicted):
         schemas = pystac.validation.validate(item, validator=validator)
         assert "https://stac-extensions.github.io/projection/v2.0.0/schema.json" in schemas
         assert item.datetime == pd.Timestamp(ds["time"].values[t]).tz_localize("UTC")
-        np.testing.assert_allclose(item.bbox, [west, south, east, north], atol=1e-4)
+        # the footprint of the map's data, inside the grid
         ring = np.array(item.geometry["coordinates"][0])
         assert ring[:, 0].min() >= west - 1e-6 and ring[:, 1].max() <= north + 1e-6
+        assert item.bbox[0] >= west - 1e-6 and item.bbox[3] <= north + 1e-6
         proj = item.ext.proj
-        assert proj.epsg == 32626 and proj.shape == list(grid.shape) and proj.bbox == list(grid.bounds)
+        with rasterio.open(item.assets["class_map"].get_absolute_href()) as src:
+            assert proj.epsg == 32626 and proj.shape == list(src.shape) and proj.bbox == list(src.bounds)
+            assert src.transform.a == grid.resolution and (src.bounds.left - grid.xmin) % grid.resolution == 0
         assert item.properties["seaice:learner"] == "rf" and item.properties["seaice:model"] == "rf.skops"
         assert set(item.assets) == {"class_map", "style", "categories", "probabilities"}
         for asset in item.assets.values():

@@ -178,7 +178,7 @@ def _scene_centre(grid: Grid, heading: float, along_km: float) -> tuple[float, f
 def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, progress) -> Path:
     """truth.zarr at each acquisition time, written atomically: ``truth_class`` (time, y, x) int8
     (sod4, −1 land) and ``surface`` (the forward model's :class:`~seaice_dask.simulate.truth.Surface`)."""
-    fields = [truth_fields(grid, t, seed)[["truth_class", "surface"]] for t in progress(times, "truth maps")]
+    fields = [truth_fields(grid, t, seed, grid)[["truth_class", "surface"]] for t in progress(times, "truth maps")]
     ds = write_crs(xr.concat(fields, dim="time"), grid.crs).set_coords("spatial_ref")
     for name in ("truth_class", "surface"):
         ds[name].encoding["coordinates"] = "spatial_ref"
@@ -288,7 +288,7 @@ def simulate_series(
 
         chart_grid = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, 500.0))
         weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
-        weekly = weekly_truth(chart_grid, list(weeks), seed)
+        weekly = weekly_truth(chart_grid, list(weeks), seed, domain=grid)
         chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
 
     from seaice_dask import __version__

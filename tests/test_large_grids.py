@@ -105,26 +105,46 @@ def test_geocoding_matches_the_geolocation_grid_points(ingested):
         assert np.quantile(np.abs(got[ok] - expected[ok]), 0.9) < 0.08
 
 
+def _truth_on(grid: Grid, when) -> dict[str, np.ndarray]:
+    """The simulation's truth (drawn on the 3413 grid) on ``grid``: GDAL nearest-neighbour
+    reprojection when ``grid`` is in another CRS."""
+    from rasterio.enums import Resampling
+
+    from seaice_dask.simulate.truth import truth_fields
+
+    if grid.crs == POLAR_STEREO.crs:
+        truth = truth_fields(grid, when, seed=0, domain=POLAR_STEREO)
+        return {k: truth[k].values for k in ("truth_class", "surface", "wind_speed")}
+    truth = truth_fields(POLAR_STEREO, when, seed=0, domain=POLAR_STEREO)
+    target = grid.wrap(np.zeros(grid.shape, np.float32))
+    out = {}
+    for k in ("truth_class", "surface", "wind_speed"):
+        source = truth[k].astype(np.float32).rio.write_nodata(np.nan)
+        out[k] = source.rio.reproject_match(target, resampling=Resampling.nearest).values
+    out["truth_class"] = np.where(np.isfinite(out["truth_class"]), out["truth_class"], -9).astype(np.int8)
+    out["surface"] = np.where(np.isfinite(out["surface"]), out["surface"], -1).astype(np.int8)
+    return out
+
+
 def test_values_and_land_match_the_truth(ingested, season):
     """Per class, ingested HH matches the forward model's mean at each pixel's incidence; land
     is the shipped polygons' point-in-polygon land."""
     from seaice_dask.data import LAND_POLYGONS
     from seaice_dask.simulate.backscatter import mean_sigma0_db
-    from seaice_dask.simulate.truth import truth_fields
 
     cfg, grid = ingested
     ds = cube.open_cube(cfg.paths.store)
     checked = 0
     for t in range(ds.sizes["time"]):
-        truth = truth_fields(grid, ds["time"].values[t], seed=0, domain=POLAR_STEREO)
+        truth = _truth_on(grid, ds["time"].values[t])
         one = ds.isel(time=t).load()
         valid = one["valid"].values & ~one["land"].values
-        expected = mean_sigma0_db(truth["surface"].values, one["incidence"].values, "HH", truth["wind_speed"].values)
+        expected = mean_sigma0_db(truth["surface"], one["incidence"].values, "HH", truth["wind_speed"])
         got = one["sigma0_hh"].values
         if cfg.preprocess.incidence.correction != "none":
             continue  # corrected to 35°: the forward model's mean is at the pixel's own incidence
         for cls in range(4):
-            sel = valid & (truth["truth_class"].values == cls) & np.isfinite(expected)
+            sel = valid & (truth["truth_class"] == cls) & np.isfinite(expected)
             if sel.sum() >= 500:
                 assert abs(np.median(got[sel] - expected[sel])) < 0.75, (t, cls)
                 checked += 1
@@ -150,8 +170,8 @@ def test_class_prepass_runs_on_the_polar_grid(ingested):
         pytest.skip("the pre-pass runs on the 3413 cube")
     recorded = IncidenceCorrection.from_attrs(cube.cube_attrs(cfg.paths.store)[ATTR])
     assert recorded.method == "class" and recorded.source == "charts"
-    slopes = recorded.classes.slope_db_per_deg[:, 0]  # HH, dB/deg: negative, physical range
-    assert (slopes < 0).all() and (slopes > -0.6).all()
+    slopes = recorded.classes.slope_db_per_deg[:, 0]  # HH, dB/deg: ice ~ -0.1 … -0.3, open water steeper
+    assert (slopes < 0).all() and (slopes > -1.2).all() and np.median(slopes) > -0.4
 
 
 @pytest.mark.parametrize("grid", [POLAR_STEREO, EASE_NORTH], ids=["3413", "6931"])
@@ -160,12 +180,11 @@ def test_chart_labels_on_polar_grids_follow_the_truth(season, grid):
     lon/lat) clipped and burnt onto either grid agree with the truth on that grid."""
     from seaice_dask.charts.labels import chart_labels
     from seaice_dask.charts.read import chart_date
-    from seaice_dask.simulate.truth import truth_map
 
     charts = sorted((season / "charts").glob("*.zip"))
     assert charts
     labels = chart_labels(charts[0], grid)
-    truth = truth_map(grid, str(chart_date(charts[0])), seed=0, domain=POLAR_STEREO).values
+    truth = _truth_on(grid, str(chart_date(charts[0])))["truth_class"]
     both = (labels.values >= 0) & (truth >= 0)
     assert both.mean() > 0.3
     assert (labels.values[both] == truth[both]).mean() > 0.8

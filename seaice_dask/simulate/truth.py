@@ -115,6 +115,8 @@ class _Lattice:
         m = _MARGIN_KM * 1000.0
         b = (grid.xmin - m, grid.ymin - m, grid.xmax + m, grid.ymax + m)
         if domain is not None:
+            if CRS.from_user_input(domain.crs) != CRS.from_user_input(grid.crs):
+                raise ValueError(f"truth on a {grid.crs} grid for a simulation on {domain.crs}: reproject its truth instead")
             p = _WORLD_PAD_M
             d = (domain.xmin - p, domain.ymin - p, domain.xmax + p, domain.ymax + p)
             b = (min(b[0], d[0]), min(b[1], d[1]), max(b[2], d[2]), max(b[3], d[3]))

@@ -202,3 +202,19 @@ def test_incidence_prepass_does_not_depend_on_the_grid_extent(season, tmp_path):
         products = [open_safe(p) for p in sorted((season / "scenes").glob("*.zip"))]
         estimates.append(estimate_season_slopes(cfg, products, grid).to_attrs())
     assert estimates[0] == estimates[1]
+
+
+def test_incidence_prepass_refuses_a_land_file_short_of_the_footprints(season, tmp_path, realdata):
+    # Iceland alone (from the test copy of Natural Earth): the scenes reach beyond its extent
+    from seaice_dask.errors import ConfigError
+    from seaice_dask.ingest.prepass import estimate_season_slopes
+    from seaice_dask.safe import open_safe
+    from tests.conftest import NE_LAND
+
+    iceland = gpd.read_file(realdata(NE_LAND), bbox=(-25.0, 63.0, -13.0, 67.0))
+    iceland.to_file(tmp_path / "iceland.geojson", driver="GeoJSON")
+    cfg = _config(season, tmp_path / "unused.zarr", POLAR_STEREO, "class")
+    cfg.paths.land = tmp_path / "iceland.geojson"
+    products = [open_safe(p) for p in sorted((season / "scenes").glob("*.zip"))]
+    with pytest.raises(ConfigError, match="pre-pass looks land up over the scenes' whole footprints.*extent"):
+        estimate_season_slopes(cfg, products, POLAR_STEREO)

@@ -134,7 +134,10 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
     scene, one dask task per scene."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     coarse = prepass_grid(grid, products)
-    land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
+    try:
+        land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
+    except ConfigError as exc:  # a regional land file: the scenes reach beyond it, not only the grid
+        raise ConfigError(f"the incidence pre-pass looks land up over the scenes' whole footprints: {exc}") from exc
     charts = _chart_maps(cfg, products, coarse)
     tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c) for p, c in zip(products, charts)]
     parts = dask.compute(*tasks)

@@ -124,21 +124,32 @@ def simulate(
         int, typer.Option("--slices-per-pass", min=1, help="Products (consecutive slices) each pass is cut into.")
     ] = 1,
     orbits: Annotated[
-        str, typer.Option("--orbits", help="Relative orbits, comma-separated (24 descending, 89 ascending).")
+        str, typer.Option("--orbits", help="Relative orbits, comma-separated (24 descending, 89 ascending), "
+                          "or 'auto': the track nearest each centre.")
     ] = "24",
+    centres: Annotated[
+        Optional[str], typer.Option("--centres", help="Pass centres 'lon,lat;lon,lat' (one per orbit) or 'scatter' "
+                                    "(spread over the grid). Default: the grid centre.")
+    ] = None,
+    grid_config: Annotated[
+        Optional[Path], typer.Option("--grid", help="Pipeline config whose grid to simulate on (default: Denmark Strait).")
+    ] = None,
 ) -> None:
     """Render simulated Sentinel-1 EW GRD products, SIGRID-3 charts and the truth."""
-    from seaice_dask.simulate import simulate_series
+    from seaice_dask.simulate.series import parse_centres, simulate_series
 
     relative = [r.strip() for r in orbits.split(",")]
-    if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe") or not all(
-        r.isdigit() for r in relative
+    if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe") or not (
+        orbits == "auto" or all(r.isdigit() for r in relative)
     ):
         console.print("[red]error:[/red] --size is full|small, --product GRDM|GRDH, --format zip|safe, "
-                      "--orbits numbers separated by commas")
+                      "--orbits numbers separated by commas or auto")
         raise typer.Exit(2)
-    series = simulate_series(out, n_scenes=scenes, start=start, end=end, size=size, product=product, seed=seed,
-                             fmt=fmt, slices_per_pass=slices_per_pass, orbits=[int(r) for r in relative])
+    series = simulate_series(
+        out, n_scenes=scenes, start=start, end=end, size=size, product=product, seed=seed, fmt=fmt,
+        slices_per_pass=slices_per_pass, orbits=None if orbits == "auto" else [int(r) for r in relative],
+        centres=parse_centres(centres), grid=_load(grid_config).grid.to_grid() if grid_config else None,
+    )
     typer.echo(f"{len(series.passes)} passes as {len(series.scenes)} products in {out / 'scenes'}, "
                f"{len(series.charts)} charts in {out / 'charts'}, truth in {series.truth}")
 

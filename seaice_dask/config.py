@@ -185,7 +185,9 @@ class SimulateConfig(_Section):
     product: Literal["GRDM", "GRDH"] = "GRDM"
     seed: int = 0
     slices_per_pass: int = Field(1, ge=1)  # each pass written as this many slice products
-    orbits: list[int] = Field(default_factory=lambda: [24], min_length=1)  # relative orbits
+    orbits: list[int] | None = Field(default_factory=lambda: [24], min_length=1)  # relative orbits; None: nearest tracks
+    # pass centres [[lon, lat], …] (one per orbit) or "scatter" (over the grid); None: the grid centre
+    centres: list[tuple[float, float]] | Literal["scatter"] | None = None
 
 
 class CdseConfig(_Section):

@@ -27,13 +27,50 @@ from seaice_dask.grid import Grid
 
 #: Longest polygon edge (degrees) taken into the grid CRS without intermediate vertices.
 _DENSIFY_DEG = 0.25
+#: Extra lon/lat clipping margin when edges are not densified: the straight clip edges, bent
+#: into chords by the projection, then stay this far (less their sag) from the grid.
+_UNDENSIFIED_MARGIN_M = 100_000.0
 
 
 def default_land_path() -> Path:
-    """The land polygons shipped with the package (Natural Earth 1:50m around the Denmark Strait)."""
+    """The land polygons shipped with the package (Natural Earth 1:50m north of 45°N)."""
     from seaice_dask.data import LAND_POLYGONS
 
     return LAND_POLYGONS
+
+
+def land_extent(path: str | Path) -> tuple[float, float, float, float]:
+    """(lon_min, lat_min, lon_max, lat_max) where ``path`` vouches for land and sea.
+
+    The shipped file covers 45–90°N (:data:`seaice_dask.data.LAND_POLYGONS_BOUNDS`), beyond
+    its northernmost land. Any other file covers the extent of its polygons, the only area
+    where an absent polygon can be told from an absent file, or the globe when its polygons go
+    round it (GSHHG, Natural Earth: no land beyond their northernmost coast is ocean).
+    """
+    from seaice_dask.data import LAND_POLYGONS, LAND_POLYGONS_BOUNDS
+
+    if Path(path).resolve() == LAND_POLYGONS.resolve():
+        return LAND_POLYGONS_BOUNDS
+    extent = tuple(float(v) for v in pyogrio.read_info(path, force_total_bounds=True)["total_bounds"])
+    if extent[2] - extent[0] >= 359.0:
+        return (-180.0, -90.0, 180.0, 90.0)
+    return extent
+
+
+def _check_extent(grid: Grid, bbox: tuple[float, float, float, float], extent: tuple, path: Path) -> None:
+    """Refuse a grid whose area (lon/lat ``bbox``) leaves the land file's ``extent``: no land
+    there would read as open sea."""
+    tol = 1e-9
+    inside = (bbox[0] >= extent[0] - tol and bbox[1] >= extent[1] - tol
+              and bbox[2] <= extent[2] + tol and bbox[3] <= extent[3] + tol)
+    if not inside:
+        raise ConfigError(
+            f"the grid ({grid.crs}, bounds {tuple(round(v) for v in grid.bounds)}, {grid.resolution:g} m) covers "
+            f"lon {bbox[0]:.2f}…{bbox[2]:.2f}, lat {bbox[1]:.2f}…{bbox[3]:.2f}, beyond the land polygons' extent "
+            f"lon {extent[0]:.2f}…{extent[2]:.2f}, lat {extent[1]:.2f}…{extent[3]:.2f}: give a land file "
+            "covering the grid (paths.land)",
+            path,
+        )
 
 
 def _area_in_lonlat(grid: Grid, margin_m: float) -> tuple[float, float, float, float]:
@@ -59,10 +96,14 @@ def _area_in_lonlat(grid: Grid, margin_m: float) -> tuple[float, float, float, f
     return float(np.min(lon)), lat_min, float(np.max(lon)), lat_max
 
 
-def land_polygons(grid: Grid, path: str | Path | None = None, *, buffer_m: float = 0.0) -> gpd.GeoSeries:
+def land_polygons(
+    grid: Grid, path: str | Path | None = None, *, buffer_m: float = 0.0, densify: bool = True
+) -> gpd.GeoSeries:
     """Land polygons of ``path`` (default: the shipped file) in the grid CRS, clipped to the grid.
 
-    ``buffer_m`` > 0 grows the land by that many metres.
+    ``buffer_m`` > 0 grows the land by that many metres. A grid (grown by the buffer) that leaves
+    the file's :func:`land_extent` is refused with a :class:`ConfigError`. ``densify=False``
+    keeps the file's vertices (edges become straight on the map), as the simulator's truth does.
     """
     path = Path(path) if path is not None else default_land_path()
     if not path.exists():
@@ -74,7 +115,9 @@ def land_polygons(grid: Grid, path: str | Path | None = None, *, buffer_m: float
         src_crs = CRS.from_user_input(info["crs"] or "EPSG:4326")
         if not src_crs.is_geographic:
             raise ConfigError(f"land polygons must be in geographic lon/lat, got {src_crs.name}", path)
-        bbox = _area_in_lonlat(grid, margin_m=buffer_m + 2 * grid.resolution)
+        _check_extent(grid, _area_in_lonlat(grid, margin_m=buffer_m), land_extent(path), path)
+        margin = buffer_m + 2 * grid.resolution + (0.0 if densify else _UNDENSIFIED_MARGIN_M)
+        bbox = _area_in_lonlat(grid, margin_m=margin)
         frame = gpd.read_file(path, bbox=bbox)
     except ConfigError:
         raise
@@ -84,7 +127,8 @@ def land_polygons(grid: Grid, path: str | Path | None = None, *, buffer_m: float
         frame = frame.set_crs("EPSG:4326")
     # clipping adds long straight edges in lon/lat: densify them so they stay true on the map
     geoms = shapely.make_valid(shapely.clip_by_rect(frame.geometry.values, *bbox))
-    geoms = shapely.segmentize(geoms, _DENSIFY_DEG)
+    if densify:
+        geoms = shapely.segmentize(geoms, _DENSIFY_DEG)
     land = gpd.GeoSeries(geoms, crs=frame.crs)
     land = land[~land.is_empty & land.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]
     land = land.to_crs(grid.crs)

@@ -169,5 +169,6 @@ def simulate_inputs(cfg: PipelineConfig) -> Path:
         grid=cfg.grid.to_grid(),
         slices_per_pass=sim.slices_per_pass,
         orbits=sim.orbits,
+        centres=sim.centres,
     )
     return out

@@ -83,3 +83,56 @@ def test_missing_file_is_a_config_error(grid, tmp_path):
         land_mask(grid, tmp_path / "nope.shp")
     with pytest.raises(ConfigError, match="buffer"):
         land_mask(grid, buffer_m=-1.0)
+
+
+def test_shipped_arctic_land_keeps_the_denmark_strait_land(grid, realdata):
+    # the shipped polygons are Natural Earth north of 45°N; the test copy is the same source
+    # clipped to the Denmark Strait: on the default grid both give the same land
+    path = realdata(NE_LAND)
+    np.testing.assert_array_equal(land_mask(grid, chunk=128).values, land_mask(grid, path, chunk=128).values)
+
+
+def _point_in_polygon_reference(path, grid: Grid, lat_min: float) -> np.ndarray:
+    yy, xx = np.meshgrid(grid.y, grid.x, indexing="ij")
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+    tree = shapely.STRtree(gpd.read_file(path, bbox=(-180, lat_min, 180, 90)).geometry.values)
+    idx, _ = tree.query(shapely.points(lon.ravel(), lat.ravel()), predicate="within")
+    expected = np.zeros(lon.size, dtype=bool)
+    expected[idx] = True
+    return expected.reshape(grid.shape)
+
+
+@pytest.mark.parametrize(
+    "crs, bounds",
+    [
+        # NSIDC polar stereographic north: Fram Strait, Svalbard to North-East Greenland
+        ("EPSG:3413", (-100e3, -1300e3, 900e3, -500e3)),
+        # EASE-Grid 2.0 North: Barents Sea, Novaya Zemlya and Franz Josef Land
+        ("EPSG:6931", (600e3, -700e3, 1800e3, 300e3)),
+    ],
+)
+def test_shipped_land_on_polar_grids_matches_point_in_polygon(crs, bounds):
+    grid = Grid.from_bounds(crs, bounds, 5000.0)
+    values = land_mask(grid, chunk=64).values
+    expected = _point_in_polygon_reference(default_land_path(), grid, 45.0)
+    assert 0.03 < expected.mean() < 0.6, expected.mean()
+    # edges are straight in lon/lat for the reference and densified on the map for the mask
+    assert (values == expected).mean() > 0.995
+
+
+def test_grid_beyond_the_shipped_land_is_refused():
+    # the Mediterranean north of Corsica: south of the shipped file's 45°N
+    grid = Grid.from_bounds("EPSG:32632", (400e3, 4.6e6, 600e3, 4.8e6), 1000.0)
+    with pytest.raises(ConfigError, match=r"EPSG:32632.*beyond the land polygons' extent .*lat 45\.00…90\.00") as err:
+        land_mask(grid)
+    assert err.value.path == str(default_land_path())
+
+
+def test_grid_beyond_a_clipped_land_file_is_refused(realdata):
+    # the test copy of Natural Earth stops at 13.6°W: a grid over Jan Mayen (8°W) leaves it
+    path = realdata(NE_LAND)
+    grid = Grid.from_bounds("EPSG:32629", (450e3, 7.8e6, 650e3, 8.0e6), 1000.0)
+    with pytest.raises(ConfigError, match=r"beyond the land polygons' extent lon -45\.00…-13\.56") as err:
+        land_mask(grid, path)
+    assert err.value.path == str(path)
+    assert land_mask(grid).values.any()  # the shipped file has Jan Mayen

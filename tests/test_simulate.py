@@ -615,3 +615,70 @@ def test_simulate_series_of_sliced_passes_on_two_orbits(tmp_path):
         assert first["stop"] == second["start"] and first["absolute_orbit"] == second["absolute_orbit"]
     truth = xr.open_zarr(series.truth)["truth_class"]
     assert [pd.Timestamp(t).isoformat() for t in truth.time.values.astype("datetime64[us]")] == [p["start"] for p in meta["passes"]]
+
+
+# --------------------------------------------------------------------------- placing passes
+
+
+def test_scatter_centres_spread_over_the_grid_and_tracks_are_distinct():
+    from pyproj import Transformer
+
+    from seaice_dask.simulate.series import nearest_tracks, orbits_seeing, scatter_centres
+
+    grid = default_grid(2000.0)
+    big = Grid.from_bounds(grid.crs, (grid.xmin - 600e3, grid.ymin - 600e3, grid.xmax + 600e3, grid.ymax + 600e3), 2000.0)
+    centres = scatter_centres(big, 12)
+    x, y = Transformer.from_crs("EPSG:4326", big.crs, always_xy=True).transform(*np.array(centres).T)
+    assert len(centres) == 12 and len(set(centres)) == 12
+    assert (x > big.xmin).all() and (x < big.xmax).all() and (y > big.ymin).all() and (y < big.ymax).all()
+    assert np.ptp(x) > 0.6 * (big.xmax - big.xmin) and np.ptp(y) > 0.6 * (big.ymax - big.ymin)
+    tracks = nearest_tracks(centres)
+    assert len(set(tracks)) == 12
+    for centre, track in zip(centres, tracks):
+        assert track in {r for _, r, _ in orbits_seeing(centre)}  # its swath covers the centre
+
+
+def test_centres_are_validated(tmp_path):
+    from seaice_dask.simulate.series import parse_centres
+
+    assert parse_centres("-27.5,67;-20,70") == [(-27.5, 67.0), (-20.0, 70.0)]
+    assert parse_centres("scatter") == "scatter" and parse_centres(None) is None
+    from seaice_dask.config import SimulateConfig
+
+    assert SimulateConfig(orbits=None, centres="scatter").centres == "scatter"
+    assert SimulateConfig(centres=[[-27.0, 67.2]]).centres == [(-27.0, 67.2)]
+    with pytest.raises(ValueError):
+        SimulateConfig(centres="everywhere")
+    for bad in ("-27.5", "a,b", "1,2,3"):
+        with pytest.raises(ConfigError, match="lon,lat"):
+            parse_centres(bad)
+    grid = default_grid(2000.0)
+    with pytest.raises(ConfigError, match="outside the grid"):
+        simulate_series(tmp_path, n_scenes=1, grid=grid, centres=[(-10.0, 67.0)], progress=False)
+    with pytest.raises(ConfigError, match="one centre per orbit"):
+        simulate_series(tmp_path, n_scenes=2, grid=grid, orbits=(24, 89), centres=[(-27.0, 67.2)], progress=False)
+
+
+def test_the_grid_centre_as_the_only_centre_is_the_default(tmp_path):
+    """An explicit centre at the grid's centre places the pass exactly where the default does."""
+    from seaice_dask.simulate.series import _grid_centre
+
+    grid = default_grid(2000.0)
+    kw = dict(n_scenes=1, start="2021-01-01", end="2021-01-10", grid=grid, charts=False, progress=False)
+    a = simulate_series(tmp_path / "a", **kw)
+    b = simulate_series(tmp_path / "b", centres=[_grid_centre(grid)], **kw)
+    import zipfile
+
+    assert a.info == b.info
+    with zipfile.ZipFile(a.scenes[0]) as za, zipfile.ZipFile(b.scenes[0]) as zb:
+        assert za.namelist() == zb.namelist()
+        assert all(za.read(n) == zb.read(n) for n in za.namelist())
+
+
+def test_cli_simulate_refuses_bad_centres(tmp_path):
+    from typer.testing import CliRunner
+
+    from seaice_dask.cli import app
+
+    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--centres", "-27;67"])
+    assert isinstance(bad.exception, ConfigError) and "lon,lat" in str(bad.exception)

@@ -19,6 +19,7 @@ import pandas as pd
 from seaice_dask import cube
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import ConfigError, CubeError, SeaIceError
+from seaice_dask.geocode import TiePoints, footprint_bounds, union_bounds
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.writer import STAGE
 from seaice_dask.landmask import land_mask
@@ -117,12 +118,26 @@ def resolve_incidence(cfg: PipelineConfig, store: cube.StoreLike, products: Sequ
     return wanted
 
 
+def prepass_grid(grid: Grid, products: Sequence[Any]) -> Grid:
+    """The grid the pre-pass looks land and chart classes up on: the scenes' footprints at
+    ≥ 1 km, on a lattice fixed in the grid's CRS (multiples of the resolution).
+
+    Every sample of every scene counts, inside the cube's grid or not, so the estimate does not
+    depend on the grid's extent: a 4× grid and the default grid correct alike.
+    """
+    bounds = union_bounds([footprint_bounds(TiePoints.from_product(p), grid.crs) for p in products])
+    return Grid.from_bounds(grid.crs, bounds, max(grid.resolution, PREPASS_RESOLUTION_M))
+
+
 def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: Grid) -> IncidenceCorrection:
     """Season correction (``linear`` slopes or ``class`` model) from decimated samples of every
     scene, one dask task per scene."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
-    coarse = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, PREPASS_RESOLUTION_M))
-    land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
+    coarse = prepass_grid(grid, products)
+    try:
+        land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
+    except ConfigError as exc:  # a regional land file: the scenes reach beyond it, not only the grid
+        raise ConfigError(f"the incidence pre-pass looks land up over the scenes' whole footprints: {exc}") from exc
     charts = _chart_maps(cfg, products, coarse)
     tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c) for p, c in zip(products, charts)]
     parts = dask.compute(*tasks)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "Surface": "seaice_dask.simulate.truth",
     "simulate_series": "seaice_dask.simulate.series",
     "SimulatedSeries": "seaice_dask.simulate.series",
+    "scatter_centres": "seaice_dask.simulate.series",
     "write_scene": "seaice_dask.simulate.safe_writer",
     "write_pass": "seaice_dask.simulate.safe_writer",
 }

@@ -549,7 +549,7 @@ def render_measurements(
     n_lines, n_samples = product.shape
     rng = np.random.default_rng([spec.seed, spec.absolute_orbit, 4])
     rgrid = _render_grid(grid, product)
-    truth = truth_fields(rgrid, pd.Timestamp(spec.acquisition_start), spec.seed)
+    truth = truth_fields(rgrid, pd.Timestamp(spec.acquisition_start), spec.seed, domain=grid)
     surface_map = truth["surface"].values
     wind_map = truth["wind_speed"].values
 

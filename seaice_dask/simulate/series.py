@@ -12,6 +12,10 @@ one, the node of orbit 46117 at −109.37° E (the template's 20 state vectors, 
 model puts the real S1A orbit 4739 of 2015-02-22 within 0.45° of its state vectors), and the EW
 swath centre lies 425.6 km right of the nadir track (the template). Over the Denmark Strait
 relative orbit 24 is descending (near range east of the box), 89 ascending (near range west).
+
+Passes are centred on the grid unless ``centres`` place them elsewhere: each orbit (or, with
+``orbits=None``, the track passing nearest each centre) is flown over its own centre, so that a
+grid larger than a scene is covered by passes from different tracks (:func:`scatter_centres`).
 """
 
 from __future__ import annotations
@@ -98,17 +102,77 @@ def pass_direction(relative_orbit: int, lonlat: tuple[float, float]) -> str:
     offsets = {d: abs(swath_offset_km(relative_orbit, d == "ASCENDING", lonlat)) for d in ("DESCENDING", "ASCENDING")}
     direction = min(offsets, key=offsets.get)
     if offsets[direction] > _HALF_SWATH_KM:
-        seen = [
-            f"{r} {d[:3].lower()}"
-            for r in range(1, 176)
-            for d in ("DESCENDING", "ASCENDING")
-            if abs(swath_offset_km(r, d == "ASCENDING", lonlat)) <= _HALF_SWATH_KM
-        ]
+        seen = [f"{r} {d[:3].lower()}" for _, r, d in orbits_seeing(lonlat)]
         raise ConfigError(
             f"relative orbit {relative_orbit} does not see ({lonlat[0]:.1f}° E, {lonlat[1]:.1f}° N): its EW swath "
             f"passes {offsets[direction]:.0f} km away; orbits whose swath covers it: {', '.join(seen)}"
         )
     return direction
+
+
+def orbits_seeing(lonlat: tuple[float, float]) -> list[tuple[float, int, str]]:
+    """(|cross-track offset| km, relative orbit, direction) of every pass whose EW swath covers
+    ``lonlat``, the nearest swath centre line first."""
+    seen = (
+        (abs(swath_offset_km(r, d == "ASCENDING", lonlat)), r, d)
+        for r in range(1, 176)
+        for d in ("DESCENDING", "ASCENDING")
+    )
+    return sorted(s for s in seen if s[0] <= _HALF_SWATH_KM)
+
+
+def nearest_tracks(centres: Sequence[tuple[float, float]]) -> list[int]:
+    """One relative orbit per centre, each a different track: the one whose EW swath centre
+    line passes nearest the centre among those not taken by an earlier centre."""
+    taken: list[int] = []
+    for lonlat in centres:
+        free = [r for _, r, _ in orbits_seeing(lonlat) if r not in taken]
+        if not free:
+            raise ConfigError(f"no relative orbit left whose EW swath covers ({lonlat[0]:.2f}° E, {lonlat[1]:.2f}° N); "
+                              f"taken: {taken}")
+        taken.append(free[0])
+    return taken
+
+
+def scatter_centres(grid: Grid, n: int) -> list[tuple[float, float]]:
+    """``n`` pass centres (lon, lat) spread over ``grid``: the centres of an r × c partition of
+    the grid (r·c ≥ n, as square as the grid), row by row from the north-west, the first ``n``."""
+    from pyproj import Transformer
+
+    if n < 1:
+        raise ConfigError(f"scatter needs at least one centre, got {n}")
+    width, height = grid.xmax - grid.xmin, grid.ymax - grid.ymin
+    cols = max(1, round(math.sqrt(n * width / height)))
+    rows = math.ceil(n / cols)
+    cols = math.ceil(n / rows)
+    cells = [(grid.xmin + (j + 0.5) * width / cols, grid.ymax - (i + 0.5) * height / rows)
+             for i in range(rows) for j in range(cols)][:n]
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(*np.array(cells).T)
+    return [(round(float(a), 4), round(float(b), 4)) for a, b in zip(lon, lat)]
+
+
+def parse_centres(text: str | None) -> list[tuple[float, float]] | str | None:
+    """``"lon,lat;lon,lat"`` → [(lon, lat), …]; ``"scatter"`` and None pass through."""
+    if text is None or text == "scatter":
+        return text
+    try:
+        points = [tuple(float(v) for v in p.split(",")) for p in text.split(";")]
+    except ValueError:
+        points = []
+    if not points or any(len(p) != 2 for p in points):
+        raise ConfigError(f"pass centres: 'lon,lat;lon,lat' or 'scatter', got {text!r}")
+    return points
+
+
+def _check_centres(grid: Grid, centres: Sequence[tuple[float, float]]) -> None:
+    """Refuse a pass centre outside the grid: its scenes would miss it."""
+    from pyproj import Transformer
+
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    for lon, lat in centres:
+        x, y = to_grid.transform(lon, lat)
+        if not (grid.xmin <= x <= grid.xmax and grid.ymin <= y <= grid.ymax):
+            raise ConfigError(f"pass centre ({lon}° E, {lat}° N) lies outside the grid {grid.crs} {grid.bounds}")
 
 
 def plan_acquisitions(
@@ -164,21 +228,28 @@ def noise_errors(rng: np.random.Generator) -> tuple[dict[str, tuple[float, ...]]
     )
 
 
-def _scene_centre(grid: Grid, heading: float, along_km: float) -> tuple[float, float]:
-    """Grid centre in lon/lat, moved ``along_km`` along the track heading."""
-    from pyproj import Geod, Transformer
+def _grid_centre(grid: Grid) -> tuple[float, float]:
+    """Grid centre in lon/lat."""
+    from pyproj import Transformer
 
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
         (grid.xmin + grid.xmax) / 2, (grid.ymin + grid.ymax) / 2
     )
-    lon, lat, _ = Geod(ellps="WGS84").fwd(lon, lat, heading, along_km * 1000.0)
+    return float(lon), float(lat)
+
+
+def _scene_centre(lonlat: tuple[float, float], heading: float, along_km: float) -> tuple[float, float]:
+    """``lonlat`` moved ``along_km`` along the track heading."""
+    from pyproj import Geod
+
+    lon, lat, _ = Geod(ellps="WGS84").fwd(lonlat[0], lonlat[1], heading, along_km * 1000.0)
     return float(lon), float(lat)
 
 
 def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, progress) -> Path:
     """truth.zarr at each acquisition time, written atomically: ``truth_class`` (time, y, x) int8
     (sod4, −1 land) and ``surface`` (the forward model's :class:`~seaice_dask.simulate.truth.Surface`)."""
-    fields = [truth_fields(grid, t, seed)[["truth_class", "surface"]] for t in progress(times, "truth maps")]
+    fields = [truth_fields(grid, t, seed, grid)[["truth_class", "surface"]] for t in progress(times, "truth maps")]
     ds = write_crs(xr.concat(fields, dim="time"), grid.crs).set_coords("spatial_ref")
     for name in ("truth_class", "surface"):
         ds[name].encoding["coordinates"] = "spatial_ref"
@@ -219,7 +290,8 @@ def simulate_series(
     charts: bool = True,
     progress: bool = True,
     slices_per_pass: int = 1,
-    orbits: Sequence[int] = (24,),
+    orbits: Sequence[int] | None = (24,),
+    centres: Sequence[tuple[float, float]] | str | None = None,
 ) -> SimulatedSeries:
     """Simulate a season: ``out/scenes/*.zip|.SAFE``, ``out/charts/``, ``out/truth.zarr``, ``out/simulation.json``.
 
@@ -234,27 +306,44 @@ def simulate_series(
     (:mod:`~seaice_dask.simulate.slices`). The truth is drawn on ``grid`` (default: the Denmark
     Strait grid) at each pass; weekly SIGRID-3 charts are derived from the truth every 7 days from
     ``start``. Existing products are kept (re-running resumes an interrupted simulation).
+
+    ``centres`` places the passes on a grid larger than a scene: (lon, lat) pass centres inside
+    the grid, one per orbit, or ``"scatter"`` for :func:`scatter_centres` (one per orbit, or one
+    per pass when ``orbits`` is None); each orbit's passes are centred (± 25 km along track) on
+    its own centre instead of the grid's. ``orbits=None`` flies each centre by the track passing
+    nearest it, a different track for each (:func:`nearest_tracks`).
     """
     out = Path(out)
     grid = grid or default_grid()
     track = _progress_factory(progress)
+    if isinstance(centres, str):
+        if centres != "scatter":
+            raise ConfigError(f"centres: a list of (lon, lat) or 'scatter', got {centres!r}")
+        centres = scatter_centres(grid, n_scenes if orbits is None else len(orbits))
+    points = [(float(lon), float(lat)) for lon, lat in centres] if centres is not None else [_grid_centre(grid)]
+    _check_centres(grid, points)
+    if orbits is None:
+        orbits = nearest_tracks(points)
     orbits = tuple(int(r) for r in orbits)
     if not orbits or len(set(orbits)) != len(orbits) or n_scenes < len(orbits):
         raise ConfigError(f"orbits {list(orbits)}: give distinct relative orbits and at least one pass ({n_scenes}) per orbit")
-    centre = _scene_centre(grid, 0.0, 0.0)
-    ascending = {r: pass_direction(r, centre) == "ASCENDING" for r in orbits}
+    if centres is None:
+        points = points * len(orbits)
+    elif len(points) != len(orbits):
+        raise ConfigError(f"{len(points)} pass centres for {len(orbits)} orbits {list(orbits)}: give one centre per orbit")
+    ascending = {r: pass_direction(r, c) == "ASCENDING" for r, c in zip(orbits, points)}
     counts = [n_scenes // len(orbits) + (k < n_scenes % len(orbits)) for k in range(len(orbits))]
     plan = sorted(
-        (t, mission, absolute, ascending[r])
-        for r, count in zip(orbits, counts)
+        (t, mission, absolute, ascending[r], c)
+        for r, c, count in zip(orbits, points, counts)
         for t, mission, absolute in plan_acquisitions(
-            count, start, end, relative_orbit=r, centre_lat=centre[1], ascending=ascending[r]
+            count, start, end, relative_orbit=r, centre_lat=c[1], ascending=ascending[r]
         )
     )
     rng = np.random.default_rng([seed, 5])
     (out / "scenes").mkdir(parents=True, exist_ok=True)
     specs = []
-    for t, mission, absolute, up in plan:
+    for t, mission, absolute, up, centre in plan:
         scale, offset = noise_errors(rng)
         heading = (ascending_heading if up else descending_heading)(centre[1])
         specs.append(
@@ -264,7 +353,7 @@ def simulate_series(
                 mission=mission,
                 product=product,
                 size=size,
-                centre_lonlat=_scene_centre(grid, heading, float(rng.uniform(-25, 25))),
+                centre_lonlat=_scene_centre(centre, heading, float(rng.uniform(-25, 25))),
                 noise_scale=scale,
                 noise_offset=offset,
                 seed=seed,
@@ -288,7 +377,7 @@ def simulate_series(
 
         chart_grid = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, 500.0))
         weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
-        weekly = weekly_truth(chart_grid, list(weeks), seed)
+        weekly = weekly_truth(chart_grid, list(weeks), seed, domain=grid)
         chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
 
     from seaice_dask import __version__
@@ -349,4 +438,15 @@ def _product_info(out: Path, path: Path, spec: SceneSpec, number: int) -> dict:
     }
 
 
-__all__ = ["SimulatedSeries", "noise_errors", "pass_direction", "plan_acquisitions", "simulate_series", "swath_offset_km"]
+__all__ = [
+    "SimulatedSeries",
+    "nearest_tracks",
+    "noise_errors",
+    "orbits_seeing",
+    "parse_centres",
+    "pass_direction",
+    "plan_acquisitions",
+    "scatter_centres",
+    "simulate_series",
+    "swath_offset_km",
+]

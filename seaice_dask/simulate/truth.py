@@ -7,7 +7,7 @@ towards Iceland; ice ages into first-year ice; multi-year floes drift along the 
 
 Model (all lengths in km, times in days; every random draw comes from ``seed``):
 
-* ``d`` = distance to the Greenland coast (largest polygon of the land file) minus a smooth
+* ``d`` = distance to the Greenland coast (the largest land polygon near the grid) minus a smooth
   random meander field (correlation length 40 km, sd 30 km).
 * The ice edge is at ``edge(t) = D0 + (D1 - D0) · s(t)^0.8`` with ``s`` the season fraction from
   15 September to 31 March; a point freezes when the edge passes it, so its ice age is
@@ -20,7 +20,9 @@ Model (all lengths in km, times in days; every random draw comes from ``seed``):
   threshold 5 m/s), nilas vs young ice, level vs deformed first-year ice, multi-year ice.
 
 Everything is defined on a coarse 2 km lattice and interpolated onto the target grid, so the same
-seed draws the same geography on an 80 m or a 1 km grid.
+seed draws the same geography on an 80 m or a 1 km grid. A simulation on any grid (``domain``)
+renders its scenes and writes its truth and charts on one lattice, the domain plus 300 km, so
+that scenes reaching beyond the domain see the same geography as its truth.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _DRIFT_KM_PER_DAY = 15.0
 _STREAM_KM = 3000.0  # length of the periodic floe stream (floes re-enter after 200 days)
 _WIND_CALM_M_S = 5.0
 _WORLD_CRS = "EPSG:32626"
-_WORLD_PAD_M = 300_000.0
+_WORLD_PAD_M = 300_000.0  # also the lattice's margin around a simulation's domain
 
 
 def season_start(date: dt.date | dt.datetime | np.datetime64 | str) -> pd.Timestamp:
@@ -95,7 +97,8 @@ class _Lattice:
     """Regular km lattice the random fields live on; fields are interpolated bilinearly.
 
     The lattice is anchored to a fixed box (the default grid's bounds plus 300 km, in that CRS),
-    so any grid inside the box, at any resolution or extent, sees the same geography.
+    so any grid inside the box, at any resolution or extent, sees the same geography; grids
+    rendered for one simulation also share its ``domain`` plus 300 km.
     """
 
     def __init__(self, bounds: tuple[float, float, float, float]):
@@ -108,9 +111,15 @@ class _Lattice:
         self.centre = ((xmin + xmax) / 2, (ymin + ymax) / 2)
 
     @classmethod
-    def for_grid(cls, grid: Grid) -> "_Lattice":
+    def for_grid(cls, grid: Grid, domain: Grid | None = None) -> "_Lattice":
         m = _MARGIN_KM * 1000.0
         b = (grid.xmin - m, grid.ymin - m, grid.xmax + m, grid.ymax + m)
+        if domain is not None:
+            if CRS.from_user_input(domain.crs) != CRS.from_user_input(grid.crs):
+                raise ValueError(f"truth on a {grid.crs} grid for a simulation on {domain.crs}: reproject its truth instead")
+            p = _WORLD_PAD_M
+            d = (domain.xmin - p, domain.ymin - p, domain.xmax + p, domain.ymax + p)
+            b = (min(b[0], d[0]), min(b[1], d[1]), max(b[2], d[2]), max(b[3], d[3]))
         if CRS.from_user_input(grid.crs) == CRS.from_user_input(_WORLD_CRS):
             w = tuple(v + d for v, d in zip(DENMARK_STRAIT_BOUNDS, (-_WORLD_PAD_M, -_WORLD_PAD_M, _WORLD_PAD_M, _WORLD_PAD_M)))
             b = (min(b[0], w[0]), min(b[1], w[1]), max(b[2], w[2]), max(b[3], w[3]))
@@ -168,31 +177,32 @@ def _rng(seed: int, *tags: int) -> np.random.Generator:
     return np.random.default_rng([seed, *tags])
 
 
-@lru_cache(maxsize=4)
-def _land_shapes(crs: str):
-    """Land polygons of the shipped file in ``crs``: (all polygons, Greenland polygon)."""
-    import geopandas as gpd
+@lru_cache(maxsize=8)
+def _land_shapes(grid: Grid) -> tuple[list, object]:
+    """Shipped land polygons around ``grid`` in its CRS: (all, the largest: the coast the ice grows from)."""
+    from seaice_dask.landmask import land_polygons
 
-    from seaice_dask.data import LAND_POLYGONS
-
-    land = gpd.read_file(LAND_POLYGONS).to_crs(crs)
-    greenland = land.geometry.iloc[int(np.argmax(land.area.to_numpy()))]
-    return list(land.geometry), greenland
+    land = land_polygons(grid, densify=False)  # the vertices as shipped: the geography of every release
+    if land.empty:
+        return [], None
+    return list(land.values), land.values[int(np.argmax(land.area.to_numpy()))]
 
 
 def land_mask(grid: Grid) -> np.ndarray:
     """Boolean (y, x) land mask of ``grid`` from :data:`seaice_dask.data.LAND_POLYGONS`."""
     from rasterio.features import rasterize
 
-    shapes, _ = _land_shapes(grid.crs)
+    shapes, _ = _land_shapes(grid)
+    if not shapes:
+        return np.zeros(grid.shape, bool)
     return rasterize(
         ((s, 1) for s in shapes), out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
     ).astype(bool)
 
 
-def _static_fields(grid: Grid, seed: int) -> dict:
+def _static_fields(grid: Grid, seed: int, domain: Grid | None = None) -> dict:
     """Date-independent lattice fields of one seed for a grid (see :func:`_lattice_fields`)."""
-    lat = _Lattice.for_grid(grid)
+    lat = _Lattice.for_grid(grid, domain)
     return _lattice_fields(grid.crs, (lat.x[0], lat.y[-1], lat.x[-1], lat.y[0]), seed)
 
 
@@ -203,12 +213,12 @@ def _lattice_fields(crs: str, bounds: tuple[float, float, float, float], seed: i
     from scipy.ndimage import distance_transform_edt
 
     lat = _Lattice(bounds)
-    _, greenland = _land_shapes(crs)
     step = _LATTICE_KM * 1000.0
-    from affine import Affine
-
-    transform = Affine(step, 0, lat.x[0] - step / 2, 0, -step, lat.y[0] + step / 2)
-    on_greenland = rasterize([(greenland, 1)], out_shape=lat.shape, transform=transform, fill=0, dtype="uint8")
+    lattice_grid = Grid(crs, lat.x[0] - step / 2, lat.y[-1] - step / 2, lat.x[-1] + step / 2, lat.y[0] + step / 2, step)
+    _, greenland = _land_shapes(lattice_grid)
+    on_greenland = np.zeros(lat.shape, np.uint8)
+    if greenland is not None:
+        on_greenland = rasterize([(greenland, 1)], out_shape=lat.shape, transform=lattice_grid.transform, fill=0, dtype="uint8")
     if on_greenland.any():
         coast_km = distance_transform_edt(on_greenland == 0) * _LATTICE_KM
     else:  # a grid far from Greenland: the edge runs from the grid's north-west corner
@@ -240,10 +250,10 @@ def _floes(seed: int, n: int = 24000) -> dict[str, np.ndarray]:
     }
 
 
-def _floe_polygons(grid: Grid, seed: int, days: float):
+def _floe_polygons(grid: Grid, seed: int, days: float, domain: Grid | None = None):
     """GeoJSON polygons of the floes inside the grid on season day ``days``, drifted south-west."""
     f = _floes(seed)
-    cx, cy = _static_fields(grid, seed)["lattice"].centre
+    cx, cy = _static_fields(grid, seed, domain)["lattice"].centre
     down = np.array([-1.0, -1.0]) / np.sqrt(2)  # south-west, along the East Greenland Current
     across = np.array([-down[1], down[0]])
     along = (f["along_km"] + _DRIFT_KM_PER_DAY * days) % _STREAM_KM - _STREAM_KM / 2
@@ -264,9 +274,9 @@ def _floe_polygons(grid: Grid, seed: int, days: float):
     return polygons, px[idx], py[idx], f["max_coast_km"][idx]
 
 
-def _wind_speed(grid: Grid, seed: int, date) -> np.ndarray:
+def _wind_speed(grid: Grid, seed: int, date, domain: Grid | None = None) -> np.ndarray:
     """Smooth 10 m wind speed (m/s) on the lattice for one date: mean 7, sd 3, 80 km scale."""
-    lat: _Lattice = _static_fields(grid, seed)["lattice"]
+    lat: _Lattice = _static_fields(grid, seed, domain)["lattice"]
     day = int(pd.Timestamp(date).toordinal())
     return np.clip(7.0 + 3.0 * lat.gaussian_field(_rng(seed, 3, day), 80.0), 0.5, 20.0)
 
@@ -276,15 +286,19 @@ def _wind_speed(grid: Grid, seed: int, date) -> np.ndarray:
 
 
 def truth_fields(
-    grid: Grid | None = None, date: dt.date | dt.datetime | np.datetime64 | str = "2021-01-15", seed: int = 0
+    grid: Grid | None = None,
+    date: dt.date | dt.datetime | np.datetime64 | str = "2021-01-15",
+    seed: int = 0,
+    domain: Grid | None = None,
 ) -> xr.Dataset:
     """The truth on ``grid`` at ``date``: ``truth_class`` (sod4, −1 land), ``surface``, ``wind_speed``.
 
     ``surface`` holds :class:`Surface` ids for the forward model; ``wind_speed`` (m/s) modulates
-    open-water backscatter. All three are (y, x) on the grid with its CRS.
+    open-water backscatter. All three are (y, x) on the grid with its CRS. ``domain``: the
+    simulation's grid, whose lattice every grid rendered for it shares (its scenes, truth, charts).
     """
     grid = grid or default_grid()
-    static = _static_fields(grid, seed)
+    static = _static_fields(grid, seed, domain)
     lat: _Lattice = static["lattice"]
     days, length = _season_days(date)
 
@@ -306,7 +320,7 @@ def truth_fields(
     surface[young] = Surface.YOUNG_ICE
     surface[young & nilas] = Surface.NILAS
 
-    polygons, px, py, max_coast = _floe_polygons(grid, seed, days)
+    polygons, px, py, max_coast = _floe_polygons(grid, seed, days, domain)
     if len(polygons):
         from rasterio.features import rasterize
 
@@ -317,7 +331,7 @@ def truth_fields(
             ).astype(bool)
             surface[floes & ice] = Surface.MULTIYEAR_ICE
 
-    wind = lat.to_grid(_wind_speed(grid, seed, date), grid)
+    wind = lat.to_grid(_wind_speed(grid, seed, date, domain), grid)
     water = ~ice
     surface[water] = np.where(wind[water] < _WIND_CALM_M_S, Surface.WATER_CALM, Surface.WATER_WINDY)
     land = land_mask(grid)
@@ -364,13 +378,13 @@ def _coast_distance_at(grid: Grid, static: dict, px: np.ndarray, py: np.ndarray)
     )
 
 
-def truth_map(grid: Grid | None = None, date="2021-01-15", seed: int = 0) -> xr.DataArray:
+def truth_map(grid: Grid | None = None, date="2021-01-15", seed: int = 0, domain: Grid | None = None) -> xr.DataArray:
     """(y, x) int8 sod4 truth on ``grid`` at ``date``: 0 water, 1 young, 2 first-year, 3 old ice, −1 land."""
-    return truth_fields(grid, date, seed)["truth_class"]
+    return truth_fields(grid, date, seed, domain)["truth_class"]
 
 
 def weekly_truth(
-    grid: Grid | None = None, dates: Iterable | None = None, seed: int = 0
+    grid: Grid | None = None, dates: Iterable | None = None, seed: int = 0, domain: Grid | None = None
 ) -> xr.DataArray:
     """Stack :func:`truth_map` over ``dates`` into a (time, y, x) int8 DataArray with CRS.
 
@@ -378,7 +392,7 @@ def weekly_truth(
     """
     grid = grid or default_grid()
     dates = list(dates) if dates is not None else list(pd.date_range("2020-10-05", "2021-03-22", freq="7D"))
-    maps = [truth_map(grid, d, seed) for d in dates]
+    maps = [truth_map(grid, d, seed, domain) for d in dates]
     from seaice_dask.grid import write_crs
 
     return write_crs(xr.concat(maps, dim="time").rename("truth_class"), grid.crs)

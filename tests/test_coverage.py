@@ -166,3 +166,37 @@ def test_same_model_same_classes_and_maps_cover_the_footprint(small_series, larg
             assert src.shape[0] * src.shape[1] < big.sizes["y"] * big.sizes["x"] / 2
         item = json.loads(path.with_suffix(".json").read_text())
         assert item["geometry"]["type"] == "Polygon" and item["properties"]["proj:shape"] == list(data.shape)
+
+
+def test_time_step_covering_nothing(small_series, tmp_path):
+    """A grid in a corner of the scenes' bounding box that their swath misses: the passes are
+    ingested (their boxes overlap the grid) and cover nothing; every stage passes over them."""
+    import shapely
+
+    from seaice_dask.charts import write_labels_from_config
+    from seaice_dask.export import export_maps
+    from seaice_dask.features.store import write_glcm_features
+    from seaice_dask.geocode import TiePoints
+    from seaice_dask.ingest import ingest, validate_ingest
+    from seaice_dask.learn.predict import best_model_path, predict
+    from seaice_dask.safe import open_safe
+
+    scene = sorted((small_series.reference / "scenes").glob("*.zip"))[0]
+    x, y = TiePoints.from_product(open_safe(scene)).projected("EPSG:32626")
+    swath = shapely.MultiPoint(np.column_stack([x, y])).convex_hull.buffer(1000)
+    side = 12_000
+    corners = [(x.min(), y.min()), (x.min(), y.max() - side), (x.max() - side, y.min()), (x.max() - side, y.max() - side)]
+    box = next(b for b in (shapely.box(cx, cy, cx + side, cy + side) for cx, cy in corners) if not b.intersects(swath))
+    copy_workdir(small_series.reference, tmp_path / "w", ignore=("cube.zarr", "models", "reports", "pipeline.yaml"))
+    cfg = load_config(write_config(tmp_path / "w", grid={**SMALL_SERIES["grid"], "bounds": list(box.bounds)}))
+    report = ingest(cfg, progress=False)
+    assert report.ingested and not report.failed
+    store = cube.cube_store(cfg)
+    assert not cube.read_coverage(store).any() and validate_ingest(store) == []
+    write_labels_from_config(cfg, progress=False)
+    write_glcm_features(store, cfg.features, progress=False)
+    predict(cfg, best_model_path(small_series.reference / "models"), progress=False)
+    maps = export_maps(cfg)
+    for stage in ("labels", "features", "predict"):
+        assert cube.done(store, stage).all(), stage
+    assert maps.class_maps == [] and not (store / "sigma0_hh" / "c").exists()

@@ -112,7 +112,7 @@ def write_labels(
             set_slice_coord(store, "chart_id", t, "")
             set_slice_coord(store, "chart_date", t, np.datetime64("NaT", "ns"))
         else:
-            if cached is None or cached[0] != index:  # read and classified on the whole grid once
+            if window is not None and (cached is None or cached[0] != index):  # read and classified on the whole grid once
                 cached = (index, load_chart(chart_paths[index], grid, cfg, aoi=aoi))
             set_slice_coord(store, "chart_id", t, chart_id(chart_paths[index]))
             set_slice_coord(store, "chart_date", t, np.datetime64(dates[index], "ns"))

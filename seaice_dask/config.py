@@ -86,20 +86,20 @@ class DatesConfig(_Section):
 
 
 class IncidenceConfig(_Section):
-    correction: Literal["none", "linear", "class"] = "none"  # class: per surface type (GIA), estimated
+    correction: Literal["none", "linear", "class"] = "class"  # class: per surface type (GIA), estimated
     reference_deg: float = Field(35.0, ge=0, le=90)
     slopes_db_per_deg: dict[Literal["hh", "hv", "vv", "vh"], float] | None = None  # None: estimated
 
 
 class PreprocessConfig(_Section):
-    denoise: Literal["esa", "nersc", "none"] = "esa"
+    denoise: Literal["esa", "nersc", "none"] = "nersc"
     polarisations: list[Literal["HH", "HV", "VV", "VH"]] = Field(default_factory=lambda: ["HH", "HV"])
     multilook: int = Field(2, ge=1)
     resampling: Literal["bilinear", "average"] = "bilinear"
     land_buffer_m: float = Field(0.0, ge=0)
     engine: Literal["native", "snap"] = "native"
     incidence: IncidenceConfig = Field(default_factory=IncidenceConfig)
-    textural_noise: bool = False  # cross-pol textural noise correction (Park et al. 2019)
+    textural_noise: bool = True  # cross-pol textural noise correction (Park et al. 2019)
     assemble_passes: bool = True  # slices of one pass -> one time step (false: one per product)
 
 

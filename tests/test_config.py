@@ -70,3 +70,12 @@ def test_dump_round_trip(tmp_path):
     cfg = load_config(write(tmp_path, "name: x\nmodel:\n  learners: [sgd, rf]\n"))
     again = load_config(dump_config(cfg, tmp_path / "again.yaml"))
     assert again == cfg
+
+
+def test_snap_engine_needs_plain_esa_processing(tmp_path):
+    """SNAP only removes ESA's noise: with the defaults (the seed's corrections) it is refused at
+    load, naming the file and the three keys; with them set it loads."""
+    with pytest.raises(ConfigError, match=r"pipeline.yaml(.|\n)*engine: snap does plain ESA processing.*textural_noise: false"):
+        load_config(write(tmp_path, "preprocess:\n  engine: snap\n"))
+    plain = "preprocess:\n  engine: snap\n  denoise: esa\n  textural_noise: false\n  incidence: {correction: none}\n"
+    assert load_config(write(tmp_path, plain)).preprocess.engine == "snap"

@@ -38,11 +38,10 @@ log = logging.getLogger(__name__)
 PREPASS_RESOLUTION_M = 1000.0
 
 
-def _scene_samples(path: Path, pols: list[str], coarse: Grid, land: np.ndarray, labels: np.ndarray | None,
-                   denoise: str):
+def _scene_samples(path: Path, pols: list[str], coarse: Grid, land: np.ndarray, labels: np.ndarray | None):
     from seaice_dask.safe import open_safe
 
-    return scene_samples(open_safe(path), pols, coarse, land, labels, denoise=denoise)
+    return scene_samples(open_safe(path), pols, coarse, land, labels)
 
 
 def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> list[np.ndarray | None]:
@@ -125,8 +124,7 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
     coarse = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, PREPASS_RESOLUTION_M))
     land = land_mask(coarse, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m).values
     charts = _chart_maps(cfg, products, coarse)
-    tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c, cfg.preprocess.denoise)
-             for p, c in zip(products, charts)]
+    tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c) for p, c in zip(products, charts)]
     parts = dask.compute(*tasks)
     if any(c is None for c in charts):  # unlabelled scenes: labels only where a chart is
         parts = [p if "labels" in p else {**p, "labels": np.full(p["incidence"].shape, -1)} for p in parts]

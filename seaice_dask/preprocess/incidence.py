@@ -542,18 +542,11 @@ def estimate_slopes(samples: Mapping[str, np.ndarray], pols: Sequence[str], refe
 
 
 def scene_samples(product: Any, pols: Sequence[str], grid: Any = None, land: np.ndarray | None = None,
-                  labels: np.ndarray | None = None, block: tuple[int, int] = BLOCK,
-                  denoise: str = "esa") -> dict[str, np.ndarray]:
+                  labels: np.ndarray | None = None, block: tuple[int, int] = BLOCK) -> dict[str, np.ndarray]:
     """Decimated radar samples of one scene for the slope estimate (cheap: reads 1/block[0] lines).
 
-    Every ``block[0]``-th line is read and noise-subtracted as the cube is (``denoise``: the ESA
-    noise LUT, ``none``, or ``nersc``, the scene's scaled noise and power balancing of
-    :mod:`seaice_dask.preprocess.nersc`, whose estimate reads the whole scene once); σ0 (linear)
-    and θ are averaged over runs of ``block[1]`` samples, then σ0 goes to dB. The class model is
-    fitted to these samples and classifies the cube's cells: with ESA samples under a NERSC cube,
-    dark surfaces near the noise floor (level first-year ice's cross-pol, −31 to −35 dB) sat at
-    other levels in the fit than in the cells, per subswath, and took the wrong component. The
-    textural correction keeps local means, so the samples need no counterpart of it. With ``grid`` and
+    Every ``block[0]``-th line is read and calibrated with the ESA noise LUT; σ0 (linear) and
+    θ are averaged over runs of ``block[1]`` samples, then σ0 goes to dB. With ``grid`` and
     ``land``/``labels`` maps on it, each sample takes its map cell's value (land samples dropped,
     ``labels`` returned). Returns 1-D arrays ``incidence``, ``sigma0_<pol>`` (and ``labels``).
     """
@@ -561,7 +554,6 @@ def scene_samples(product: Any, pols: Sequence[str], grid: Any = None, land: np.
 
     from seaice_dask.preprocess.calibrate import _tie_grid_window
     from seaice_dask.preprocess.luts import calibration_window, noise_window
-    from seaice_dask.preprocess.nersc import nersc_power, noise_scaling
     from seaice_dask.safe.measurement import read_rows
 
     step, width = block
@@ -578,12 +570,7 @@ def scene_samples(product: Any, pols: Sequence[str], grid: Any = None, land: np.
     for pol in pols:
         dn = read_rows(product.measurement_path(pol), lines).astype(np.float64)
         a2 = calibration_window(product.calibration(pol), "sigma_nought", lines, samples) ** 2
-        eta = 0.0 if denoise == "none" else noise_window(product.noise(pol), lines, samples)
-        if denoise == "nersc":
-            scaling = noise_scaling(product, pol).compute(scheduler="sync")
-            power = nersc_power(dn, eta, a2, scaling, product.swaths, lines, samples)[0]
-        else:
-            power = (dn**2 - eta) / a2
+        power = (dn**2 - noise_window(product.noise(pol), lines, samples)) / a2
         dn_zero |= blocks((dn == 0).astype(np.float64)) > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = blocks(power)

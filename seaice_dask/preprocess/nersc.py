@@ -18,9 +18,11 @@ in blocks of :data:`BLOCK_LINES` lines and :data:`BIN_SAMPLES` samples:
 k_s is kept only where it is identifiable — standard error 1.48·MAD/√n_blocks below
 :data:`MAX_SCALE_ERROR` and within :data:`SCALE_LIMITS` — otherwise k_s = 1 (ESA). Co-pol
 channels, where the signal dwarfs the noise, usually stay at 1, as in Park et al. (cross-pol).
-Power balancing then makes neighbouring subswaths continuous: the mean of P − k_s·N over the
-:data:`BOUNDARY_BINS` bins each side of their boundary (blocks where both have data) gives the
-step Δ_s, and o_{s+1} = o_s − Δ_s, anchored so the width-weighted mean offset is zero.
+Power balancing then makes neighbouring subswaths continuous: the difference of the means of
+P − k_s·N over the :data:`BOUNDARY_BINS` bins each side of their boundary, per block where both
+have data, gives the step Δ_s as its median over the blocks (robust, like k_s, to the surface's
+own steps where a coast or an ice edge follows the boundary), and o_{s+1} = o_s − Δ_s, anchored
+so the width-weighted mean offset is zero.
 
 Everything stays lazy: one pass reduces the block sums, one small task fits the coefficients,
 and every σ0 block depends on that task.

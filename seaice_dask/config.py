@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from seaice_dask.errors import ConfigError
 from seaice_dask.grid import DENMARK_STRAIT_BOUNDS, Grid
@@ -86,21 +86,30 @@ class DatesConfig(_Section):
 
 
 class IncidenceConfig(_Section):
-    correction: Literal["none", "linear", "class"] = "none"  # class: per surface type (GIA), estimated
+    correction: Literal["none", "linear", "class"] = "class"  # class: per surface type (GIA), estimated
     reference_deg: float = Field(35.0, ge=0, le=90)
     slopes_db_per_deg: dict[Literal["hh", "hv", "vv", "vh"], float] | None = None  # None: estimated
 
 
 class PreprocessConfig(_Section):
-    denoise: Literal["esa", "nersc", "none"] = "esa"
+    denoise: Literal["esa", "nersc", "none"] = "nersc"
     polarisations: list[Literal["HH", "HV", "VV", "VH"]] = Field(default_factory=lambda: ["HH", "HV"])
     multilook: int = Field(2, ge=1)
     resampling: Literal["bilinear", "average"] = "bilinear"
     land_buffer_m: float = Field(0.0, ge=0)
     engine: Literal["native", "snap"] = "native"
     incidence: IncidenceConfig = Field(default_factory=IncidenceConfig)
-    textural_noise: bool = False  # cross-pol textural noise correction (Park et al. 2019)
+    textural_noise: bool = True  # cross-pol textural noise correction (Park et al. 2019)
     assemble_passes: bool = True  # slices of one pass -> one time step (false: one per product)
+
+    @model_validator(mode="after")
+    def _snap_is_plain(self) -> PreprocessConfig:
+        """SNAP's graph removes ESA's noise and nothing else: refuse the seed's corrections (the
+        defaults) with it at load, not after the incidence pre-pass."""
+        if self.engine == "snap" and (self.denoise == "nersc" or self.textural_noise or self.incidence.correction != "none"):
+            raise ValueError("engine: snap does plain ESA processing only; with it set denoise: esa (or none), "
+                             "textural_noise: false and incidence: {correction: none} (the defaults need engine: native)")
+        return self
 
 
 class ChartsConfig(_Section):

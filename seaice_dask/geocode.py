@@ -506,7 +506,7 @@ def geocode_product(
     (:func:`geocode_arrays`).
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
-    from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
+    from seaice_dask.preprocess.incidence import IncidenceCorrection, cell_pixels, correct_multilooked
 
     missing = [p for p in polarisations if p.upper() not in product.polarisations]
     if missing:
@@ -536,7 +536,8 @@ def geocode_product(
         radars = {name: radar[first_line:] for name, radar in radars.items()}
 
     def corrected(ml: dict[str, da.Array]) -> dict[str, da.Array]:
-        return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction)}
+        cell = cell_pixels(product.pixel_spacing[0] * multilook)
+        return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction, cell)}
 
     mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk,
                             multilooked=None if correction.method == "none" else corrected, window=window)

@@ -20,17 +20,18 @@ def test_example_config_is_the_default():
 
 
 
-def test_the_seeds_preprocessing_is_three_keys(tmp_path):
-    """Plain ESA processing by default (the class-aware correction does not yet meet its limits
-    on every season); the example names the three keys of the seed's preprocessing."""
+def test_empty_config_has_the_seeds_preprocessing(tmp_path):
+    """NERSC denoising, textural noise and the class-aware incidence correction by default, as the
+    seed; the example says so explicitly, and three keys give plain ESA processing."""
     for cfg in (load_config(write(tmp_path, "")), load_config(EXAMPLE_CONFIG)):
         pre = cfg.preprocess
-        assert (pre.denoise, pre.textural_noise, pre.incidence.correction) == ("esa", False, "none")
+        assert (pre.denoise, pre.textural_noise, pre.incidence.correction) == ("nersc", True, "class")
     text = EXAMPLE_CONFIG.read_text()
-    assert "denoise: nersc, textural_noise: true" in text and "incidence: {correction: class}" in text
-    seed = load_config(write(tmp_path, "preprocess:\n  denoise: nersc\n  textural_noise: true\n"
-                                       "  incidence: {correction: class}\n")).preprocess
-    assert (seed.denoise, seed.textural_noise, seed.incidence.correction) == ("nersc", True, "class")
+    assert "  denoise: nersc " in text and "  textural_noise: true " in text and "    correction: class " in text
+    assert "denoise: esa, textural_noise: false, incidence: {correction: none}" in text
+    esa = load_config(write(tmp_path, "preprocess:\n  denoise: esa\n  textural_noise: false\n"
+                                      "  incidence: {correction: none}\n")).preprocess
+    assert (esa.denoise, esa.textural_noise, esa.incidence.correction) == ("esa", False, "none")
 
 
 def test_paths_are_resolved_against_the_config_folder(tmp_path):
@@ -69,3 +70,12 @@ def test_dump_round_trip(tmp_path):
     cfg = load_config(write(tmp_path, "name: x\nmodel:\n  learners: [sgd, rf]\n"))
     again = load_config(dump_config(cfg, tmp_path / "again.yaml"))
     assert again == cfg
+
+
+def test_snap_engine_needs_plain_esa_processing(tmp_path):
+    """SNAP only removes ESA's noise: with the defaults (the seed's corrections) it is refused at
+    load, naming the file and the three keys; with them set it loads."""
+    with pytest.raises(ConfigError, match=r"pipeline.yaml(.|\n)*engine: snap does plain ESA processing.*textural_noise: false"):
+        load_config(write(tmp_path, "preprocess:\n  engine: snap\n"))
+    plain = "preprocess:\n  engine: snap\n  denoise: esa\n  textural_noise: false\n  incidence: {correction: none}\n"
+    assert load_config(write(tmp_path, plain)).preprocess.engine == "snap"

@@ -104,16 +104,16 @@ def test_class_correction_through_ingest(season, tmp_path):
                progress=False)
 
 
-def test_a_cube_of_plain_esa_processing_is_refused_by_the_seeds_settings(season, tmp_path):
+def test_a_cube_of_plain_esa_processing_is_refused_by_the_defaults(season, tmp_path):
     """A cube made with plain ESA processing (ESA denoising, no textural noise, no incidence
-    correction) is refused by a config asking for the seed's preprocessing, with both settings
-    named and the two ways out; the cube's settings, given in the config, still extend it."""
+    correction: the defaults before the seed's) is refused by a config that leaves the
+    preprocessing at its defaults (the seed's), with both settings named and the two ways out;
+    the cube's settings, given in the config, still extend it."""
     old = {"denoise": "esa", "textural_noise": False, "incidence": UNCORRECTED}
-    seed = {"denoise": "nersc", "textural_noise": True, "incidence": {"correction": "class"}}
     store = str(tmp_path / "old.zarr")
     assert ingest(_config(season, store, **old), progress=False).ok
     with pytest.raises(CubeError) as err:
-        ingest(_config(season, store, **seed), progress=False)
+        ingest(_config(season, store), progress=False)
     message = str(err.value)
     assert "old.zarr" in message
     assert "made with denoise esa, textural noise off, incidence correction none;" in message

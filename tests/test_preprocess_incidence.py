@@ -19,6 +19,7 @@ from seaice_dask.preprocess.incidence import (
     ClassModel,
     IncidenceCorrection,
     check_compatible,
+    cell_pixels,
     class_correct_block,
     correct_db,
     correct_multilooked,
@@ -201,7 +202,8 @@ def test_level_ice_that_looks_like_broad_water_keeps_its_own_slope():
     assert np.mean(got == -0.333) > 0.95 and not np.any(got == -0.16)
 
 
-def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
+@pytest.mark.parametrize("cell", [CELL, 2])  # 80 m multilooked pixels; the demo's 320 m (cell_pixels)
+def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class(cell):
     model = ClassModel(("hh", "hv"), np.array([0.5, 0.5]), np.array([[-12.0, -27.0], [-17.0, -32.0]]),
                        np.array([[-0.13, -0.04], [-0.33, -0.27]]), np.ones((2, 2)))
     correction = IncidenceCorrection("class", 35.0, {"hh": -0.2, "hv": -0.1}, "config", model)
@@ -215,14 +217,16 @@ def test_class_correction_is_lazy_chunk_invariant_and_flattens_each_class():
     results = []
     for chunks in ((203, 150), (64, 48), (40, 100), (17, 33)):
         out = correct_multilooked({p: dask.array.from_array(sigma0[i], chunks=chunks) for i, p in enumerate(("HH", "HV"))},
-                                  dask.array.from_array(theta, chunks=chunks), correction)
+                                  dask.array.from_array(theta, chunks=chunks), correction, cell)
         assert isinstance(out["HH"], dask.array.Array) and out["HH"].dtype == np.float32
         results.append(np.stack(dask.compute(out["HH"], out["HV"])))
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
-    pad = ((0, 0), (CELL, CELL), (CELL, CELL))  # map_overlap's NaN boundary, in one block
-    reference = class_correct_block(np.pad(sigma0, pad, constant_values=np.nan), np.pad(theta, CELL, constant_values=np.nan), model)
-    np.testing.assert_array_equal(results[0], reference[:, CELL:-CELL, CELL:-CELL])
+    assert cell_pixels(80.0) == CELL and cell_pixels(320.0) == 2  # cells of 640 m
+    pad = ((0, 0), (cell, cell), (cell, cell))  # map_overlap's NaN boundary, in one block
+    reference = class_correct_block(np.pad(sigma0, pad, constant_values=np.nan), np.pad(theta, cell, constant_values=np.nan),
+                                    model, cell=cell)
+    np.testing.assert_array_equal(results[0], reference[:, cell:-cell, cell:-cell])
     corrected = 10 * np.log10(results[0][0])
     for k in (0, 1):
         sel = (cls == k) & np.isfinite(corrected)

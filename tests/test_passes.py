@@ -130,14 +130,20 @@ def test_duplicate_found_twice_is_kept_once_with_both_paths(slices, tmp_path):
     assert len(kept) == 1 and str(copy) in str(caught[0].message) and str(slices["pass1"][0]) in str(caught[0].message)
 
 
-def test_bridging_slice_is_refused():
+def test_bridging_slice_merges_steps_or_is_refused_without_its_neighbours():
     a = _meta("2021-01-15T08:22:03", "2021-01-15T08:23:03")
     b = _meta("2021-01-15T08:23:03", "2021-01-15T08:24:03")
     c = _meta("2021-01-15T08:24:03", "2021-01-15T08:25:03")
     passes, _ = group_passes([a, b, c])
-    times = [np.datetime64("2021-01-15T08:22:03", "us"), np.datetime64("2021-01-15T08:24:03", "us")]
-    steps, done, refused = assign_steps(passes, [(a.name,), (c.name,)], times, [True, True])
-    assert not steps and not done and list(refused) == [b] and "merge the time steps" in refused[b]
+    assert [p.names for p in passes] == [(a.name, b.name, c.name)]
+    times = [np.datetime64("2021-01-25T08:22:03", "us"), np.datetime64("2021-01-15T08:24:03", "us"),
+             np.datetime64("2021-01-15T08:22:03", "us")]  # in ingest order: another pass, then c, then a
+    steps, done, refused = assign_steps(passes, [("other",), (c.name,), (a.name,)], times, [True, True, True])
+    assert not done and not refused
+    assert [(s.pass_.names, s.t, s.absorbs) for s in steps] == [((a.name, b.name, c.name), 2, (1,))]  # earliest stamp kept
+    alone, _ = group_passes([b])
+    steps, done, refused = assign_steps(alone, [(c.name,), (a.name,)], times[1:], [True, True])
+    assert not steps and list(refused) == [b] and a.name in refused[b] and c.name in refused[b]
 
 
 def test_pass_is_one_time_step_without_seam(slices, tmp_path, client):

@@ -272,10 +272,12 @@ def mosaic(parts: Sequence[xr.Dataset]) -> xr.Dataset:
 
 @dataclass(frozen=True)
 class Step:
-    """What ingest does with a pass: write it to a new slot (``t`` None) or rewrite slot ``t``."""
+    """What ingest does with a pass: write it to a new slot (``t`` None) or rewrite slot ``t``;
+    ``absorbs``: other stored slots of the pass (a slice bridged them), removed from the cube."""
 
     pass_: Pass
     t: int | None
+    absorbs: tuple[int, ...] = ()
 
 
 def assign_steps(
@@ -284,10 +286,13 @@ def assign_steps(
 ) -> tuple[list[Step], list[Pass], dict[Any, str]]:
     """Match passes to the cube's time steps: (steps to write, passes already done, refused products).
 
-    A pass joins the stored step it touches (:func:`touches`; only shared products or the same
-    time stamp when ``assemble`` is off) and rewrites it when it brings new slices or the step is
-    unfinished. Refused: a product overlapping a stored one of another name, a pass that would
-    drop a stored product not found now, and one bridging two stored steps.
+    A pass joins the stored steps it touches (:func:`touches`; only shared products or the same
+    time stamp when ``assemble`` is off) and rewrites the earliest-stamped one when it brings new
+    slices or the step is unfinished. Touching several (a slice bridging slices 1 and 3 of a
+    pass whose products carry no segment start, or steps of a cube ingested one per product)
+    merges them: the earliest keeps the pass, the others are ``absorbs``. Refused: a product
+    overlapping a stored one of another name, and a pass that would drop a stored product not
+    found now.
     """
     steps: list[Step] = []
     done: list[Pass] = []
@@ -295,31 +300,25 @@ def assign_steps(
     for p in passes:
         hits = [t for t, (names, stamp) in enumerate(zip(stored, times))
                 if (touches(p, names, stamp) if assemble else set(names) & set(p.names) or np.datetime64(stamp, "us") == p.time)]
-        new = [q for q in p.products if not any(q.name in stored[t] for t in hits)]
-        if len(hits) > 1:
-            stamps = ", ".join(str(pd.Timestamp(times[t])) for t in hits)
-            for q in new:
-                refused[q] = (f"{q.path}: would merge the time steps {stamps} into one pass; merging ingested "
-                              "steps is not supported: ingest the whole season into a new store")
-            continue
         if not hits:
             steps.append(Step(p, None))
             continue
-        t, names = hits[0], tuple(stored[hits[0]])
-        for q in new:
-            other = overlapping(q, names)
+        hits.sort(key=lambda t: (np.datetime64(times[t], "us"), t))
+        t, names = hits[0], tuple(n for h in hits for n in stored[h])
+        where = f"the pass at {pd.Timestamp(times[t])}"
+        for q in p.products:
+            other = None if q.name in names else overlapping(q, names)
             if other is not None:
-                refused[q] = f"{q.path}: the pass at {pd.Timestamp(times[t])} already holds {other} for the same time range"
+                refused[q] = f"{q.path}: {where} already holds {other} for the same time range"
         kept = tuple(q for q in p.products if q not in refused)
         missing = [n for n in names if n not in {q.name for q in kept}]
-        if missing and not (finished[t] and set(p.names) <= set(names)):
+        if missing and not (len(hits) == 1 and finished[t] and set(p.names) <= set(names)):
             for q in kept:
-                refused[q] = (f"{q.path}: belongs to the pass at {pd.Timestamp(times[t])}, ingested with "
-                              f"{', '.join(missing)}, which is not among the scenes found; add it to paths.scenes "
-                              "to rewrite the pass")
+                refused[q] = (f"{q.path}: belongs to {where}, ingested with {', '.join(missing)}, which is not "
+                              "among the scenes found; add it to paths.scenes to rewrite the pass")
             continue
-        if set(p.names) <= set(names) and finished[t]:
+        if len(hits) == 1 and set(p.names) <= set(names) and finished[t]:
             done.append(p)
         else:
-            steps.append(Step(replace(p, products=kept), t))
+            steps.append(Step(replace(p, products=kept), t, tuple(hits[1:])))
     return steps, done, refused

@@ -20,6 +20,8 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask
 import dask.array as da
 import numpy as np
@@ -116,12 +118,20 @@ def _coords(product: Product) -> dict[str, np.ndarray]:
     return {"line": np.arange(product.shape[0]), "sample": np.arange(product.shape[1])}
 
 
-def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunks, floor: float) -> xr.DataArray:
+def _nersc(product: Product, pol: str, method: str | None, chunks, scaling: Any) -> dict[str, Any]:
+    """The NERSC keywords of a block function: ``scaling`` (the pass's, lazy) or this product's own."""
+    if method != "nersc":
+        return {}
+    return dict(scaling=noise_scaling(product, pol, chunks) if scaling is None else scaling, swaths=product.swaths)
+
+
+def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunks, floor: float,
+                 scaling: Any = None) -> xr.DataArray:
     method = _denoise_method(denoise, name)
     dn = product.dn(pol, chunks=chunks)
     cal = dask.delayed(product.calibration(pol), pure=True, traverse=False)
     noise = dask.delayed(product.noise(pol), pure=True, traverse=False) if method else None
-    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    nersc = _nersc(product, pol, method, chunks, scaling)
     data = da.map_blocks(
         _backscatter_block,
         dn.data,
@@ -158,13 +168,16 @@ def sigma0(
     chunks: tuple[int, int] = (1024, 1024),
     *,
     floor: float = SIGMA0_FLOOR,
+    scaling: Any = None,
 ) -> xr.DataArray:
     """σ0 of ``pol`` as a lazy (line, sample) float32 DataArray, linear or in dB (module doc).
 
     ``denoise``: "esa" (annotated noise LUT), "nersc" (noise scaled and power-balanced per
     subswath, estimated from the scene: :mod:`seaice_dask.preprocess.nersc`) or None.
+    ``scaling``: for "nersc", the (lazy) :class:`NoiseScaling` to apply instead of this
+    product's own, e.g. its pass's (:func:`~seaice_dask.preprocess.nersc.noise_scaling` of the slices).
     """
-    return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor)
+    return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor, scaling)
 
 
 def beta0(product: Product, pol: str, denoise: str | None = "esa", db: bool = False,
@@ -207,7 +220,7 @@ def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT,
 
 
 def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024),
-                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR) -> xr.DataArray:
+                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR, scaling: Any = None) -> xr.DataArray:
     """Noise-subtracted σ0 of ``pol`` with the textural noise correction
     (:mod:`seaice_dask.preprocess.textural`), lazy linear float32, floored like :func:`sigma0`.
 
@@ -215,14 +228,15 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
     task per block, from the DN with a halo of ``window // 2`` pixels: the same values, bit for
     bit, as :func:`~seaice_dask.preprocess.textural.textural_noise_correction` of the unfloored
     σ0 and that noise field (then floored), for any chunking, without computing and exchanging
-    float halos.
+    float halos. ``scaling``: as in :func:`sigma0`; the textural correction's local SNR uses the
+    noise field k_s·η/A², so with the pass's k_s it too is estimated per pass.
     """
     method = _denoise_method(denoise)
     if method is None:
         raise ConfigError("the textural noise correction needs denoising ('esa' or 'nersc')")
     depth = window // 2
     dn = da.overlap.overlap(product.dn(pol, chunks=chunks).data, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
-    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    nersc = _nersc(product, pol, method, chunks, scaling)
     data = da.map_blocks(
         _sigma0_textural_block,
         dn,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -210,3 +212,97 @@ def test_duplicate_copy_is_ingested_once(slices, tmp_path, client):
     message = next(str(w.message) for w in caught if "found twice" in str(w.message))
     assert str(copy) in message and str(slices["pass1"][0]) in message
     assert cube.open_cube(cube.cube_store(cfg)).sizes["time"] == 1
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory) -> dict[str, list[Path]]:
+    """One pass cut into 3 slices (SAFE folders), the same slices without ``segmentStartTime``
+    in their manifests (as products assembled by other processors), and the pass as one product."""
+    out = tmp_path_factory.mktemp("three")
+    spec = safe_writer.SceneSpec(start=START, absolute_orbit=ORBITS[0], seed=1, slices=3)
+    sliced = safe_writer.write_pass(out / "sliced", spec, fmt="safe")
+    bare = []
+    for path in sliced:
+        copy = out / "bare" / path.name
+        shutil.copytree(path, copy)
+        manifest = copy / "manifest.safe"
+        text = manifest.read_text()
+        manifest.write_text(re.sub(r"<[\w:]*segmentStartTime>[^<]*</[\w:]*segmentStartTime>", "", text))
+        bare.append(copy)
+    return {"sliced": sliced, "bare": bare, "whole": [safe_writer.write_scene(out / "whole", dataclasses.replace(spec, slices=1))]}
+
+
+def _same_as_whole(store, t: int, whole) -> None:
+    """Time step ``t`` of ``store`` holds the pixels of the whole pass (one product): valid
+    exactly where it is (no seam), the same σ0 but for the neighbours of slice boundaries."""
+    a, b = cube.open_cube(store), cube.open_cube(whole)
+    va, vb = a["valid"].isel(time=t).values, b["valid"].isel(time=0).values
+    assert (va == vb).all(), int((va != vb).sum())
+    for name in ("sigma0_hh", "sigma0_hv"):
+        diff = np.abs(a[name].isel(time=t).values - b[name].isel(time=0).values)[vb]
+        assert np.quantile(diff, 0.99) == 0.0
+
+
+def test_slices_1_and_3_of_a_segment_are_one_step_that_slice_2_fills(three, tmp_path, client):
+    whole = _config(tmp_path / "whole", three["whole"])
+    assert ingest(whole, progress=False).ok
+    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+    first, second, third = three["sliced"]
+    cfg = _config(tmp_path / "gap", [first, third], bounds=bounds)
+    assert ingest(cfg, progress=False).ok
+    store = cube.cube_store(cfg)
+    before = cube.open_cube(store)
+    assert before.sizes["time"] == 1  # one segment start: one pass, with a gap where slice 2 is
+    assert before.time.values[0] == np.datetime64(open_safe(first).segment_start, "us")
+    assert int(before["valid"].isel(time=0).sum()) < int(cube.open_cube(cube.cube_store(whole))["valid"].sum())
+    report = ingest(_config(tmp_path / "gap", three["sliced"], bounds=bounds), progress=False)
+    assert report.ok and len(report.ingested) == 3
+    after = cube.open_cube(store)
+    assert after.sizes["time"] == 1 and after.time.values[0] == before.time.values[0]
+    assert str(after["product_id"].values[0]) == ";".join(open_safe(p).name for p in three["sliced"])
+    _same_as_whole(store, 0, cube.cube_store(whole))
+
+
+def test_bridging_slice_merges_two_steps_and_removes_the_other(three, slices, tmp_path, client):
+    from seaice_dask.export import COLLECTION_FILE, MAPS_DIR
+
+    whole = _config(tmp_path / "whole", three["whole"])
+    assert ingest(whole, progress=False).ok
+    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+    first, second, third = three["bare"]
+    assert open_safe(first).segment_start is None
+    cfg = _config(tmp_path / "bridge", [first, third, *slices["pass2"]], bounds=bounds)
+    assert ingest(cfg, progress=False).ok
+    store = cube.cube_store(cfg)
+    before = cube.open_cube(store)
+    stamps = [np.datetime64(open_safe(p).start_time, "us") for p in (first, third)]
+    assert before.sizes["time"] == 3 and list(before.time.values[:2]) == stamps  # a gap: two passes
+    later, later_id = before["sigma0_hv"].isel(time=2).values, str(before["product_id"].values[2])
+    for t in range(3):
+        cube.mark_done(store, "features", t)
+    maps = Path(cfg.paths.reports) / MAPS_DIR
+    maps.mkdir(parents=True)
+    names = {t: pd.Timestamp(s).strftime("%Y%m%dT%H%M%S") for t, s in enumerate(stamps)}
+    for stamp in names.values():  # as export writes them
+        for file in (f"class_{stamp}.tif", f"class_{stamp}.tif.aux.xml", f"class_{stamp}.qml", f"proba_{stamp}.tif",
+                     f"class_{stamp}.json"):
+            (maps / file).write_text("x")
+    links = [{"rel": "item", "href": f"./class_{s}.json"} for s in names.values()]
+    (maps / COLLECTION_FILE).write_text(json.dumps({"type": "Collection", "links": links}))
+
+    report = ingest(_config(tmp_path / "bridge", [*three["bare"], *slices["pass2"]], bounds=bounds), progress=False)
+    assert report.ok and sorted(report.ingested) == sorted(open_safe(p).name for p in three["bare"])
+    after = cube.open_cube(store)
+    assert after.sizes["time"] == 2 and not validate_ingest(store) and not cube.validate_cube(store)
+    assert list(after.time.values) == [stamps[0], before.time.values[2]]  # the earliest stamp, the other pass moved
+    assert str(after["product_id"].values[0]) == ";".join(open_safe(p).name for p in three["bare"])
+    assert str(after["product_id"].values[1]) == later_id == ";".join(open_safe(p).name for p in slices["pass2"])
+    np.testing.assert_array_equal(after["sigma0_hv"].isel(time=1).values, later)
+    assert list(cube.done(store, "ingest")) == [True, True]
+    assert list(cube.done(store, "features")) == [False, True]  # the merged step recomputes, the moved one not
+    _same_as_whole(store, 0, cube.cube_store(whole))
+    left = sorted(f.name for f in maps.iterdir())
+    assert not [f for f in left if names[1] in f] and len([f for f in left if names[0] in f]) == 5
+    assert [link["href"] for link in json.loads((maps / COLLECTION_FILE).read_text())["links"]] == [f"./class_{names[0]}.json"]
+    again = ingest(_config(tmp_path / "bridge", [*three["bare"], *slices["pass2"]], bounds=bounds), progress=False)
+    assert not again.ingested and cube.open_cube(store).sizes["time"] == 2

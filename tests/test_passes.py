@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -306,3 +307,65 @@ def test_bridging_slice_merges_two_steps_and_removes_the_other(three, slices, tm
     assert [link["href"] for link in json.loads((maps / COLLECTION_FILE).read_text())["links"]] == [f"./class_{names[0]}.json"]
     again = ingest(_config(tmp_path / "bridge", [*three["bare"], *slices["pass2"]], bounds=bounds), progress=False)
     assert not again.ingested and cube.open_cube(store).sizes["time"] == 2
+
+
+#: Per-subswath noise errors like the season simulator's (``series.noise_errors``): NERSC has work to do.
+NOISE = {"noise_scale": {"hh": (0.93, 1.03, 0.97, 1.03, 0.97), "hv": (0.87, 1.06, 0.94, 1.06, 0.95)},
+         "noise_offset": {"hh": (0.0,) * 5, "hv": (2e-5, -2e-5, 1e-5, -1e-5, 0.0)}}
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> dict[str, list[Path]]:
+    """A pass with noise errors, as 2 slices and as one product (same seed)."""
+    out = tmp_path_factory.mktemp("noisy")
+    spec = safe_writer.SceneSpec(start=START, absolute_orbit=ORBITS[0], seed=2, slices=2, **NOISE)
+    return {"sliced": safe_writer.write_pass(out / "sliced", spec),
+            "whole": [safe_writer.write_scene(out / "whole", dataclasses.replace(spec, slices=1))]}
+
+
+def test_nersc_noise_scaling_is_estimated_per_pass(noisy):
+    from seaice_dask.preprocess.nersc import noise_scaling
+
+    parts, whole = [open_safe(p) for p in noisy["sliced"]], open_safe(noisy["whole"][0])
+    pooled, reference, *single = dask.compute(noise_scaling(parts, "HH"), noise_scaling(whole, "HH"),
+                                              *[noise_scaling(p, "HH") for p in parts])
+    # pooled over the slices, the power balancing is the whole pass's; per slice it is not
+    error = np.abs(pooled.offset - reference.offset).max()
+    assert all(error < 0.2 * np.abs(s.offset - reference.offset).max() for s in single), error
+    assert noise_scaling([whole], "HH").key == noise_scaling(whole, "HH").key  # one product: the same graph
+
+
+def _seam_db(cfg, pol: str, steps: str = "boundary_db") -> float:
+    """How much the median σ0 (dB) changes across the slice boundary of the first pass of
+    ``cfg``'s cube (its scenes: the pass's slices), all sea pixels as one class."""
+    from seaice_dask.diagnostics import seam_steps
+    from seaice_dask.ingest.passes import Pass
+
+    ds = cube.open_cube(cube.cube_store(cfg))
+    p = Pass(tuple(open_safe(s) for s in cfg.paths.scenes))
+    (rows,) = p.boundary_rows(cube.cube_grid(ds))
+    values = ds[f"sigma0_{pol}"].isel(time=0).values
+    (found,) = seam_steps(values, np.zeros(values.shape, int), rows).values()
+    return found[steps]
+
+
+def test_nersc_pass_has_no_seam_and_one_product_is_unchanged(noisy, tmp_path, client):
+    from seaice_dask.geocode import geocode_product
+
+    nersc = dict(denoise="nersc", textural_noise=True)
+    whole = _config(tmp_path / "whole", noisy["whole"], **nersc)
+    assert ingest(whole, progress=False).ok
+    grid = cube.cube_grid(cube.cube_store(whole))
+    stored = cube.open_cube(cube.cube_store(whole))
+    direct = geocode_product(open_safe(noisy["whole"][0]), grid, denoise="nersc", textural_noise=True,
+                             chunk=whole.grid.chunk, multilook=whole.preprocess.multilook).compute()
+    for name in ("sigma0_hh", "sigma0_hv"):  # a one-product pass is denoised as it always was, bit for bit
+        np.testing.assert_array_equal(stored[name].isel(time=0).values, direct[name].values)
+    # the boundary's rows, measured in the pass as one product and as slices: scene structure
+    # changes them as much as neighbouring rows (a few tenths of a dB); a seam would add a step
+    whole.paths.scenes = [str(s) for s in noisy["sliced"]]  # the boundary of the slices
+    reference = {pol: _seam_db(whole, pol) for pol in ("hh", "hv")}
+    sliced = _config(tmp_path / "sliced", noisy["sliced"], bounds=list(grid.bounds), **nersc)
+    assert ingest(sliced, progress=False).ok
+    seams = {pol: abs(_seam_db(sliced, pol) - reference[pol]) for pol in ("hh", "hv")}
+    assert max(seams.values()) <= 0.2, (seams, reference)

@@ -28,11 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from seaice_dask.geocode import TiePoints
+from seaice_dask.grid import Grid
 from seaice_dask.safe.product import PRODUCT_NAME
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,23 @@ class Pass:
         pairs as its pass's first slice."""
         return [-offset % looks for offset in self.line_offsets()]
 
+    def neighbour_lines(self, pol: str, depth: int, chunks: tuple[int, int]) -> list[tuple[Any, Any]]:
+        """Per slice, the DN (lazy) of the ``depth`` pass lines just above its first line and just
+        below its last, read from the neighbouring slices; None at the ends of the pass. Lines
+        no slice holds are 0 (no data), as beyond an image."""
+        offsets = self.line_offsets()
+
+        def lines(j: int, first: int, width: int) -> Any:
+            if not 0 <= j < len(self.products):
+                return None
+            q = self.products[j]
+            a, b = first - offsets[j], first - offsets[j] + depth
+            dn = q.dn(pol, chunks=chunks).data[max(a, 0) : max(min(b, q.shape[0]), 0), :width]
+            return da.pad(dn, ((max(-a, 0), depth - max(-a, 0) - dn.shape[0]), (0, width - dn.shape[1])))
+
+        return [(lines(k - 1, offsets[k] - depth, q.shape[1]), lines(k + 1, offsets[k] + q.shape[0], q.shape[1]))
+                for k, q in enumerate(self.products)]
+
     def tie_points(self, pol: str) -> list[TiePoints]:
         """Per slice, the tie points of every slice of the pass in this slice's line numbers
         (one inverse map for the pass: slices meet without a gap or an overlap)."""
@@ -109,6 +128,24 @@ class Pass:
         lat = np.concatenate([t.latitude for t in parts])[keep]
         lon = np.concatenate([t.longitude for t in parts])[keep]
         return [TiePoints(line[keep] - o, sample[keep], lat, lon, t.shape) for t, o in zip(parts, offsets)]
+
+    def boundary_rows(self, grid: Grid) -> list[np.ndarray]:
+        """Per boundary of two consecutive slices, the (fractional) grid row where the boundary
+        line crosses each grid column, NaN where it does not: where a seam would show."""
+        from scipy.interpolate import LinearNDInterpolator
+
+        ties = self.tie_points(self.products[0].polarisations[0])[0]
+        to_grid = LinearNDInterpolator(np.column_stack([ties.line, ties.sample]), np.column_stack(ties.projected(grid.crs)))
+        samples = np.linspace(0, max(p.shape[1] for p in self.products) - 1, 4 * grid.shape[1])
+        out = []
+        for line in self.line_offsets()[1:]:
+            x, y = to_grid(np.full(samples.size, line), samples).T
+            ok = np.isfinite(x)
+            col, row = (x[ok] - grid.xmin) / grid.resolution - 0.5, (grid.ymax - y[ok]) / grid.resolution - 0.5
+            order = np.argsort(col)
+            out.append(np.interp(np.arange(grid.shape[1]), col[order], row[order], left=np.nan, right=np.nan)
+                       if ok.any() else np.full(grid.shape[1], np.nan))
+        return out
 
     def coords(self, denoise: str) -> dict[str, Any]:
         """Per-time coordinates: every product id (``;``-joined, slice order) and the pass's

@@ -141,10 +141,24 @@ def _noise_scalings(p: Pass, cfg: PipelineConfig) -> dict[str, Any] | None:
     return {pol.upper(): noise_scaling(p.products, pol.upper(), chunks) for pol in cfg.preprocess.polarisations}
 
 
+def _neighbours(p: Pass, cfg: PipelineConfig) -> list[dict[str, Any] | None]:
+    """Per slice, per polarisation, the DN lines of its neighbouring slices that the textural
+    correction's local means reach (None: one product, or no textural correction)."""
+    if not cfg.preprocess.textural_noise or len(p.products) == 1:
+        return [None] * len(p.products)
+    from seaice_dask.preprocess.textural import WINDOW
+
+    pols = [pol.upper() for pol in cfg.preprocess.polarisations]
+    per_pol = {pol: p.neighbour_lines(pol, WINDOW // 2, (RADAR_CHUNK, RADAR_CHUNK)) for pol in pols}
+    return [{pol: per_pol[pol][k] for pol in pols} for k in range(len(p.products))]
+
+
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
-             cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None) -> Any:
+             cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None,
+             neighbours: dict[str, Any] | None) -> Any:
     """One slice on the grid from radar line ``first_line`` on, mapped with its pass's
-    ``tie_points`` and denoised with its pass's noise ``scalings`` (lazy with the native engine)."""
+    ``tie_points``, denoised with its pass's noise ``scalings`` and textural-corrected with its
+    ``neighbours``' lines (lazy with the native engine)."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -157,14 +171,15 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
         return snap_geocode_product(product.path, grid, workdir=workdir, **options)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                            textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
-                           noise_scalings=scalings, **options)
+                           noise_scalings=scalings, neighbours=neighbours, **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
                 incidence: IncidenceCorrection | None = None) -> None:
     """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last.
     NERSC noise scaling (and with it the textural correction's noise field) is estimated once
-    per pass from all its slices, so slices meet without a radiometric step.
+    per pass from all its slices, and the textural correction's local means near a slice boundary
+    take in the neighbouring slice's lines, so slices meet without a radiometric step.
 
     Every stage's flag of the slot is cleared first, so a rewritten (late slice) or interrupted
     slot never looks finished and the later stages recompute it.
@@ -173,7 +188,8 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     p = step.pass_
     lines, ties = p.first_lines(cfg.preprocess.multilook), p.tie_points(cfg.preprocess.polarisations[0].upper())
     scalings = _noise_scalings(p, cfg)
-    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings) for q, n, tie in zip(p.products, lines, ties)])
+    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near)
+                 for q, n, tie, near in zip(p.products, lines, ties, _neighbours(p, cfg))])
     (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
     for name in ds.data_vars:
         cube.write_slice(store, str(name), step.t, ds[name])

@@ -193,14 +193,19 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
 
 
 def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, depth: int, window: int, floor: float,
-                           scaling: NoiseScaling | None = None, swaths: tuple = (), block_info=None) -> np.ndarray:
+                           scaling: NoiseScaling | None = None, swaths: tuple = (), line0: int = 0,
+                           n_lines: int | None = None, block_info=None) -> np.ndarray:
     """One block of :func:`sigma0_textural` from its DN with a ``depth`` halo (0 beyond the image).
 
     The LUTs are evaluated at the halo's own line/sample indices (also those beyond the image:
     their DN = 0 makes them NaN, as if missing), so the halo holds exactly the σ0 the neighbouring
-    blocks compute; the kernel's output there is dropped."""
+    blocks compute; the kernel's output there is dropped. With the lines of neighbouring slices
+    (``line0`` of them above line 0; ``n_lines``: the product's lines), those lines are
+    calibrated with the LUTs and subswaths of the product's nearest line, which continue there."""
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    lines, samples = np.arange(r0 - depth, r1 + depth), np.arange(c0 - depth, c1 + depth)
+    lines, samples = np.arange(r0 - depth, r1 + depth) - line0, np.arange(c0 - depth, c1 + depth)
+    if n_lines is not None:
+        lines = np.clip(lines, 0, n_lines - 1)
     # in place where possible: fresh full-size float64 temporaries cost as much as the arithmetic
     a2 = calibration_window(cal, "sigma_nought", lines, samples)
     np.square(a2, out=a2)
@@ -220,7 +225,8 @@ def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT,
 
 
 def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024),
-                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR, scaling: Any = None) -> xr.DataArray:
+                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR, scaling: Any = None,
+                    neighbours: tuple[da.Array | None, da.Array | None] = (None, None)) -> xr.DataArray:
     """Noise-subtracted σ0 of ``pol`` with the textural noise correction
     (:mod:`seaice_dask.preprocess.textural`), lazy linear float32, floored like :func:`sigma0`.
 
@@ -230,12 +236,21 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
     σ0 and that noise field (then floored), for any chunking, without computing and exchanging
     float halos. ``scaling``: as in :func:`sigma0`; the textural correction's local SNR uses the
     noise field k_s·η/A², so with the pass's k_s it too is estimated per pass.
+    ``neighbours``: the DN of the ``window // 2`` lines of its pass just above the product's
+    first line and below its last (a slice's neighbouring slices; None: no data there), so the
+    local means near a slice boundary are the whole pass's, not a half box.
     """
     method = _denoise_method(denoise)
     if method is None:
         raise ConfigError("the textural noise correction needs denoising ('esa' or 'nersc')")
     depth = window // 2
-    dn = da.overlap.overlap(product.dn(pol, chunks=chunks).data, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
+    dn = product.dn(pol, chunks=chunks).data
+    extend = {}
+    if any(n is not None for n in neighbours):
+        edges = [da.zeros((depth, dn.shape[1]), dtype=dn.dtype) if n is None else n.astype(dn.dtype) for n in neighbours]
+        dn = da.concatenate([edges[0], dn, edges[1]], axis=0)
+        extend = dict(line0=depth, n_lines=product.shape[0])
+    dn = da.overlap.overlap(dn, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
     nersc = _nersc(product, pol, method, chunks, scaling)
     data = da.map_blocks(
         _sigma0_textural_block,
@@ -249,7 +264,10 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
         dtype=np.float32,
         meta=np.empty((0, 0), np.float32),
         **nersc,
+        **extend,
     )
+    if extend:
+        data = data[depth : depth + product.shape[0]]
     attrs = {
         "long_name": f"sigma0 {pol}, noise subtracted ({method}), textural noise corrected",
         "units": "m2 m-2",

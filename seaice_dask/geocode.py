@@ -458,7 +458,7 @@ def geocode_product(
     first_line: int = 0,
     tie_points: TiePoints | None = None,
     noise_scalings: Mapping[str, Any] | None = None,
-    neighbours: Mapping[str, tuple[Any, Any]] | None = None,
+    neighbours: tuple[Any, Any] | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -477,9 +477,9 @@ def geocode_product(
     product's own) may be the whole pass's in this product's line numbers, so that neighbouring
     slices share one inverse map and meet without a gap; ``noise_scalings`` (per polarisation,
     ``denoise="nersc"``) the pass's noise scaling (:func:`~seaice_dask.preprocess.nersc.noise_scaling`
-    of its slices), so that the slices are denoised alike; ``neighbours`` (per polarisation) the
-    DN lines of the neighbouring slices (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`),
-    so that the textural correction's local means reach across the slice boundary.
+    of its slices), so that the slices are denoised alike; ``neighbours`` where the pass's lines
+    beyond the product are (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`), so that the
+    textural correction's local means reach across the slice boundary.
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, correct_multilooked
@@ -505,7 +505,7 @@ def geocode_product(
         scaling = (noise_scalings or {}).get(pol)
         if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
             radar = sigma0_textural(product, pol, denoise, chunks, scaling=scaling,
-                                    neighbours=(neighbours or {}).get(pol, (None, None)))
+                                    neighbours=neighbours or (None, None))
         else:
             radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks, scaling=scaling)
         radars[pol] = radar

@@ -369,3 +369,18 @@ def test_nersc_pass_has_no_seam_and_one_product_is_unchanged(noisy, tmp_path, cl
     assert ingest(sliced, progress=False).ok
     seams = {pol: abs(_seam_db(sliced, pol) - reference[pol]) for pol in ("hh", "hv")}
     assert max(seams.values()) <= 0.2, (seams, reference)
+
+
+def test_textural_correction_of_slices_is_the_whole_pass(noisy):
+    from seaice_dask.ingest.passes import Pass
+    from seaice_dask.preprocess import sigma0_textural
+    from seaice_dask.preprocess.textural import WINDOW
+
+    parts, whole = [open_safe(p) for p in noisy["sliced"]], open_safe(noisy["whole"][0])
+    p = Pass(tuple(parts))
+    reference = sigma0_textural(whole, "HV", "esa", (256, 256)).values
+    for q, first, near in zip(parts, p.line_offsets(), p.neighbour_lines(WINDOW // 2)):
+        rows = reference[first : first + q.shape[0]]
+        alone = sigma0_textural(q, "HV", "esa", (256, 256)).values
+        assert not np.array_equal(alone, rows, equal_nan=True)  # a half box at the slice's edge
+        np.testing.assert_array_equal(sigma0_textural(q, "HV", "esa", (256, 256), neighbours=near).values, rows)

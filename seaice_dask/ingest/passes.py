@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -96,21 +95,14 @@ class Pass:
         pairs as its pass's first slice."""
         return [-offset % looks for offset in self.line_offsets()]
 
-    def neighbour_lines(self, pol: str, depth: int, chunks: tuple[int, int]) -> list[tuple[Any, Any]]:
-        """Per slice, the DN (lazy) of the ``depth`` pass lines just above its first line and just
-        below its last, read from the neighbouring slices; None at the ends of the pass. Lines
-        no slice holds are 0 (no data), as beyond an image."""
+    def neighbour_lines(self, depth: int) -> list[tuple[tuple[Any, int] | None, tuple[Any, int] | None]]:
+        """Per slice, where the ``depth`` pass lines just above its first line and just below its
+        last are: (neighbouring slice, the first of them in its line numbers); None at the ends
+        of the pass. Lines beyond the neighbour are no data, as beyond an image."""
         offsets = self.line_offsets()
-
-        def lines(j: int, first: int, width: int) -> Any:
-            if not 0 <= j < len(self.products):
-                return None
-            q = self.products[j]
-            a, b = first - offsets[j], first - offsets[j] + depth
-            dn = q.dn(pol, chunks=chunks).data[max(a, 0) : max(min(b, q.shape[0]), 0), :width]
-            return da.pad(dn, ((max(-a, 0), depth - max(-a, 0) - dn.shape[0]), (0, width - dn.shape[1])))
-
-        return [(lines(k - 1, offsets[k] - depth, q.shape[1]), lines(k + 1, offsets[k] + q.shape[0], q.shape[1]))
+        n = len(self.products)
+        return [((self.products[k - 1], offsets[k] - depth - offsets[k - 1]) if k > 0 else None,
+                 (self.products[k + 1], offsets[k] + q.shape[0] - offsets[k + 1]) if k + 1 < n else None)
                 for k, q in enumerate(self.products)]
 
     def tie_points(self, pol: str) -> list[TiePoints]:

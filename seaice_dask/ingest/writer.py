@@ -141,21 +141,19 @@ def _noise_scalings(p: Pass, cfg: PipelineConfig) -> dict[str, Any] | None:
     return {pol.upper(): noise_scaling(p.products, pol.upper(), chunks) for pol in cfg.preprocess.polarisations}
 
 
-def _neighbours(p: Pass, cfg: PipelineConfig) -> list[dict[str, Any] | None]:
-    """Per slice, per polarisation, the DN lines of its neighbouring slices that the textural
-    correction's local means reach (None: one product, or no textural correction)."""
+def _neighbours(p: Pass, cfg: PipelineConfig) -> list[Any]:
+    """Per slice, the lines of its neighbouring slices that the textural correction's local
+    means reach (None: one product, or no textural correction)."""
     if not cfg.preprocess.textural_noise or len(p.products) == 1:
         return [None] * len(p.products)
     from seaice_dask.preprocess.textural import WINDOW
 
-    pols = [pol.upper() for pol in cfg.preprocess.polarisations]
-    per_pol = {pol: p.neighbour_lines(pol, WINDOW // 2, (RADAR_CHUNK, RADAR_CHUNK)) for pol in pols}
-    return [{pol: per_pol[pol][k] for pol in pols} for k in range(len(p.products))]
+    return p.neighbour_lines(WINDOW // 2)
 
 
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
              cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None,
-             neighbours: dict[str, Any] | None) -> Any:
+             neighbours: Any) -> Any:
     """One slice on the grid from radar line ``first_line`` on, mapped with its pass's
     ``tie_points``, denoised with its pass's noise ``scalings`` and textural-corrected with its
     ``neighbours``' lines (lazy with the native engine)."""

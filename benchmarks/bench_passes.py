@@ -85,8 +85,16 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
     cpu: dict[str, list[float]] = {"whole": [], "sliced": []}
     with open_client(whole.cluster) as client:
         for _ in range(repeats):  # alternately, so a busy spell of the machine hits both
-            cpu["whole"].append(_ingest_cpu(whole, client))
-            cpu["sliced"].append(_ingest_cpu(sliced, client))
+            for name, cfg in (("whole", whole), ("sliced", sliced)):
+                cpu[name].append(_ingest_cpu(cfg, client))
+                print(f"ingest {name}: {cpu[name][-1]:.1f} worker CPU s", flush=True)
+        cost = {k: {"runs": v, "median": float(np.median(v)), "best": min(v)} for k, v in cpu.items()}
+        ratio = {k: cost["sliced"][k] / cost["whole"][k] for k in ("median", "best")}
+        print(f"ingest worker CPU (s) of {repeats} runs: whole {cpu['whole']}, sliced {cpu['sliced']}; "
+              f"median ratio {ratio['median']:.3f}, best {ratio['best']:.3f}", flush=True)
+        seams = _seams(sliced, open_cube(sliced.paths.store))
+        write_results("bench_passes-seams", seams, passes=n, preprocess=SEED_PREPROCESS,
+                      worst_boundary_db=max((r["boundary_db"] for r in seams), default=None))
         run_pipeline(whole, client, stages=[s for s in STAGES if s not in ("ingest", "evaluate", "export")], progress=False)
         # the model's incidence correction (each cube above estimated its own, as a first ingest does)
         shutil.rmtree(sliced.paths.store)
@@ -101,13 +109,7 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
         rows.append({"pass": str(a["time"].values[t])[:19], "products": str(b["product_id"].values[t]).count(";") + 1,
                      "agreement": float((ca == cb)[both].mean()), "seam_px": int((va & ~vb).sum()),
                      "extra_px": int((vb & ~va).sum())})
-    seams = _seams(sliced, b)
-    cost = {k: {"runs": v, "median": float(np.median(v)), "best": min(v)} for k, v in cpu.items()}
-    ratio = {k: cost["sliced"][k] / cost["whole"][k] for k in ("median", "best")}
-    print(f"time steps: whole {a.sizes['time']}, sliced {b.sizes['time']}; ingest worker CPU (s) of {repeats} runs: "
-          f"whole {cpu['whole']}, sliced {cpu['sliced']}; median ratio {ratio['median']:.3f}, best {ratio['best']:.3f}")
-    write_results("bench_passes-seams", seams, passes=n, preprocess=SEED_PREPROCESS,
-                  worst_boundary_db=max((r["boundary_db"] for r in seams), default=None))
+    print(f"time steps: whole {a.sizes['time']}, sliced {b.sizes['time']}")
     write_results("bench_passes-slices", rows, passes=n, preprocess=SEED_PREPROCESS, steps_whole=a.sizes["time"],
                   steps_sliced=b.sizes["time"], ingest_cpu_s=cost, ingest_cpu_ratio=ratio)
     return rows

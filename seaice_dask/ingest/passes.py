@@ -14,6 +14,14 @@ Rules (pure functions of product metadata, so they are the same on every run):
   without one (or an implausible one), the first slice's start.
 - **Conflicts.** Two different products over the same time range of a pass (more than
   :data:`CONTIGUOUS_S` of overlap) cannot both be right: the later-listed one is refused.
+- **Merging.** Products without a segment start are grouped by contiguity only, so slices 1
+  and 3 of a pass ingested without slice 2 make two time steps; slice 2 then bridges them and
+  they become one (:func:`assign_steps`): the earliest-stamped step is rewritten with the whole
+  pass, the other is removed from the cube with its exported maps. With a segment start, 1 and
+  3 are one step from the start, and 2 just fills it in.
+- **Radiometry.** NERSC noise scaling is estimated once per pass from all its slices, and the
+  textural correction's local means near a slice boundary take in the neighbouring slice's
+  lines (:meth:`Pass.neighbour_lines`), so slices meet without a radiometric step.
 - **Mosaic** (:func:`mosaic`): every grid pixel comes from exactly one product, the earliest
   slice that has valid data there. Consecutive slices share their boundary line, so the mosaic
   has no seam of missing rows and no pixel is counted twice; each slice is multilooked on the

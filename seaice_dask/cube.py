@@ -529,6 +529,78 @@ def append_times(
     return list(range(start, target))
 
 
+#: Cube attribute holding an unfinished :func:`remove_times` (its moves and the new length).
+_REMOVING_ATTR = "removing_times"
+
+
+def remove_times(path: StoreLike, indices: Sequence[int]) -> dict[int, int]:
+    """Remove the time steps ``indices``; returns where each kept step now is (old → new index).
+
+    Why this way: zarr can only shrink an array at its end, so each removed step that is not
+    at the end is filled with one of the last kept steps, and every time-dependent array is then
+    resized. Only as many steps move as are removed (a season is not rewritten), and the cube's
+    order along ``time`` (already the order of ingest, not of the dates) changes only there.
+
+    Crash-safe: the plan is recorded in the cube's attrs first and :func:`finish_removal`
+    carries it out; a move only reads steps past the new end, which nothing writes before the
+    final resize, so an interrupted removal is completed by running it again (every ingest does).
+    A moved step keeps its stages' flags, cleared first and copied last.
+    """
+    group = _group(path)
+    n = _n_times(group)
+    gone = sorted({int(i) for i in indices})
+    if not gone:
+        return {t: t for t in range(n)}
+    if gone[0] < 0 or gone[-1] >= n:
+        raise CubeError(f"time indices {gone} out of range 0..{n - 1}", path)
+    kept = [t for t in range(n) if t not in gone]
+    size = len(kept)
+    moves = list(zip([t for t in kept if t >= size], [t for t in gone if t < size]))
+    group.attrs[_REMOVING_ATTR] = {"moves": moves, "size": size, "moved": False}
+    finish_removal(path)
+    return {**{t: t for t in kept if t < size}, **dict(moves)}
+
+
+def finish_removal(path: StoreLike) -> None:
+    """Carry out an interrupted :func:`remove_times` recorded in the cube; nothing if none."""
+    group = _group(path)
+    plan = group.attrs.get(_REMOVING_ATTR)
+    if plan is None:
+        return
+    arrays = [(name, array) for name, array in group.arrays()
+              if tuple(array.metadata.dimension_names or ())[:1] == ("time",)]
+    flags = [a for name, a in arrays if name.startswith(FLAG_PREFIX)]
+    if not plan["moved"]:
+        for src, dst in plan["moves"]:
+            for array in flags:
+                if dst < array.shape[0]:
+                    array[dst] = False
+            for name, array in arrays:
+                if not name.startswith(FLAG_PREFIX):
+                    _copy_step(array, src, dst)
+            for array in flags:
+                _copy_step(array, src, dst)
+        group.attrs[_REMOVING_ATTR] = {**plan, "moved": True}
+    size = int(plan["size"])
+    for name, array in sorted(arrays, key=lambda item: item[0] == "time"):  # ``time`` last
+        if array.shape[0] > size:
+            array.resize((size, *array.shape[1:]))
+    del group.attrs[_REMOVING_ATTR]
+
+
+def _copy_step(array: zarr.Array, src: int, dst: int) -> None:
+    """``array[dst] = array[src]``, a block at a time for (time, ..., y, x) arrays."""
+    if src >= array.shape[0]:  # a flag array older than the step: unset
+        if dst < array.shape[0]:
+            array[dst] = array.fill_value
+        return
+    if array.ndim == 1:
+        array[dst] = array[src]
+        return
+    source = da.from_zarr(array)[src]
+    da.store(source, _TimeSlice(array, dst), lock=False)
+
+
 def validate_cube(path: StoreLike) -> list[str]:
     """Problems found in a cube (an empty list means consistent)."""
     problems: list[str] = []

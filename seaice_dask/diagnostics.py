@@ -132,6 +132,41 @@ def class_statistics(copol_db: np.ndarray, incidence: np.ndarray, classes: np.nd
     return out
 
 
+def seam_steps(sigma0_db: np.ndarray, classes: np.ndarray, boundary_row: np.ndarray,
+               inside: range = range(4, 12), min_pixels: int = 50) -> dict[int, dict[str, float]]:
+    """Per class: how much the median σ0 (dB) changes across a slice boundary, and inside a slice.
+
+    Rows follow the boundary: row ``d`` holds, per grid column, the pixel ``d`` rows from the one
+    the boundary crosses (``boundary_row``, :meth:`~seaice_dask.ingest.passes.Pass.boundary_rows`).
+    ``boundary_db``: |median(row −1) − median(row +1)|, the rows on either side; ``inside_db``
+    and ``inside_max_db``: the median and largest of the same difference between rows two apart
+    within one slice (rows ±``inside``), which is what neighbouring rows differ by without a seam.
+    Classes with fewer than ``min_pixels`` pixels in a row are left out.
+    """
+    cols = np.flatnonzero(np.isfinite(boundary_row))
+    base = np.round(boundary_row[cols]).astype(int)
+
+    def row(d: int, k: int) -> np.ndarray:
+        r = base + d
+        ok = (r >= 0) & (r < sigma0_db.shape[0])
+        values, labels = sigma0_db[r[ok], cols[ok]], classes[r[ok], cols[ok]]
+        return values[(labels == k) & np.isfinite(values)]
+
+    def step(k: int, a: int, b: int) -> float:
+        va, vb = row(a, k), row(b, k)
+        return float(abs(np.median(va) - np.median(vb))) if min(va.size, vb.size) >= min_pixels else np.nan
+
+    out = {}
+    for k in np.unique(classes[np.isfinite(sigma0_db)]):
+        if k < 0 or np.isnan(boundary := step(int(k), -1, 1)):
+            continue
+        within = np.array([step(int(k), s * (d - 1), s * (d + 1)) for s in (-1, 1) for d in inside])
+        within = within[np.isfinite(within)]
+        out[int(k)] = {"boundary_db": boundary, "inside_db": float(np.median(within)) if within.size else np.nan,
+                       "inside_max_db": float(within.max()) if within.size else np.nan}
+    return out
+
+
 def _case_panels(cases: Mapping[str, Any], path: str | Path, ylabel: str, draw: Callable[[Any, str, Any], None]) -> Path:
     """One panel per case, a shared y axis: ``draw(ax, case, per_class)`` draws each; saved to ``path``."""
     import matplotlib.pyplot as plt

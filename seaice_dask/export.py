@@ -370,7 +370,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
         current = ahead
         ahead = fetch(i + 1) if i + 1 < len(indices) else None
         rasters = client.gather(current) if client is not None else dask.compute(*current)
-        stamp = stamps[t].strftime("%Y%m%dT%H%M%S")
+        stamp = _stamp(stamps[t])
         extent = data_extent(rasters[0] != NODATA, grid.window(*windows[t]))
         if extent is None:
             log.warning("%s: no classified pixel; no map written", stamp)
@@ -417,6 +417,31 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     report.collection = str(out / COLLECTION_FILE)
     report.seconds = clock.perf_counter() - start
     return report
+
+
+def _stamp(when: Any) -> str:
+    """The time stamp in the files of a date: ``class_<stamp>.tif`` and the others."""
+    return pd.Timestamp(when).strftime("%Y%m%dT%H%M%S")
+
+
+def remove_maps(reports: str | Path, when: Any) -> list[Path]:
+    """Delete the files :func:`export_maps` wrote for the date ``when`` (its class and probability
+    maps, style, categories and STAC Item) and the collection's link to the Item; returns the
+    files deleted. For a time step that no longer exists (merged into its pass at ingest)."""
+    out = Path(reports) / MAPS_DIR
+    stamp = _stamp(when)
+    files = [f for prefix in ("class", "proba") for f in sorted(out.glob(f"{prefix}_{stamp}.*"))]
+    for f in files:
+        f.unlink()
+    collection = out / COLLECTION_FILE
+    if collection.is_file():
+        from seaice_dask.report import write_json
+
+        data = json.loads(collection.read_text())
+        links = [link for link in data.get("links", []) if link.get("href") != f"./class_{stamp}.json"]
+        if len(links) != len(data.get("links", [])):
+            write_json({**data, "links": links}, collection)
+    return files
 
 
 def run_collection(name: str, items: Sequence[pystac.Item]) -> pystac.Collection:

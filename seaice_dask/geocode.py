@@ -471,6 +471,10 @@ def _edge_map(inverse: InverseMap, grid: Grid, rows: slice, cols: slice, stride:
     return inverse(grid.xmin + (cc + 0.5) * res, grid.ymax - (rr + 0.5) * res)
 
 
+#: Side (radar pixels) of the chunks :func:`geocode_product` reads a product in.
+RADAR_CHUNK = 2048
+
+
 def geocode_product(
     product: Any,
     grid: Grid,
@@ -480,12 +484,14 @@ def geocode_product(
     multilook: int = 2,
     resampling: Resampling = "bilinear",
     chunk: int = 512,
-    radar_chunks: int = 2048,
+    radar_chunks: int = RADAR_CHUNK,
     incidence_correction: IncidenceCorrection | None = None,
     textural_noise: bool = False,
     first_line: int = 0,
     tie_points: TiePoints | None = None,
     window: tuple[slice, slice] | None = None,
+    noise_scalings: Mapping[str, Any] | None = None,
+    neighbours: tuple[Any, Any] | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -502,8 +508,12 @@ def geocode_product(
     Slices of one pass: ``first_line`` leaves out the radar lines before it, so that the multilook
     windows fall on the same line pairs as in the whole pass; ``tie_points`` (default: the
     product's own) may be the whole pass's in this product's line numbers, so that neighbouring
-    slices share one inverse map and meet without a gap. ``window``: only that part of the grid
-    (:func:`geocode_arrays`).
+    slices share one inverse map and meet without a gap; ``noise_scalings`` (per polarisation,
+    ``denoise="nersc"``) the pass's noise scaling (:func:`~seaice_dask.preprocess.nersc.noise_scaling`
+    of its slices), so that the slices are denoised alike; ``neighbours`` where the pass's lines
+    beyond the product are (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`), so that the
+    textural correction's local means reach across the slice boundary. ``window``: only that part
+    of the grid (:func:`geocode_arrays`).
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, cell_pixels, correct_multilooked
@@ -526,10 +536,12 @@ def geocode_product(
     theta = incidence_angle(product, pols[0], chunks=chunks)
     radars = {}
     for pol in pols:
+        scaling = (noise_scalings or {}).get(pol)
         if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
-            radar = sigma0_textural(product, pol, denoise, chunks)
+            radar = sigma0_textural(product, pol, denoise, chunks, scaling=scaling,
+                                    neighbours=neighbours or (None, None))
         else:
-            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks)
+            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks, scaling=scaling)
         radars[pol] = radar
     radars["incidence"] = theta
     if first_line:

@@ -75,6 +75,42 @@ def test_slice_coords_and_append(store):
     assert cube.validate_cube(store) == []
 
 
+def test_remove_times_moves_the_last_steps_into_the_holes(store):
+    cube.append_times(store, pd.date_range("2020-11-01", periods=2, freq="6D").values,
+                      {"product_id": ["dddd", "eeeee"], "relative_orbit": [24, 89]})
+    cube.ensure_variable(store, "glcm_hh", dtype="float32", fill_value=np.nan, extra_dims={"feature": ["contrast", "ASM"]})
+    values = np.arange(5, dtype="float32")[:, None, None, None] + np.zeros((5, 2, *GRID.shape), "float32")
+    for t in range(5):
+        cube.write_slice(store, "glcm_hh", t, values[t])
+        if t != 4:
+            cube.mark_done(store, "features", t)
+    before = cube.open_cube(store)
+    moved = cube.remove_times(store, [3, 1])
+    assert moved == {0: 0, 2: 2, 4: 1}
+    ds = cube.open_cube(store)
+    assert ds.sizes["time"] == 3 and cube.validate_cube(store) == []
+    assert list(ds.product_id.values) == ["a", "eeeee", "ccc"] and list(ds.relative_orbit.values) == [24, 89, 24]
+    np.testing.assert_array_equal(ds.time.values, before.time.values[[0, 4, 2]])
+    np.testing.assert_array_equal(ds.glcm_hh.values, values[[0, 4, 2]])
+    np.testing.assert_array_equal(cube.done(store, "features"), [True, False, True])  # flags travel with the step
+    assert "removing_times" not in cube.cube_attrs(store)
+
+
+def test_interrupted_removal_is_finished(store):
+    cube.ensure_variable(store, "sigma0_hh", dtype="float32", fill_value=np.nan)
+    for t in range(3):
+        cube.write_slice(store, "sigma0_hh", t, np.full(GRID.shape, t, "float32"))
+    # a crash after the last step was copied into slot 0, before the resize: the plan is redone
+    cube.set_cube_attrs(store, removing_times={"moves": [[2, 0]], "size": 2, "moved": False})
+    cube.write_slice(store, "sigma0_hh", 0, np.full(GRID.shape, 2, "float32"))
+    cube.finish_removal(store)
+    ds = cube.open_cube(store)
+    assert list(ds.product_id.values) == ["ccc", "bb"] and cube.validate_cube(store) == []
+    assert ds.sigma0_hh.values[:, 0, 0].tolist() == [2.0, 1.0]
+    cube.finish_removal(store)  # nothing left to do
+    assert cube.open_cube(store).sizes["time"] == 2
+
+
 def test_not_a_cube(tmp_path):
     with pytest.raises(CubeError, match="no cube here"):
         cube.open_cube(tmp_path / "missing.zarr")

@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import json
+import re
 import shutil
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,14 +133,20 @@ def test_duplicate_found_twice_is_kept_once_with_both_paths(slices, tmp_path):
     assert len(kept) == 1 and str(copy) in str(caught[0].message) and str(slices["pass1"][0]) in str(caught[0].message)
 
 
-def test_bridging_slice_is_refused():
+def test_bridging_slice_merges_steps_or_is_refused_without_its_neighbours():
     a = _meta("2021-01-15T08:22:03", "2021-01-15T08:23:03")
     b = _meta("2021-01-15T08:23:03", "2021-01-15T08:24:03")
     c = _meta("2021-01-15T08:24:03", "2021-01-15T08:25:03")
     passes, _ = group_passes([a, b, c])
-    times = [np.datetime64("2021-01-15T08:22:03", "us"), np.datetime64("2021-01-15T08:24:03", "us")]
-    steps, done, refused = assign_steps(passes, [(a.name,), (c.name,)], times, [True, True])
-    assert not steps and not done and list(refused) == [b] and "merge the time steps" in refused[b]
+    assert [p.names for p in passes] == [(a.name, b.name, c.name)]
+    times = [np.datetime64("2021-01-25T08:22:03", "us"), np.datetime64("2021-01-15T08:24:03", "us"),
+             np.datetime64("2021-01-15T08:22:03", "us")]  # in ingest order: another pass, then c, then a
+    steps, done, refused = assign_steps(passes, [("other",), (c.name,), (a.name,)], times, [True, True, True])
+    assert not done and not refused
+    assert [(s.pass_.names, s.t, s.absorbs) for s in steps] == [((a.name, b.name, c.name), 2, (1,))]  # earliest stamp kept
+    alone, _ = group_passes([b])
+    steps, done, refused = assign_steps(alone, [(c.name,), (a.name,)], times[1:], [True, True])
+    assert not steps and list(refused) == [b] and a.name in refused[b] and c.name in refused[b]
 
 
 def test_pass_is_one_time_step_without_seam(slices, tmp_path, client):
@@ -204,3 +213,174 @@ def test_duplicate_copy_is_ingested_once(slices, tmp_path, client):
     message = next(str(w.message) for w in caught if "found twice" in str(w.message))
     assert str(copy) in message and str(slices["pass1"][0]) in message
     assert cube.open_cube(cube.cube_store(cfg)).sizes["time"] == 1
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory) -> dict[str, list[Path]]:
+    """One pass cut into 3 slices (SAFE folders), the same slices without ``segmentStartTime``
+    in their manifests (as products assembled by other processors), and the pass as one product."""
+    out = tmp_path_factory.mktemp("three")
+    spec = safe_writer.SceneSpec(start=START, absolute_orbit=ORBITS[0], seed=1, slices=3)
+    sliced = safe_writer.write_pass(out / "sliced", spec, fmt="safe")
+    bare = []
+    for path in sliced:
+        copy = out / "bare" / path.name
+        shutil.copytree(path, copy)
+        manifest = copy / "manifest.safe"
+        text = manifest.read_text()
+        manifest.write_text(re.sub(r"<[\w:]*segmentStartTime>[^<]*</[\w:]*segmentStartTime>", "", text))
+        bare.append(copy)
+    return {"sliced": sliced, "bare": bare, "whole": [safe_writer.write_scene(out / "whole", dataclasses.replace(spec, slices=1))]}
+
+
+def _same_as_whole(store, t: int, whole) -> None:
+    """Time step ``t`` of ``store`` holds the pixels of the whole pass (one product): valid
+    exactly where it is (no seam), the same σ0 but for the neighbours of slice boundaries."""
+    a, b = cube.open_cube(store), cube.open_cube(whole)
+    va, vb = a["valid"].isel(time=t).values, b["valid"].isel(time=0).values
+    assert (va == vb).all(), int((va != vb).sum())
+    for name in ("sigma0_hh", "sigma0_hv"):
+        diff = np.abs(a[name].isel(time=t).values - b[name].isel(time=0).values)[vb]
+        assert np.quantile(diff, 0.99) == 0.0
+
+
+def test_slices_1_and_3_of_a_segment_are_one_step_that_slice_2_fills(three, tmp_path, client):
+    whole = _config(tmp_path / "whole", three["whole"])
+    assert ingest(whole, progress=False).ok
+    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+    first, second, third = three["sliced"]
+    cfg = _config(tmp_path / "gap", [first, third], bounds=bounds)
+    assert ingest(cfg, progress=False).ok
+    store = cube.cube_store(cfg)
+    before = cube.open_cube(store)
+    assert before.sizes["time"] == 1  # one segment start: one pass, with a gap where slice 2 is
+    assert before.time.values[0] == np.datetime64(open_safe(first).segment_start, "us")
+    assert int(before["valid"].isel(time=0).sum()) < int(cube.open_cube(cube.cube_store(whole))["valid"].sum())
+    report = ingest(_config(tmp_path / "gap", three["sliced"], bounds=bounds), progress=False)
+    assert report.ok and len(report.ingested) == 3
+    after = cube.open_cube(store)
+    assert after.sizes["time"] == 1 and after.time.values[0] == before.time.values[0]
+    assert str(after["product_id"].values[0]) == ";".join(open_safe(p).name for p in three["sliced"])
+    _same_as_whole(store, 0, cube.cube_store(whole))
+
+
+def test_bridging_slice_merges_two_steps_and_removes_the_other(three, slices, tmp_path, client):
+    from seaice_dask.export import COLLECTION_FILE, MAPS_DIR
+
+    whole = _config(tmp_path / "whole", three["whole"])
+    assert ingest(whole, progress=False).ok
+    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+    first, second, third = three["bare"]
+    assert open_safe(first).segment_start is None
+    cfg = _config(tmp_path / "bridge", [first, third, *slices["pass2"]], bounds=bounds)
+    assert ingest(cfg, progress=False).ok
+    store = cube.cube_store(cfg)
+    before = cube.open_cube(store)
+    stamps = [np.datetime64(open_safe(p).start_time, "us") for p in (first, third)]
+    assert before.sizes["time"] == 3 and list(before.time.values[:2]) == stamps  # a gap: two passes
+    later, later_id = before["sigma0_hv"].isel(time=2).values, str(before["product_id"].values[2])
+    for t in range(3):
+        cube.mark_done(store, "features", t)
+    maps = Path(cfg.paths.reports) / MAPS_DIR
+    maps.mkdir(parents=True)
+    names = {t: pd.Timestamp(s).strftime("%Y%m%dT%H%M%S") for t, s in enumerate(stamps)}
+    for stamp in names.values():  # as export writes them
+        for file in (f"class_{stamp}.tif", f"class_{stamp}.tif.aux.xml", f"class_{stamp}.qml", f"proba_{stamp}.tif",
+                     f"class_{stamp}.json"):
+            (maps / file).write_text("x")
+    links = [{"rel": "item", "href": f"./class_{s}.json"} for s in names.values()]
+    (maps / COLLECTION_FILE).write_text(json.dumps({"type": "Collection", "links": links}))
+
+    report = ingest(_config(tmp_path / "bridge", [*three["bare"], *slices["pass2"]], bounds=bounds), progress=False)
+    assert report.ok and sorted(report.ingested) == sorted(open_safe(p).name for p in three["bare"])
+    after = cube.open_cube(store)
+    assert after.sizes["time"] == 2 and not validate_ingest(store) and not cube.validate_cube(store)
+    assert list(after.time.values) == [stamps[0], before.time.values[2]]  # the earliest stamp, the other pass moved
+    assert str(after["product_id"].values[0]) == ";".join(open_safe(p).name for p in three["bare"])
+    assert str(after["product_id"].values[1]) == later_id == ";".join(open_safe(p).name for p in slices["pass2"])
+    np.testing.assert_array_equal(after["sigma0_hv"].isel(time=1).values, later)
+    assert list(cube.done(store, "ingest")) == [True, True]
+    assert list(cube.done(store, "features")) == [False, True]  # the merged step recomputes, the moved one not
+    _same_as_whole(store, 0, cube.cube_store(whole))
+    left = sorted(f.name for f in maps.iterdir())
+    assert not [f for f in left if names[1] in f] and len([f for f in left if names[0] in f]) == 5
+    assert [link["href"] for link in json.loads((maps / COLLECTION_FILE).read_text())["links"]] == [f"./class_{names[0]}.json"]
+    again = ingest(_config(tmp_path / "bridge", [*three["bare"], *slices["pass2"]], bounds=bounds), progress=False)
+    assert not again.ingested and cube.open_cube(store).sizes["time"] == 2
+
+
+#: Per-subswath noise errors like the season simulator's (``series.noise_errors``): NERSC has work to do.
+NOISE = {"noise_scale": {"hh": (0.93, 1.03, 0.97, 1.03, 0.97), "hv": (0.87, 1.06, 0.94, 1.06, 0.95)},
+         "noise_offset": {"hh": (0.0,) * 5, "hv": (2e-5, -2e-5, 1e-5, -1e-5, 0.0)}}
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> dict[str, list[Path]]:
+    """A pass with noise errors, as 2 slices and as one product (same seed)."""
+    out = tmp_path_factory.mktemp("noisy")
+    spec = safe_writer.SceneSpec(start=START, absolute_orbit=ORBITS[0], seed=2, slices=2, **NOISE)
+    return {"sliced": safe_writer.write_pass(out / "sliced", spec),
+            "whole": [safe_writer.write_scene(out / "whole", dataclasses.replace(spec, slices=1))]}
+
+
+def test_nersc_noise_scaling_is_estimated_per_pass(noisy):
+    from seaice_dask.preprocess.nersc import noise_scaling
+
+    parts, whole = [open_safe(p) for p in noisy["sliced"]], open_safe(noisy["whole"][0])
+    pooled, reference, *single = dask.compute(noise_scaling(parts, "HH"), noise_scaling(whole, "HH"),
+                                              *[noise_scaling(p, "HH") for p in parts])
+    # pooled over the slices, the power balancing is the whole pass's; per slice it is not
+    error = np.abs(pooled.offset - reference.offset).max()
+    assert all(error < 0.2 * np.abs(s.offset - reference.offset).max() for s in single), error
+    assert noise_scaling([whole], "HH").key == noise_scaling(whole, "HH").key  # one product: the same graph
+
+
+def _seam_db(cfg, pol: str, steps: str = "boundary_db") -> float:
+    """How much the median σ0 (dB) changes across the slice boundary of the first pass of
+    ``cfg``'s cube (its scenes: the pass's slices), all sea pixels as one class."""
+    from seaice_dask.diagnostics import seam_steps
+    from seaice_dask.ingest.passes import Pass
+
+    ds = cube.open_cube(cube.cube_store(cfg))
+    p = Pass(tuple(open_safe(s) for s in cfg.paths.scenes))
+    (rows,) = p.boundary_rows(cube.cube_grid(ds))
+    values = ds[f"sigma0_{pol}"].isel(time=0).values
+    (found,) = seam_steps(values, np.zeros(values.shape, int), rows).values()
+    return found[steps]
+
+
+def test_nersc_pass_has_no_seam_and_one_product_is_unchanged(noisy, tmp_path, client):
+    from seaice_dask.geocode import geocode_product
+
+    nersc = dict(denoise="nersc", textural_noise=True)
+    whole = _config(tmp_path / "whole", noisy["whole"], **nersc)
+    assert ingest(whole, progress=False).ok
+    grid = cube.cube_grid(cube.cube_store(whole))
+    stored = cube.open_cube(cube.cube_store(whole))
+    direct = geocode_product(open_safe(noisy["whole"][0]), grid, denoise="nersc", textural_noise=True,
+                             chunk=whole.grid.chunk, multilook=whole.preprocess.multilook).compute()
+    for name in ("sigma0_hh", "sigma0_hv"):  # a one-product pass is denoised as it always was, bit for bit
+        np.testing.assert_array_equal(stored[name].isel(time=0).values, direct[name].values)
+    # the boundary's rows, measured in the pass as one product and as slices: scene structure
+    # changes them as much as neighbouring rows (a few tenths of a dB); a seam would add a step
+    whole.paths.scenes = [str(s) for s in noisy["sliced"]]  # the boundary of the slices
+    reference = {pol: _seam_db(whole, pol) for pol in ("hh", "hv")}
+    sliced = _config(tmp_path / "sliced", noisy["sliced"], bounds=list(grid.bounds), **nersc)
+    assert ingest(sliced, progress=False).ok
+    seams = {pol: abs(_seam_db(sliced, pol) - reference[pol]) for pol in ("hh", "hv")}
+    assert max(seams.values()) <= 0.2, (seams, reference)
+
+
+def test_textural_correction_of_slices_is_the_whole_pass(noisy):
+    from seaice_dask.ingest.passes import Pass
+    from seaice_dask.preprocess import sigma0_textural
+    from seaice_dask.preprocess.textural import WINDOW
+
+    parts, whole = [open_safe(p) for p in noisy["sliced"]], open_safe(noisy["whole"][0])
+    p = Pass(tuple(parts))
+    reference = sigma0_textural(whole, "HV", "esa", (256, 256)).values
+    for q, first, near in zip(parts, p.line_offsets(), p.neighbour_lines(WINDOW // 2)):
+        rows = reference[first : first + q.shape[0]]
+        alone = sigma0_textural(q, "HV", "esa", (256, 256)).values
+        assert not np.array_equal(alone, rows, equal_nan=True)  # a half box at the slice's edge
+        np.testing.assert_array_equal(sigma0_textural(q, "HV", "esa", (256, 256), neighbours=near).values, rows)

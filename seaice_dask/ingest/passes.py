@@ -14,6 +14,14 @@ Rules (pure functions of product metadata, so they are the same on every run):
   without one (or an implausible one), the first slice's start.
 - **Conflicts.** Two different products over the same time range of a pass (more than
   :data:`CONTIGUOUS_S` of overlap) cannot both be right: the later-listed one is refused.
+- **Merging.** Products without a segment start are grouped by contiguity only, so slices 1
+  and 3 of a pass ingested without slice 2 make two time steps; slice 2 then bridges them and
+  they become one (:func:`assign_steps`): the earliest-stamped step is rewritten with the whole
+  pass, the other is removed from the cube with its exported maps. With a segment start, 1 and
+  3 are one step from the start, and 2 just fills it in.
+- **Radiometry.** NERSC noise scaling is estimated once per pass from all its slices, and the
+  textural correction's local means near a slice boundary take in the neighbouring slice's
+  lines (:meth:`Pass.neighbour_lines`), so slices meet without a radiometric step.
 - **Mosaic** (:func:`mosaic`): every grid pixel comes from exactly one product, the earliest
   slice that has valid data there. Consecutive slices share their boundary line, so the mosaic
   has no seam of missing rows and no pixel is counted twice; each slice is multilooked on the
@@ -33,6 +41,7 @@ import pandas as pd
 import xarray as xr
 
 from seaice_dask.geocode import TiePoints
+from seaice_dask.grid import Grid
 from seaice_dask.safe.product import PRODUCT_NAME
 
 log = logging.getLogger(__name__)
@@ -94,6 +103,16 @@ class Pass:
         pairs as its pass's first slice."""
         return [-offset % looks for offset in self.line_offsets()]
 
+    def neighbour_lines(self, depth: int) -> list[tuple[tuple[Any, int] | None, tuple[Any, int] | None]]:
+        """Per slice, where the ``depth`` pass lines just above its first line and just below its
+        last are: (neighbouring slice, the first of them in its line numbers); None at the ends
+        of the pass. Lines beyond the neighbour are no data, as beyond an image."""
+        offsets = self.line_offsets()
+        n = len(self.products)
+        return [((self.products[k - 1], offsets[k] - depth - offsets[k - 1]) if k > 0 else None,
+                 (self.products[k + 1], offsets[k] + q.shape[0] - offsets[k + 1]) if k + 1 < n else None)
+                for k, q in enumerate(self.products)]
+
     def tie_points(self, pol: str) -> list[TiePoints]:
         """Per slice, the tie points of every slice of the pass in this slice's line numbers
         (one inverse map for the pass: slices meet without a gap or an overlap)."""
@@ -109,6 +128,24 @@ class Pass:
         lat = np.concatenate([t.latitude for t in parts])[keep]
         lon = np.concatenate([t.longitude for t in parts])[keep]
         return [TiePoints(line[keep] - o, sample[keep], lat, lon, t.shape) for t, o in zip(parts, offsets)]
+
+    def boundary_rows(self, grid: Grid) -> list[np.ndarray]:
+        """Per boundary of two consecutive slices, the (fractional) grid row where the boundary
+        line crosses each grid column, NaN where it does not: where a seam would show."""
+        from scipy.interpolate import LinearNDInterpolator
+
+        ties = self.tie_points(self.products[0].polarisations[0])[0]
+        to_grid = LinearNDInterpolator(np.column_stack([ties.line, ties.sample]), np.column_stack(ties.projected(grid.crs)))
+        samples = np.linspace(0, max(p.shape[1] for p in self.products) - 1, 4 * grid.shape[1])
+        out = []
+        for line in self.line_offsets()[1:]:
+            x, y = to_grid(np.full(samples.size, line), samples).T
+            ok = np.isfinite(x)
+            col, row = (x[ok] - grid.xmin) / grid.resolution - 0.5, (grid.ymax - y[ok]) / grid.resolution - 0.5
+            order = np.argsort(col)
+            out.append(np.interp(np.arange(grid.shape[1]), col[order], row[order], left=np.nan, right=np.nan)
+                       if ok.any() else np.full(grid.shape[1], np.nan))
+        return out
 
     def coords(self, denoise: str) -> dict[str, Any]:
         """Per-time coordinates: every product id (``;``-joined, slice order) and the pass's
@@ -272,10 +309,12 @@ def mosaic(parts: Sequence[xr.Dataset]) -> xr.Dataset:
 
 @dataclass(frozen=True)
 class Step:
-    """What ingest does with a pass: write it to a new slot (``t`` None) or rewrite slot ``t``."""
+    """What ingest does with a pass: write it to a new slot (``t`` None) or rewrite slot ``t``;
+    ``absorbs``: other stored slots of the pass (a slice bridged them), removed from the cube."""
 
     pass_: Pass
     t: int | None
+    absorbs: tuple[int, ...] = ()
 
 
 def assign_steps(
@@ -284,10 +323,13 @@ def assign_steps(
 ) -> tuple[list[Step], list[Pass], dict[Any, str]]:
     """Match passes to the cube's time steps: (steps to write, passes already done, refused products).
 
-    A pass joins the stored step it touches (:func:`touches`; only shared products or the same
-    time stamp when ``assemble`` is off) and rewrites it when it brings new slices or the step is
-    unfinished. Refused: a product overlapping a stored one of another name, a pass that would
-    drop a stored product not found now, and one bridging two stored steps.
+    A pass joins the stored steps it touches (:func:`touches`; only shared products or the same
+    time stamp when ``assemble`` is off) and rewrites the earliest-stamped one when it brings new
+    slices or the step is unfinished. Touching several (a slice bridging slices 1 and 3 of a
+    pass whose products carry no segment start, or steps of a cube ingested one per product)
+    merges them: the earliest keeps the pass, the others are ``absorbs``. Refused: a product
+    overlapping a stored one of another name, and a pass that would drop a stored product not
+    found now.
     """
     steps: list[Step] = []
     done: list[Pass] = []
@@ -295,31 +337,25 @@ def assign_steps(
     for p in passes:
         hits = [t for t, (names, stamp) in enumerate(zip(stored, times))
                 if (touches(p, names, stamp) if assemble else set(names) & set(p.names) or np.datetime64(stamp, "us") == p.time)]
-        new = [q for q in p.products if not any(q.name in stored[t] for t in hits)]
-        if len(hits) > 1:
-            stamps = ", ".join(str(pd.Timestamp(times[t])) for t in hits)
-            for q in new:
-                refused[q] = (f"{q.path}: would merge the time steps {stamps} into one pass; merging ingested "
-                              "steps is not supported: ingest the whole season into a new store")
-            continue
         if not hits:
             steps.append(Step(p, None))
             continue
-        t, names = hits[0], tuple(stored[hits[0]])
-        for q in new:
-            other = overlapping(q, names)
+        hits.sort(key=lambda t: (np.datetime64(times[t], "us"), t))
+        t, names = hits[0], tuple(n for h in hits for n in stored[h])
+        where = f"the pass at {pd.Timestamp(times[t])}"
+        for q in p.products:
+            other = None if q.name in names else overlapping(q, names)
             if other is not None:
-                refused[q] = f"{q.path}: the pass at {pd.Timestamp(times[t])} already holds {other} for the same time range"
+                refused[q] = f"{q.path}: {where} already holds {other} for the same time range"
         kept = tuple(q for q in p.products if q not in refused)
         missing = [n for n in names if n not in {q.name for q in kept}]
-        if missing and not (finished[t] and set(p.names) <= set(names)):
+        if missing and not (len(hits) == 1 and finished[t] and set(p.names) <= set(names)):
             for q in kept:
-                refused[q] = (f"{q.path}: belongs to the pass at {pd.Timestamp(times[t])}, ingested with "
-                              f"{', '.join(missing)}, which is not among the scenes found; add it to paths.scenes "
-                              "to rewrite the pass")
+                refused[q] = (f"{q.path}: belongs to {where}, ingested with {', '.join(missing)}, which is not "
+                              "among the scenes found; add it to paths.scenes to rewrite the pass")
             continue
-        if set(p.names) <= set(names) and finished[t]:
+        if len(hits) == 1 and set(p.names) <= set(names) and finished[t]:
             done.append(p)
         else:
-            steps.append(Step(replace(p, products=kept), t))
+            steps.append(Step(replace(p, products=kept), t, tuple(hits[1:])))
     return steps, done, refused

@@ -19,7 +19,7 @@ from seaice_dask import coverage, cube
 from seaice_dask.coverage import Window
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import ConfigError, CubeError
-from seaice_dask.geocode import TiePoints, footprint_bounds, geocode_product
+from seaice_dask.geocode import RADAR_CHUNK, TiePoints, footprint_bounds, geocode_product
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.passes import Pass, Step, assign_steps, mosaic, stored_names
 from seaice_dask.ingest.plan import _overlaps, plan_grid
@@ -80,10 +80,12 @@ def prepare_store(store: cube.StoreLike, cfg: PipelineConfig, passes: list[Pass]
         grid = plan_grid(cfg, [q for p in passes for q in p.products])
     passes = _on_grid(passes, grid, report)
     if exists:
+        cube.finish_removal(store)  # a merge interrupted by a crash
         ds = cube.open_cube(store)
         ids = ds["product_id"].values if "product_id" in ds.coords else [""] * ds.sizes["time"]
         steps, finished, refused = assign_steps(passes, stored_names(ids), ds["time"].values, cube.done(store, STAGE),
                                                 assemble=cfg.preprocess.assemble_passes)
+        steps = _merge_steps(store, steps, ds["time"].values, Path(cfg.paths.reports))
     else:
         steps, finished, refused = [Step(p, None) for p in passes], [], {}
     for product, reason in refused.items():
@@ -110,10 +112,52 @@ def prepare_store(store: cube.StoreLike, cfg: PipelineConfig, passes: list[Pass]
     return grid, steps, finished
 
 
+def _merge_steps(store: cube.StoreLike, steps: list[Step], times: Sequence[Any], reports: Path) -> list[Step]:
+    """Remove the slots that merging steps absorb (their exported maps first, then the cube's
+    slots: :func:`~seaice_dask.cube.remove_times`), and renumber the steps to the cube after it.
+
+    Maps first: an interrupted merge leaves the absorbed slot's names in the cube, so the next run
+    merges again (removing absent files is a no-op); the merged slot is rewritten by the caller.
+    """
+    from seaice_dask.export import remove_maps  # GIS libraries: only when a merge happens
+
+    absorbed = sorted(t for s in steps for t in s.absorbs)
+    if not absorbed:
+        return steps
+    for t in absorbed:
+        removed = remove_maps(reports, times[t])
+        log.info("merged the time step %s into its pass; removed %d map files", times[t], len(removed))
+    moved = cube.remove_times(store, absorbed)
+    return [replace(s, t=None if s.t is None else moved[s.t], absorbs=()) for s in steps]
+
+
+def _noise_scalings(p: Pass, cfg: PipelineConfig) -> dict[str, Any] | None:
+    """Per polarisation, the NERSC noise scaling of the pass, pooled over its slices (lazy);
+    None where each product estimates its own (one product, or another denoising)."""
+    if cfg.preprocess.denoise != "nersc" or len(p.products) == 1:
+        return None
+    from seaice_dask.preprocess.nersc import noise_scaling
+
+    chunks = (RADAR_CHUNK, RADAR_CHUNK)  # geocode_product's reads: the sums share them
+    return {pol.upper(): noise_scaling(p.products, pol.upper(), chunks) for pol in cfg.preprocess.polarisations}
+
+
+def _neighbours(p: Pass, cfg: PipelineConfig) -> list[Any]:
+    """Per slice, the lines of its neighbouring slices that the textural correction's local
+    means reach (None: one product, or no textural correction)."""
+    if not cfg.preprocess.textural_noise or len(p.products) == 1:
+        return [None] * len(p.products)
+    from seaice_dask.preprocess.textural import WINDOW
+
+    return p.neighbour_lines(WINDOW // 2)
+
+
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
-             cfg: PipelineConfig, incidence: IncidenceCorrection | None, window: Window) -> Any:
+             cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None,
+             neighbours: Any, window: Window) -> Any:
     """One slice on the grid's ``window`` from radar line ``first_line`` on, mapped with its
-    pass's ``tie_points`` (lazy with the native engine)."""
+    pass's ``tie_points``, denoised with its pass's noise ``scalings`` and textural-corrected with
+    its ``neighbours``' lines (lazy with the native engine)."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -126,12 +170,15 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
         return coverage.crop(snap_geocode_product(product.path, grid, workdir=workdir, **options), window)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                            textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
-                           window=window, **options)
+                           noise_scalings=scalings, neighbours=neighbours, window=window, **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
                 incidence: IncidenceCorrection | None = None) -> None:
     """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last.
+    NERSC noise scaling (and with it the textural correction's noise field) is estimated once
+    per pass from all its slices, and the textural correction's local means near a slice boundary
+    take in the neighbouring slice's lines, so slices meet without a radiometric step.
 
     Every stage's flag of the slot is cleared first, so a rewritten (late slice) or interrupted
     slot never looks finished and the later stages recompute it.
@@ -144,8 +191,9 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     # the pass's footprint (every slice's tie points hold the whole pass) bounds what is computed
     window = coverage.bounds_window(footprint_bounds(ties[0], grid.crs), grid, chunk)
     if window is not None:
-        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, window)
-                     for q, n, tie in zip(p.products, lines, ties)])
+        scalings = _noise_scalings(p, cfg)
+        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window)
+                     for q, n, tie, near in zip(p.products, lines, ties, _neighbours(p, cfg))])
         (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
         covered[coverage.window_blocks(window, chunk)] = coverage.covered_blocks(ds["valid"].data, chunk)
         for name in ds.data_vars:

@@ -20,6 +20,8 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask
 import dask.array as da
 import numpy as np
@@ -116,12 +118,20 @@ def _coords(product: Product) -> dict[str, np.ndarray]:
     return {"line": np.arange(product.shape[0]), "sample": np.arange(product.shape[1])}
 
 
-def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunks, floor: float) -> xr.DataArray:
+def _nersc(product: Product, pol: str, method: str | None, chunks, scaling: Any) -> dict[str, Any]:
+    """The NERSC keywords of a block function: ``scaling`` (the pass's, lazy) or this product's own."""
+    if method != "nersc":
+        return {}
+    return dict(scaling=noise_scaling(product, pol, chunks) if scaling is None else scaling, swaths=product.swaths)
+
+
+def _backscatter(product: Product, pol: str, name: str, denoise, db: bool, chunks, floor: float,
+                 scaling: Any = None) -> xr.DataArray:
     method = _denoise_method(denoise, name)
     dn = product.dn(pol, chunks=chunks)
     cal = dask.delayed(product.calibration(pol), pure=True, traverse=False)
     noise = dask.delayed(product.noise(pol), pure=True, traverse=False) if method else None
-    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    nersc = _nersc(product, pol, method, chunks, scaling)
     data = da.map_blocks(
         _backscatter_block,
         dn.data,
@@ -158,13 +168,16 @@ def sigma0(
     chunks: tuple[int, int] = (1024, 1024),
     *,
     floor: float = SIGMA0_FLOOR,
+    scaling: Any = None,
 ) -> xr.DataArray:
     """σ0 of ``pol`` as a lazy (line, sample) float32 DataArray, linear or in dB (module doc).
 
     ``denoise``: "esa" (annotated noise LUT), "nersc" (noise scaled and power-balanced per
     subswath, estimated from the scene: :mod:`seaice_dask.preprocess.nersc`) or None.
+    ``scaling``: for "nersc", the (lazy) :class:`NoiseScaling` to apply instead of this
+    product's own, e.g. its pass's (:func:`~seaice_dask.preprocess.nersc.noise_scaling` of the slices).
     """
-    return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor)
+    return _backscatter(product, pol, "sigma_nought", denoise, db, chunks, floor, scaling)
 
 
 def beta0(product: Product, pol: str, denoise: str | None = "esa", db: bool = False,
@@ -179,15 +192,10 @@ def gamma0(product: Product, pol: str, denoise: str | None = "esa", db: bool = F
     return _backscatter(product, pol, "gamma", denoise, db, chunks, floor)
 
 
-def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, depth: int, window: int, floor: float,
-                           scaling: NoiseScaling | None = None, swaths: tuple = (), block_info=None) -> np.ndarray:
-    """One block of :func:`sigma0_textural` from its DN with a ``depth`` halo (0 beyond the image).
-
-    The LUTs are evaluated at the halo's own line/sample indices (also those beyond the image:
-    their DN = 0 makes them NaN, as if missing), so the halo holds exactly the σ0 the neighbouring
-    blocks compute; the kernel's output there is dropped."""
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    lines, samples = np.arange(r0 - depth, r1 + depth), np.arange(c0 - depth, c1 + depth)
+def _denoised(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, scaling: NoiseScaling | None, swaths: tuple,
+              lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-subtracted σ0 (linear float64, NaN where DN = 0, not floored) of a window and the
+    noise it subtracted (η/A² or k_s·η/A², float32)."""
     # in place where possible: fresh full-size float64 temporaries cost as much as the arithmetic
     a2 = calibration_window(cal, "sigma_nought", lines, samples)
     np.square(a2, out=a2)
@@ -199,7 +207,53 @@ def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT,
         value -= eta
         value /= a2
     value[dn == 0] = np.nan
-    noise_sigma0 = np.divide(eta, a2, out=np.empty(eta.shape, np.float32), casting="same_kind")  # (η/A²) as float32
+    return value, np.divide(eta, a2, out=np.empty(eta.shape, np.float32), casting="same_kind")
+
+
+def _edge_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, first: int, n_lines: int, depth: int, width: int,
+                scaling: NoiseScaling | None = None, swaths: tuple = ()) -> np.ndarray:
+    """Lines ``first`` … ``first + depth`` of a neighbouring slice (``dn``: those of them inside
+    its ``n_lines``) as :func:`_denoised` σ0, ``depth`` × (``width`` + 2·``depth``) float32 with
+    NaN where it has no data: the rows a slice's textural halo takes beyond its edge."""
+    out = np.full((depth, width + 2 * depth), np.nan, np.float32)
+    top = max(-first, 0)
+    lines = np.arange(first + top, first + top + dn.shape[0])
+    if lines.size:
+        samples = np.arange(min(dn.shape[1], width))
+        value, _ = _denoised(dn[:, : samples.size], cal, noise, scaling, swaths, lines, samples)
+        out[top : top + lines.size, depth : depth + samples.size] = value
+    return out
+
+
+def _edge(neighbour: tuple[Product, int] | None, pol: str, method: str | None, chunks, depth: int, width: int,
+          scaling: Any) -> Any:
+    """Lazy :func:`_edge_block` of ``(neighbouring product, its first line)``; None for None."""
+    if neighbour is None:
+        return None
+    product, first = neighbour
+    n = product.shape[0]
+    dn = product.dn(pol, chunks=chunks).data[min(max(first, 0), n) : min(max(first + depth, 0), n)]
+    noise = product.noise(pol) if method else None
+    return dask.delayed(_edge_block, pure=True)(dn, product.calibration(pol), noise, first, n, depth, width,
+                                               **_nersc(product, pol, method, chunks, scaling))
+
+
+def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, depth: int, window: int, floor: float,
+                           scaling: NoiseScaling | None = None, swaths: tuple = (), above: np.ndarray | None = None,
+                           below: np.ndarray | None = None, block_info=None) -> np.ndarray:
+    """One block of :func:`sigma0_textural` from its DN with a ``depth`` halo (0 beyond the image).
+
+    The LUTs are evaluated at the halo's own line/sample indices (also those beyond the image:
+    their DN = 0 makes them NaN, as if missing), so the halo holds exactly the σ0 the neighbouring
+    blocks compute; the kernel's output there is dropped. ``above``/``below``: the neighbouring
+    slices' σ0 beyond the first/last line (:func:`_edge_block`), used there instead."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    lines, samples = np.arange(r0 - depth, r1 + depth), np.arange(c0 - depth, c1 + depth)
+    value, noise_sigma0 = _denoised(dn, cal, noise, scaling, swaths, lines, samples)
+    if above is not None and r0 == 0:
+        value[:depth] = above[:, c0 : c1 + 2 * depth]
+    if below is not None and r1 == block_info[None]["shape"][0]:
+        value[-depth:] = below[:, c0 : c1 + 2 * depth]
     out = textural_noise_block(value.astype(np.float32), noise_sigma0, window)
     out = out[depth : depth + r1 - r0, depth : depth + c1 - c0]
     out[out <= 0] = floor
@@ -207,7 +261,9 @@ def _sigma0_textural_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT,
 
 
 def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tuple[int, int] = (1024, 1024),
-                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR) -> xr.DataArray:
+                    *, window: int = WINDOW, floor: float = SIGMA0_FLOOR, scaling: Any = None,
+                    neighbours: tuple[tuple[Product, int] | None, tuple[Product, int] | None] = (None, None),
+                    ) -> xr.DataArray:
     """Noise-subtracted σ0 of ``pol`` with the textural noise correction
     (:mod:`seaice_dask.preprocess.textural`), lazy linear float32, floored like :func:`sigma0`.
 
@@ -215,14 +271,22 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
     task per block, from the DN with a halo of ``window // 2`` pixels: the same values, bit for
     bit, as :func:`~seaice_dask.preprocess.textural.textural_noise_correction` of the unfloored
     σ0 and that noise field (then floored), for any chunking, without computing and exchanging
-    float halos.
+    float halos. ``scaling``: as in :func:`sigma0`; the textural correction's local SNR uses the
+    noise field k_s·η/A², so with the pass's k_s it too is estimated per pass.
+    ``neighbours``: for a slice of a pass, (neighbouring slice, its first line) of the
+    ``window // 2`` pass lines just above the product's first line and just below its last
+    (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`; None: no data there). They are
+    calibrated with their own product's LUTs, so the local means near a slice boundary are the
+    whole pass's, not a half box.
     """
     method = _denoise_method(denoise)
     if method is None:
         raise ConfigError("the textural noise correction needs denoising ('esa' or 'nersc')")
     depth = window // 2
     dn = da.overlap.overlap(product.dn(pol, chunks=chunks).data, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
-    nersc = dict(scaling=noise_scaling(product, pol, chunks), swaths=product.swaths) if method == "nersc" else {}
+    nersc = _nersc(product, pol, method, chunks, scaling)
+    above, below = (_edge(n, pol, method, chunks, depth, product.shape[1], scaling) for n in neighbours)
+    edges = {k: v for k, v in (("above", above), ("below", below)) if v is not None}
     data = da.map_blocks(
         _sigma0_textural_block,
         dn,
@@ -235,6 +299,7 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
         dtype=np.float32,
         meta=np.empty((0, 0), np.float32),
         **nersc,
+        **edges,
     )
     attrs = {
         "long_name": f"sigma0 {pol}, noise subtracted ({method}), textural noise corrected",

@@ -30,6 +30,7 @@ and every σ0 block depends on that task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dask
@@ -186,19 +187,14 @@ def _boundary_step(near: np.ndarray, far: np.ndarray, k_near: float, k_far: floa
     return float(np.median(after[both] / n_after[both] - before[both] / n_before[both]))
 
 
-def noise_scaling(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1024)):
-    """Lazy (``dask.delayed``) :class:`NoiseScaling` of ``pol`` estimated from the scene;
-    ``.compute()`` it to inspect, or let ``sigma0(..., denoise="nersc")`` use it lazily.
-
-    The DN is read in ``chunks`` rounded down to multiples of the sub-block (BLOCK_LINES ×
-    BIN_SAMPLES), so the cells never straddle two chunks and the estimate does not depend on
-    the chunking (the usual sizes, powers of two, are multiples already and share their reads)."""
+def _scaling_sums(product: Product, pol: str, chunks: tuple[int, int]) -> da.Array:
+    """Lazy block sums (:func:`_block_sums`) of one product, stacked along the first axis."""
     if not product.swaths:
         raise ProductError("no subswath bounds annotated: 'nersc' denoising needs them", product.path)
     aligned = tuple(max(step, int(c) // step * step) for c, step in zip(chunks, (BLOCK_LINES, BIN_SAMPLES)))
     dn = product.dn(pol, chunks=aligned).data
     per_swath = len(product.swaths) * _SUMS
-    sums = da.map_blocks(
+    return da.map_blocks(
         _block_sums,
         dn,
         dask.delayed(product.calibration(pol), pure=True, traverse=False),
@@ -211,7 +207,31 @@ def noise_scaling(product: Product, pol: str, chunks: tuple[int, int] = (1024, 1
         dtype=np.float64,
         meta=np.empty((0, 0), np.float64),
     )
-    return dask.delayed(fit_noise_scaling, pure=True)(sums, product.swaths)
+
+
+def noise_scaling(product: Product | Sequence[Product], pol: str, chunks: tuple[int, int] = (1024, 1024)):
+    """Lazy (``dask.delayed``) :class:`NoiseScaling` of ``pol`` estimated from the scene;
+    ``.compute()`` it to inspect, or let ``sigma0(..., denoise="nersc")`` use it lazily.
+
+    Several products (the slices of one pass, in order): their block sums are pooled and fitted
+    once, so every slice is denoised with the pass's k_s and o_s. Estimated per slice, a slice
+    of a minute has half the blocks of the pass and its own estimation error, which shows as a
+    step in σ0 where two slices meet. One product gives the same graph, and bytes, as before.
+
+    The DN is read in ``chunks`` rounded down to multiples of the sub-block (BLOCK_LINES ×
+    BIN_SAMPLES), so the cells never straddle two chunks and the estimate does not depend on
+    the chunking (the usual sizes, powers of two, are multiples already and share their reads)."""
+    products = [product] if isinstance(product, Product) else list(product)
+    names = {tuple(sw.name for sw in p.swaths) for p in products}
+    if len(names) > 1:
+        raise ProductError(f"slices of one pass with different subswaths {sorted(names)}", products[-1].path)
+    sums = [_scaling_sums(p, pol, chunks) for p in products]
+    if len(sums) == 1:
+        stacked = sums[0]
+    else:  # range bins align from sample 0: a narrower slice has empty cells beyond its width
+        width = max(a.shape[1] for a in sums)
+        stacked = da.concatenate([da.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in sums], axis=0)
+    return dask.delayed(fit_noise_scaling, pure=True)(stacked, products[0].swaths)
 
 
 def nersc_power(

@@ -598,7 +598,7 @@ def _copy_step(array: zarr.Array, src: int, dst: int) -> None:
         array[dst] = array[src]
         return
     source = da.from_zarr(array)[src]
-    da.store(source, _TimeSlice(array, dst), lock=False)
+    da.store(source, _Region(array, (dst,), ()), lock=False)
 
 
 def validate_cube(path: StoreLike) -> list[str]:

@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WARM   := $(VENV)/.kernels-compiled
+TESTWARM := $(VENV)/.test-kernels-compiled
 # the modules with Numba kernels: editing one invalidates its cached compilations
 KERNELS := $(shell grep -rl --include='*.py' 'njit' seaice_dask)
 
@@ -28,7 +29,13 @@ install: $(WARM)
 demo: $(WARM)
 	$(BIN)/seaice-dask demo --out demo-output
 
-test: $(WARM)
+# the signatures only the tests use, compiled side by side before the suite rather than one after
+# the other inside it
+$(TESTWARM): $(WARM) tests/warmup.py
+	$(BIN)/python -m tests.warmup
+	touch $(TESTWARM)
+
+test: $(TESTWARM)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(WARM)

@@ -33,8 +33,11 @@ def test_local_cluster_runs_a_task_and_is_closed():
     assert cluster.status.name == "closed"
 
 
-@pytest.fixture
-def scheduler_and_workers(tmp_path):
+@pytest.fixture(scope="module")
+def scheduler_and_workers(tmp_path_factory):
+    """A real `dask scheduler` and two `dask worker` processes, shared by the module's tests
+    (none of them closes or changes it)."""
+    tmp_path = tmp_path_factory.mktemp("workers")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}

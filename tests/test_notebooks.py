@@ -11,7 +11,10 @@ from nbclient import NotebookClient
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 #: Settings made smaller for the test (every cell still runs): notebook → {text: replacement}.
-QUICK = {"cryo04_denmark_strait": {"N_SCENES = 6 ": "N_SCENES = 4 ", '"resolution_m": 800,': '"resolution_m": 1600,'}}
+QUICK = {
+    "cryo04_denmark_strait": {"N_SCENES = 6 ": "N_SCENES = 3 ", '"resolution_m": 800,': '"resolution_m": 1600,'},
+    "cluster_pipeline": {"n_scenes=4)": "n_scenes=3)"},
+}
 
 
 def _quick(nb, name: str) -> None:

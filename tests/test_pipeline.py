@@ -1,4 +1,4 @@
-"""End to end on simulated data: what `make demo` runs (on a coarser grid), checked against the simulator's truth."""
+"""End to end on simulated data: what `make demo` runs, checked against the simulator's truth."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 import rasterio
 
 from seaice_dask.cluster import open_client
-from seaice_dask.config import dump_config, load_config
 from seaice_dask.cube import done, open_cube
 from seaice_dask.export import stac_validator
 from seaice_dask.ingest import validate_ingest
@@ -24,19 +23,11 @@ from seaice_dask.pipeline import STAGES, demo_config, run_pipeline, simulate_inp
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
-#: The demo's grid cell doubled: a quarter of its pixels (501 × 500, still 2 × 2 chunks with partial
-#: edge chunks), with the demo's scenes, features, learners and accuracy threshold.
-RESOLUTION_M = 800
-
-
 @pytest.fixture(scope="module")
 def season(tmp_path_factory):
-    """The demo's 12 small simulated scenes (Oct 2020 – Mar 2021) through every stage on a
-    LocalCluster, on an 800 m grid."""
+    """12 small simulated scenes (Oct 2020 – Mar 2021) through every stage on a LocalCluster."""
     out = tmp_path_factory.mktemp("demo")
-    demo = demo_config(out, n_scenes=12)
-    demo.grid.resolution_m = RESOLUTION_M
-    cfg = load_config(dump_config(demo, out / "pipeline.yaml"))
+    cfg = demo_config(out, n_scenes=12)
     simulate_inputs(cfg)
     with open_client(cfg.cluster) as client:
         reports = run_pipeline(cfg, client, progress=False)

@@ -4,7 +4,7 @@ every stage works in.
 A pass covers a swath about 400 km wide; a region's grid can be many times larger, and passes
 of different tracks cover different parts of it. Ingest records, per time step, which blocks
 (the cube's ``chunk`` × ``chunk`` tiles) hold a valid pixel (:func:`~seaice_dask.cube.write_coverage`).
-Every later stage takes a time step's :func:`step_window`, the chunk-aligned bounding box of its
+Every later stage takes a time step's window (:func:`step_windows`), the chunk-aligned bounding box of its
 covered blocks, and computes, reads and writes only inside it; inside, kernels return the fill
 value at once on blocks without data. Chunks never written stay absent in the store (Zarr reads
 them as the fill value), so the store's bytes follow the footprints, and a stage's cost follows
@@ -98,15 +98,6 @@ def bounds_window(bounds: Sequence[float], grid: Grid, chunk: int, margin_px: in
         return None
     return (slice(r0 // chunk * chunk, min(math.ceil(r1 / chunk) * chunk, ny)),
             slice(c0 // chunk * chunk, min(math.ceil(c1 / chunk) * chunk, nx)))
-
-
-def union(windows: Sequence[Window | None]) -> Window | None:
-    """The smallest window holding every one of ``windows``."""
-    found = [w for w in windows if w is not None]
-    if not found:
-        return None
-    return (slice(min(w[0].start for w in found), max(w[0].stop for w in found)),
-            slice(min(w[1].start for w in found), max(w[1].stop for w in found)))
 
 
 def crop(obj: Any, window: Window) -> Any:

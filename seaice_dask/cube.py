@@ -34,7 +34,7 @@ from dask.base import tokenize
 
 from seaice_dask.config import is_url
 from seaice_dask.errors import CubeError
-from seaice_dask.grid import Grid, write_crs
+from seaice_dask.grid import Grid, chunk_sizes, write_crs
 
 if TYPE_CHECKING:
     from seaice_dask.config import PipelineConfig
@@ -335,13 +335,6 @@ def ensure_variable(
     )
 
 
-def _window_chunks(chunks: tuple[tuple[int, ...], ...], start: int, stop: int) -> tuple[int, ...]:
-    """The store's chunk sizes along one axis cut to ``start:stop`` (a chunk-aligned start)."""
-    edges = np.cumsum((0, *chunks))
-    inner = edges[(edges > start) & (edges < stop)]
-    return tuple(np.diff(np.concatenate(([start], inner, [stop]))).tolist())
-
-
 def write_slice(path: StoreLike, name: str, t: int | None, data: Any,
                 window: tuple[slice, slice] | None = None) -> None:
     """Write ``data`` (shape ``(*extra, y, x)``) into time slice ``t`` of variable ``name``.
@@ -370,15 +363,11 @@ def write_slice(path: StoreLike, name: str, t: int | None, data: Any,
     if isinstance(values, da.Array):
         chunks: list[Any] = list(array.chunks if t is None else array.chunks[1:])
         if window is not None:
-            chunks[-2:] = [_window_chunks(tuple(_splits(n, c)), w.start, w.stop)
-                           for n, c, w in zip(array.shape[-2:], array.chunks[-2:], spatial)]
+            # windows start on chunk boundaries: their chunks are the store's
+            chunks[-2:] = [chunk_sizes(w.stop - w.start, c) for c, w in zip(array.chunks[-2:], spatial)]
         da.store(values.rechunk(tuple(chunks)), _Region(array, lead, spatial), lock=False)
     else:
         array[(*lead, ..., *spatial)] = np.asarray(values)
-
-
-def _splits(n: int, chunk: int) -> list[int]:
-    return [min(chunk, n - s) for s in range(0, n, chunk)]
 
 
 class _Region:

@@ -35,7 +35,7 @@ from pyproj import CRS, Transformer
 from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from seaice_dask.errors import ProductError
-from seaice_dask.grid import Grid
+from seaice_dask.grid import Grid, chunk_sizes
 
 if TYPE_CHECKING:
     from seaice_dask.preprocess.incidence import IncidenceCorrection
@@ -204,7 +204,7 @@ def radar_to_grid_map(
     inverse = InverseMap(tie_points, grid.crs)
     stride = _stride(grid)
     ny, nx = grid.shape
-    chunks = (_splits(ny, chunk), _splits(nx, chunk))
+    chunks = (chunk_sizes(ny, chunk), chunk_sizes(nx, chunk))
 
     def block(block_info: dict | None = None) -> np.ndarray:
         (r0, r1), (c0, c1) = block_info[None]["array-location"][-2:]
@@ -215,10 +215,6 @@ def radar_to_grid_map(
         block, chunks=((2,), *chunks), dtype=np.float64, meta=np.empty((0, 0, 0), np.float64)
     )
     return both[0], both[1]
-
-
-def _splits(n: int, chunk: int) -> tuple[int, ...]:
-    return tuple(min(chunk, n - s) for s in range(0, n, chunk))
 
 
 def _bilinear_weights(shape: tuple[int, int], line: np.ndarray, sample: np.ndarray, dtype=np.float32):
@@ -389,10 +385,10 @@ def geocode_arrays(
     rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
     blocks: dict[str, list[list[da.Array]]] = {name: [] for name in data}
     r0 = rows_in.start
-    for h in _splits(rows_in.stop - rows_in.start, chunk):
+    for h in chunk_sizes(rows_in.stop - rows_in.start, chunk):
         rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
         c0 = cols_in.start
-        for w in _splits(cols_in.stop - cols_in.start, chunk):
+        for w in chunk_sizes(cols_in.stop - cols_in.start, chunk):
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
             radar_window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
             if radar_window is None:

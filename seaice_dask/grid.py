@@ -127,6 +127,11 @@ class Grid:
         return write_crs(da, self.crs)
 
 
+def chunk_sizes(n: int, chunk: int) -> tuple[int, ...]:
+    """Sizes of the chunks of ``chunk`` pixels along an axis of ``n`` (the last one shorter)."""
+    return tuple(min(chunk, n - s) for s in range(0, n, chunk))
+
+
 def write_crs(obj: xr.DataArray | xr.Dataset, crs: str) -> Any:
     """Attach the CRS as rioxarray's ``spatial_ref`` coordinate (CF grid mapping)."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)

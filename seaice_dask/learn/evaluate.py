@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time as clock
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,18 +114,18 @@ def confusion_per_date(
 
 
 def windowed_confusion(
-    reference: xr.DataArray, predicted: Any, usable: xr.DataArray, windows: Sequence[Window | None], n_classes: int
+    reference: xr.DataArray, predicted: Callable[[int], xr.DataArray], usable: xr.DataArray,
+    windows: Sequence[Window | None], n_classes: int,
 ) -> da.Array:
     """:func:`confusion_per_date` with each date read on its window of covered blocks only
-    (:mod:`seaice_dask.coverage`); ``predicted`` is a (time, y, x) array or a function of the
-    date's position giving its class map on its window."""
+    (:mod:`seaice_dask.coverage`); ``predicted(i)``: the class map (time, y, x) of date ``i`` on
+    its window."""
     parts = []
     for i, window in enumerate(windows):
         if window is None:
             parts.append(da.zeros((1, n_classes, n_classes), dtype=np.int64))
             continue
-        pred = predicted(i) if callable(predicted) else crop(predicted.isel(time=[i]), window)
-        parts.append(confusion_per_date(crop(reference.isel(time=[i]), window), pred,
+        parts.append(confusion_per_date(crop(reference.isel(time=[i]), window), predicted(i),
                                         crop(usable.isel(time=[i]), window), n_classes))
     return da.concatenate(parts)
 
@@ -316,7 +316,9 @@ def evaluate(
     windows = step_windows(test)
     for learner, ref in refs.items():
         if learner == chosen and _stored_maps_current(ds, store, test_idx, ref):
-            predicted, method[learner] = test[CLASS_VAR], "stored class maps"
+            def predicted(i: int) -> xr.DataArray:
+                return crop(test[CLASS_VAR].isel(time=[i]), windows[i])
+            method[learner] = "stored class maps"
         elif learner == chosen or cfg.model.eval_full_maps:
             def predicted(i: int, ref=ref) -> xr.DataArray:
                 return predict_dataset(crop(test.isel(time=[i]), windows[i]), ref, inputs, classes,

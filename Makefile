@@ -18,13 +18,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# compile the Numba kernels once into their on-disk cache, so that no run (nor each of its
-# workers) compiles them on first use
+# compile the Numba kernels once into their on-disk cache, in parallel, before the first run, so
+# that no run (nor each of its workers) compiles them on first use; `install` stays pip alone
 $(WARM): $(STAMP) $(KERNELS)
 	$(BIN)/python -m seaice_dask.warmup
 	touch $(WARM)
 
-install: $(WARM)
+install: $(STAMP)
 
 demo: $(WARM)
 	$(BIN)/seaice-dask demo --out demo-output
@@ -35,8 +35,10 @@ $(TESTWARM): $(WARM) tests/warmup.py
 	$(BIN)/python -m tests.warmup
 	touch $(TESTWARM)
 
+# whole modules spread over TEST_WORKERS processes (pytest-xdist; 0 runs them in this one)
+TEST_WORKERS ?= 2
 test: $(TESTWARM)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(WARM)
 	$(BIN)/python -m benchmarks.run_all

@@ -112,7 +112,7 @@ def cube_exists(path: StoreLike) -> bool:
         return Path(path).exists()
     location, kwargs = _zarr_args(path)
     try:
-        return _CREATING_ATTR not in zarr.open_group(location, mode="r", **kwargs).attrs
+        return _CREATING_ATTR not in zarr.open_group(location, mode="r", zarr_format=3, **kwargs).attrs
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return False
 
@@ -135,7 +135,7 @@ def _coord_values(values: Sequence[Any]) -> np.ndarray:
 def _group(path: StoreLike, mode: str = "r+") -> zarr.Group:
     location, kwargs = _zarr_args(path)
     try:
-        group = zarr.open_group(location, mode=mode, **kwargs)
+        group = zarr.open_group(location, mode=mode, zarr_format=3, **kwargs)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise CubeError("no cube here (create it with `seaice-dask ingest`)", path) from exc
     if _GRID_ATTR not in group.attrs:
@@ -190,7 +190,7 @@ def _create_in_place(path: StoreLike, ds: xr.Dataset, encoding: dict[str, Any]) 
     grid = ds.attrs[_GRID_ATTR]
     ds.attrs = {**{k: v for k, v in ds.attrs.items() if k != _GRID_ATTR}, _CREATING_ATTR: 1}
     ds.to_zarr(location, mode="w", zarr_format=3, consolidated=False, encoding=encoding, **kwargs)
-    group = zarr.open_group(location, mode="r+", **kwargs)
+    group = zarr.open_group(location, mode="r+", zarr_format=3, **kwargs)
     group.attrs.put({**{k: v for k, v in group.attrs.items() if k != _CREATING_ATTR}, _GRID_ATTR: grid})
 
 

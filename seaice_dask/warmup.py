@@ -3,8 +3,8 @@
 The kernels are ``cache=True``: compiled on first use, then loaded by every later process (Dask
 workers included) from ``__pycache__`` beside their module (or ``NUMBA_CACHE_DIR``). Without a
 warm cache a first run spends minutes of its ingest and features stages compiling, once in every
-worker, behind a progress bar that does not say so. ``make install`` (and so ``make demo`` and
-``make test``) runs ``python -m seaice_dask.warmup`` once; on a warm cache it takes seconds.
+worker, behind a progress bar that does not say so. ``make demo``, ``make test`` and ``make
+bench`` run ``python -m seaice_dask.warmup`` once first; on a warm cache it takes seconds.
 
 Each kernel is reached through the wrapper the pipeline calls, which fixes the argument types,
 so the signatures compiled here are the ones a run loads. The kernels compile in parallel

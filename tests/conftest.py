@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.once import built_once
+
 #: Trimmed real ESA annotation, a CIS chart and land polygons (origins, licences: data/SOURCES.md).
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -45,9 +47,24 @@ def served_series(tmp_path_factory):
     from seaice_dask.grid import default_grid
     from seaice_dask.simulate import simulate_series
 
-    return simulate_series(tmp_path_factory.mktemp("archive"), n_scenes=3, start="2020-10-05", end="2020-10-26",
-                           grid=default_grid(2000.0), progress=False)
+    def build(out: Path):
+        return simulate_series(out, n_scenes=3, start="2020-10-05", end="2020-10-26", grid=default_grid(2000.0),
+                               progress=False)
+
+    return built_once(tmp_path_factory, "archive", build)
 
 
 from tests.smallseries import small_series  # noqa: E402, F401  (session fixture shared by several modules)
 from tests.s3server import s3_endpoint  # noqa: E402, F401  (moto's S3 server, one per session)
+
+
+#: The modules that take longest (a simulated season through every stage, runs of the CLI killed
+#: and resumed), run first: pytest-xdist hands out whole modules (``make test``: ``--dist
+#: loadfile``), so a long one started last would keep one worker busy while the other idles.
+LONGEST_FIRST = ("test_pipeline.py", "test_store_s3.py", "test_crash.py", "test_notebooks.py", "test_multihost.py",
+                 "test_watch.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

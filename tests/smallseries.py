@@ -25,6 +25,7 @@ import rasterio
 import xarray as xr
 
 from seaice_dask.config import PipelineConfig, dump_config, load_config
+from tests.once import built_once
 
 #: The `seaice-dask` console script of the running interpreter's environment.
 SEAICE_DASK = str(Path(sys.executable).with_name("seaice-dask"))
@@ -101,7 +102,7 @@ def make_small_series(out: Path) -> SmallSeries:
 @pytest.fixture(scope="session")
 def small_series(tmp_path_factory) -> SmallSeries:
     """Three small simulated scenes through every stage on a 2-worker LocalCluster."""
-    return make_small_series(tmp_path_factory.mktemp("small_series"))
+    return built_once(tmp_path_factory, "small_series", make_small_series)
 
 
 def _train_report(workdir: Path) -> dict:

@@ -1,5 +1,5 @@
-"""`python -m seaice_dask.warmup` (run by `make install`) reaches every Numba kernel, and every
-kernel caches its compilation on disk, so that no run compiles on first use."""
+"""`python -m seaice_dask.warmup` (run by `make` before the first demo, test or benchmark) reaches
+every Numba kernel, and every kernel caches its compilation on disk, so that no run compiles on first use."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ formulas); the tests pin the two together. How it stays fast and exact:
   only partly covers, pixels whose window holds no data cost (almost) nothing and are NaN;
 * pair codes are built once per block, column-major (a sliding step reads a column
   contiguously), as int16 where they fit;
-* features are then computed for the whole row, one branch-free loop per feature;
+* features are then computed along the row, one branch-free loop per feature;
 * all sums are integers (``HOM`` and ``E`` in fixed point, 2⁻³² resolution: error < 1e-9), so a
   pixel's result depends only on its window, never on where a sweep started: results are
   bit-identical for any chunking.
@@ -66,7 +66,7 @@ def entropy_table(max_count: int) -> np.ndarray:
 
 def increment_tables(max_pairs: int) -> np.ndarray:
     """``(state, 2)`` int64: the exact changes of ``Q = Σ S²`` and ``E = Σ S ln S`` (fixed point)
-    when a pair is added to an entry in state ``v`` (see :func:`_slide_column`). The entry then
+    when a pair is added to an entry in state ``v`` (see :func:`_update`). The entry then
     holds ``S = v // 2`` (off the diagonal, counted twice in the sums: ``S[a, b]`` and ``S[b, a]``)
     or ``S = 2 · (v // 2)`` (diagonal), and moves to state ``v + 2``."""
     v = np.arange(2 * max_pairs + 2)

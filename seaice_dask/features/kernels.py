@@ -542,10 +542,10 @@ def _sweep(
                                              need_max)  # fmt: skip
                             dq1, de1 = _swap(counts1, codes[o, out1, y], codes[o, in1, y], inc, at_least1, dq1, de1,
                                              need_max)  # fmt: skip
-                top_off0, top_diag0 = _record(start0 + step, dq0, de0, inc, shift, counts0, no_pair, at_least0, top_off0,
-                                              top_diag0, pixel, rows_g, need_max)  # fmt: skip
-                top_off1, top_diag1 = _record(start1 + step, dq1, de1, inc, shift, counts1, no_pair, at_least1, top_off1,
-                                              top_diag1, pixel, rows_g, need_max)  # fmt: skip
+                top_off0, top_diag0 = _record(start0 + step, dq0, de0, inc, shift, counts0, no_pair, at_least0,
+                                              top_off0, top_diag0, pixel, rows_g, need_max)  # fmt: skip
+                top_off1, top_diag1 = _record(start1 + step, dq1, de1, inc, shift, counts1, no_pair, at_least1,
+                                              top_off1, top_diag1, pixel, rows_g, need_max)  # fmt: skip
             for j in range(_U(j_first), _U(j_last + 1)):
                 # take out the no-pair entry: off the diagonal, holding ``gaps`` pairs
                 gaps = pixel[2, j]

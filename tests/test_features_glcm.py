@@ -99,6 +99,52 @@ def test_kernel_pinned_to_reference_with_nodata(mode, average, levels, window, d
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
+def partly_covered(ny: int, nx: int, levels: int, seed: int) -> np.ndarray:
+    """Levels of a block that a swath covers in part: no data beyond a slanted edge, in the first
+    rows, in a hole and scattered; lone valid pixels and one lone pair out in the empty part."""
+    rng = np.random.default_rng(seed)
+    # smooth levels (few distinct pair codes, repeated down the columns) left, random right
+    smooth = np.clip(levels // 2 + np.cumsum(rng.integers(-1, 2, (ny, nx)), axis=0) // 3, 0, levels - 1)
+    q = np.where(np.arange(nx) < nx // 2, smooth, rng.integers(0, levels, (ny, nx))).astype(np.int16)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    q[xx < 0.9 * yy - 8] = -1  # beyond the swath edge
+    q[:12] = -1  # rows without data
+    q[20:26, 30:41] = -1  # a hole wider than the window
+    q[rng.random(q.shape) < 0.08] = -1
+    q[32, 2] = q[38, 9] = 1  # lone valid pixels: no pair
+    q[44, 20:22] = (0, levels - 1)  # a lone horizontal pair
+    return q
+
+
+@pytest.mark.parametrize("mode,average", [("standard", True), ("standard", False), ("snap", True)])
+@pytest.mark.parametrize("window", [5, 11])
+def test_kernel_pinned_to_reference_on_a_partly_covered_block(mode, average, window):
+    levels = 16
+    q = partly_covered(48, 64, levels, seed=window)
+    layout = make_layout([1], ANGLES, mode, average)
+    got = fast(q, window, levels, layout, mode)
+    want = glcm_reference(q, window=window, levels=levels, layout=layout, mode=mode)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    # where the window holds a valid pair the features are computed, whether or not the centre
+    # pixel itself holds data; windows in the empty part are NaN
+    assert np.isfinite(got[:, :, 25, 35]).all() and q[25, 35] == -1
+    assert np.isnan(got[:, :, 40, 0]).all() and np.isnan(got[:, :, :6]).all()
+
+
+def test_blocks_without_data_and_single_columns():
+    levels, window = 8, 5
+    layout = make_layout([1], ANGLES, "standard", True)
+    assert np.isnan(fast(np.full((12, 30), -1, dtype=np.int16), window, levels, layout)).all()
+    q = np.full((12, 30), -1, dtype=np.int16)
+    q[:, 17] = np.arange(12) % levels  # one column of data: only vertical pairs
+    got = fast(q, window, levels, layout)
+    want = glcm_reference(q, window=window, levels=levels, layout=layout)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert np.isfinite(got[:, 0, :, 15:20]).all() and np.isnan(got[:, 0, :, :15]).all()
+
+
 def test_nodata_pairs_are_skipped_like_an_extra_level():
     """Independent check: put no-data on an extra level, drop it from scikit-image's matrices."""
     rng = np.random.default_rng(3)

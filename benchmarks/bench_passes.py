@@ -8,7 +8,9 @@
    assembled one (a seam), the radiometric seam per class against the truth
    (:func:`~seaice_dask.diagnostics.seam_steps`: the median σ0 of the rows either side of the
    slice boundary against neighbouring rows inside a slice), and ingest worker CPU: each cube
-   ingested ``--repeats`` times from scratch, alternately, in one session (median and best).
+   ingested ``--repeats`` times from scratch, alternately, in one session (median and best;
+   ``--repeats 0``: no ingest, the cubes an earlier run left are measured), and pixels classified
+   in the single-product cube but not in the assembled one (``unclassified_px``).
 2. **Orbits** (``--orbits 24,89``): M passes over both orbits through every stage; accuracy
    against the truth per relative orbit (≥ 2 test passes each: ``model.test_fraction`` 0.5).
 
@@ -85,7 +87,7 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
         t0 = time.perf_counter()
         simulate_inputs(cfg)
         print(f"simulated {cfg.paths.workdir.name} in {time.perf_counter() - t0:.0f} s (not counted)", flush=True)
-        for old in (cfg.paths.store, cfg.paths.models, cfg.paths.reports):
+        for old in (cfg.paths.store, cfg.paths.models, cfg.paths.reports)[0 if repeats else 1 :]:
             shutil.rmtree(old, ignore_errors=True)
     sliced.paths.models = whole.paths.models  # one model for both cubes
     cpu: dict[str, list[float]] = {"whole": [], "sliced": []}
@@ -94,10 +96,12 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
             for name, cfg in (("whole", whole), ("sliced", sliced)):
                 cpu[name].append(_ingest_cpu(cfg, client))
                 print(f"ingest {name}: {cpu[name][-1]:.1f} worker CPU s", flush=True)
-        cost = {k: {"runs": v, "median": float(np.median(v)), "best": min(v)} for k, v in cpu.items()}
-        ratio = {k: cost["sliced"][k] / cost["whole"][k] for k in ("median", "best")}
-        print(f"ingest worker CPU (s) of {repeats} runs: whole {cpu['whole']}, sliced {cpu['sliced']}; "
-              f"median ratio {ratio['median']:.3f}, best {ratio['best']:.3f}", flush=True)
+        cost = ratio = None  # --repeats 0: the cubes an earlier run left
+        if repeats:
+            cost = {k: {"runs": v, "median": float(np.median(v)), "best": min(v)} for k, v in cpu.items()}
+            ratio = {k: cost["sliced"][k] / cost["whole"][k] for k in ("median", "best")}
+            print(f"ingest worker CPU (s) of {repeats} runs: whole {cpu['whole']}, sliced {cpu['sliced']}; "
+                  f"median ratio {ratio['median']:.3f}, best {ratio['best']:.3f}", flush=True)
         seams = _seams(sliced, open_cube(sliced.paths.store), open_cube(whole.paths.store))
         worst = max(seams, key=lambda r: r["boundary_db"], default={})
         print(f"worst seam {worst.get('boundary_db')} dB ({worst}); "
@@ -117,7 +121,7 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
         va, vb = a["valid"].isel(time=t).values, b["valid"].isel(time=t).values
         rows.append({"pass": str(a["time"].values[t])[:19], "products": str(b["product_id"].values[t]).count(";") + 1,
                      "agreement": float((ca == cb)[both].mean()), "seam_px": int((va & ~vb).sum()),
-                     "extra_px": int((vb & ~va).sum())})
+                     "extra_px": int((vb & ~va).sum()), "unclassified_px": int(((ca >= 0) & (cb < 0)).sum())})
     print(f"time steps: whole {a.sizes['time']}, sliced {b.sizes['time']}")
     write_results("bench_passes-slices", rows, passes=n, preprocess=SEED_PREPROCESS, steps_whole=a.sizes["time"],
                   steps_sliced=b.sizes["time"], ingest_cpu_s=cost, ingest_cpu_ratio=ratio)
@@ -147,7 +151,8 @@ def orbits(workdir: Path, n: int, size: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=4, help="passes of the slices comparison (full size)")
-    parser.add_argument("--repeats", type=int, default=3, help="ingests of each cube for the CPU comparison")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="ingests of each cube for the CPU comparison (0: reuse the cubes of an earlier run)")
     parser.add_argument("--orbit-scenes", type=int, default=8, help="passes of the orbits run")
     parser.add_argument("--orbit-size", default="small", choices=["small", "full"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

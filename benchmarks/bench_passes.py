@@ -51,7 +51,9 @@ def _ingest_cpu(cfg, client) -> float:
 def _seams(cfg, ds, whole) -> list[dict]:
     """Per sliced time step and class: the step of the median σ0 (dB) across each slice boundary,
     and between neighbouring rows inside a slice (:func:`~seaice_dask.diagnostics.seam_steps`);
-    ``whole_boundary_db``: the same rows of the single-product cube ``whole`` (scene structure)."""
+    ``whole_boundary_db``: the same rows of the single-product cube ``whole`` (scene structure);
+    ``added_db``: the step across the boundary of the assembled cube's difference from ``whole``,
+    what assembly adds to the scene's own step."""
     from seaice_dask.diagnostics import seam_steps
     from seaice_dask.ingest.passes import Pass
     from seaice_dask.ingest.plan import find_scenes
@@ -70,14 +72,26 @@ def _seams(cfg, ds, whole) -> list[dict]:
         for b, boundary in enumerate(Pass(tuple(products[n] for n in names)).boundary_rows(grid)):
             for pol in ("hh", "hv"):
                 steps = seam_steps(ds[f"sigma0_{pol}"].isel(time=t).values, classes, boundary)
-                same = seam_steps(whole[f"sigma0_{pol}"].isel(time=t).values, classes, boundary)
+                reference = whole[f"sigma0_{pol}"].isel(time=t).values
+                same = seam_steps(reference, classes, boundary)
+                added = seam_steps(ds[f"sigma0_{pol}"].isel(time=t).values - reference, classes, boundary)
                 for k, v in steps.items():
                     rows.append({"pass": str(ds["time"].values[t])[:19], "boundary": b + 1, "pol": pol, "class": k, **v,
-                                 "whole_boundary_db": same.get(k, {}).get("boundary_db", float("nan"))})
+                                 "whole_boundary_db": same.get(k, {}).get("boundary_db", float("nan")),
+                                 "added_db": added.get(k, {}).get("boundary_db", float("nan"))})
                     print(f"seam {rows[-1]['pass']} {pol} class {k}: {v['boundary_db']:.3f} dB (single product "
-                          f"{rows[-1]['whole_boundary_db']:.3f}; inside {v['inside_db']:.3f}, max {v['inside_max_db']:.3f})",
-                          flush=True)
+                          f"{rows[-1]['whole_boundary_db']:.3f}, added {rows[-1]['added_db']:.3f}; inside "
+                          f"{v['inside_db']:.3f}, max {v['inside_max_db']:.3f})", flush=True)
     return rows
+
+
+def _report_seams(name: str, sliced, whole, n: int) -> None:
+    """:func:`_seams` of the two cubes, printed and written as ``name``."""
+    seams = _seams(sliced, open_cube(sliced.paths.store), open_cube(whole.paths.store))
+    worst = {k: max((r[k] for r in seams), default=None) for k in ("boundary_db", "whole_boundary_db", "added_db")}
+    print(f"{name}: largest step {worst}; {sum(r['boundary_db'] > 0.2 for r in seams)} of {len(seams)} cases above "
+          f"0.2 dB", flush=True)
+    write_results(name, seams, passes=n, preprocess=SEED_PREPROCESS, **{f"worst_{k}": v for k, v in worst.items()})
 
 
 def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[dict]:
@@ -102,17 +116,13 @@ def slices(workdir: Path, n: int, repeats: int, overrides: list[str]) -> list[di
             ratio = {k: cost["sliced"][k] / cost["whole"][k] for k in ("median", "best")}
             print(f"ingest worker CPU (s) of {repeats} runs: whole {cpu['whole']}, sliced {cpu['sliced']}; "
                   f"median ratio {ratio['median']:.3f}, best {ratio['best']:.3f}", flush=True)
-        seams = _seams(sliced, open_cube(sliced.paths.store), open_cube(whole.paths.store))
-        worst = max(seams, key=lambda r: r["boundary_db"], default={})
-        print(f"worst seam {worst.get('boundary_db')} dB ({worst}); "
-              f"{sum(r['boundary_db'] > 0.2 for r in seams)} of {len(seams)} cases above 0.2 dB", flush=True)
-        write_results("bench_passes-seams", seams, passes=n, preprocess=SEED_PREPROCESS,
-                      worst_boundary_db=worst.get("boundary_db"), worst_whole_boundary_db=worst.get("whole_boundary_db"))
+        _report_seams("bench_passes-seams", sliced, whole, n)
         run_pipeline(whole, client, stages=[s for s in STAGES if s not in ("ingest", "evaluate", "export")], progress=False)
         # the model's incidence correction (each cube above estimated its own, as a first ingest does)
         shutil.rmtree(sliced.paths.store)
         ingest(sliced, progress=False, incidence=IncidenceCorrection.from_attrs(cube_attrs(whole.paths.store)[INCIDENCE_ATTR]))
         run_pipeline(sliced, client, stages=["charts", "features", "predict"], progress=False)
+        _report_seams("bench_passes-seams-one-correction", sliced, whole, n)  # both cubes corrected alike
     a, b = open_cube(whole.paths.store), open_cube(sliced.paths.store)
     rows = []
     for t in range(a.sizes["time"]):

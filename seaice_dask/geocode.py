@@ -364,8 +364,6 @@ def geocode_arrays(
             raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
         if tuple(radar.shape) != tuple(inverse.radar_shape):
             raise ValueError(f"radar shape {radar.shape} differs from the tie points' {inverse.radar_shape}")
-    if resampling not in ("bilinear", "average"):
-        raise ValueError(f"resampling must be 'bilinear' or 'average', got {resampling!r}")
     looks = int(multilook)
     if looks < 1:
         raise ValueError(f"multilook must be >= 1, got {multilook}")
@@ -375,6 +373,27 @@ def geocode_arrays(
     }
     if multilooked is not None:
         data = multilooked(data)
+    return resample_multilooked(data, inverse, grid, multilook=looks, resampling=resampling, chunk=chunk,
+                                window=window, attrs={name: r.attrs for name, r in radars.items()})
+
+
+def resample_multilooked(
+    data: Mapping[str, da.Array],
+    inverse: InverseMap,
+    grid: Grid,
+    *,
+    multilook: int = 2,
+    resampling: Resampling = "bilinear",
+    chunk: int = 512,
+    window: tuple[slice, slice] | None = None,
+    attrs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, xr.DataArray]:
+    """The resampling half of :func:`geocode_arrays`: radar arrays already multilooked by
+    ``multilook`` (by name, each ``inverse.radar_shape // multilook``) onto ``grid``; ``attrs``
+    by name are kept on the outputs."""
+    if resampling not in ("bilinear", "average"):
+        raise ValueError(f"resampling must be 'bilinear' or 'average', got {resampling!r}")
+    looks = int(multilook)
     n_lines, n_samples = inverse.radar_shape
     ml_shape = (n_lines // looks, n_samples // looks)
     k = 1 if resampling == "bilinear" else _supersample_factor(inverse, grid, looks)
@@ -420,9 +439,9 @@ def geocode_arrays(
         r0 += h
     out = {}
     target = grid.window(rows_in, cols_in)
-    for name, radar in radars.items():
-        attrs = {**radar.attrs, "multilook": looks, "resampling": resampling}
-        out[name] = target.wrap(da.block(blocks[name]), name=name, attrs=attrs)
+    for name in data:
+        kept = {**(attrs or {}).get(name, {}), "multilook": looks, "resampling": resampling}
+        out[name] = target.wrap(da.block(blocks[name]), name=name, attrs=kept)
     return out
 
 
@@ -471,6 +490,51 @@ def _edge_map(inverse: InverseMap, grid: Grid, rows: slice, cols: slice, stride:
 RADAR_CHUNK = 2048
 
 
+def _polarisations(product: Any, polarisations: Sequence[str]) -> list[str]:
+    """``polarisations`` upper-case; ProductError naming the product if it lacks one."""
+    missing = [p for p in polarisations if p.upper() not in product.polarisations]
+    if missing:
+        raise ProductError(
+            f"polarisation(s) {', '.join(missing)} missing (product has {', '.join(product.polarisations)})",
+            product.path,
+        )
+    return [p.upper() for p in polarisations]
+
+
+def multilooked_radars(
+    product: Any,
+    polarisations: Sequence[str] = ("HH", "HV"),
+    *,
+    denoise: str = "esa",
+    multilook: int = 2,
+    radar_chunks: int = RADAR_CHUNK,
+    textural_noise: bool = False,
+    first_line: int = 0,
+    noise_scalings: Mapping[str, Any] | None = None,
+    neighbours: tuple[Any, Any] | None = None,
+) -> dict[str, da.Array]:
+    """Linear σ0 of each polarisation (upper-case names) and ``incidence`` of ``product`` in
+    radar geometry from line ``first_line`` on, multilooked (lazy float32): what
+    :func:`geocode_product` corrects and resamples (its keywords). Separate so that the slices
+    of a pass can be corrected as one image first
+    (:func:`~seaice_dask.preprocess.incidence.correct_pass`)."""
+    from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
+
+    pols = _polarisations(product, polarisations)
+    chunks = (radar_chunks, radar_chunks)
+    radars = {}
+    for pol in pols:
+        scaling = (noise_scalings or {}).get(pol)
+        if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
+            radar = sigma0_textural(product, pol, denoise, chunks, scaling=scaling,
+                                    neighbours=neighbours or (None, None))
+        else:
+            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks, scaling=scaling)
+        radars[pol] = radar
+    radars["incidence"] = incidence_angle(product, pols[0], chunks=chunks)
+    return {name: multilook_lazy(radar.data[first_line:], int(multilook)) for name, radar in radars.items()}
+
+
 def geocode_product(
     product: Any,
     grid: Grid,
@@ -488,6 +552,7 @@ def geocode_product(
     window: tuple[slice, slice] | None = None,
     noise_scalings: Mapping[str, Any] | None = None,
     neighbours: tuple[Any, Any] | None = None,
+    multilooked: Mapping[str, da.Array] | None = None,
 ) -> xr.Dataset:
     """Calibrated, denoised sigma0 and incidence of one product on ``grid`` (lazy).
 
@@ -508,47 +573,33 @@ def geocode_product(
     ``denoise="nersc"``) the pass's noise scaling (:func:`~seaice_dask.preprocess.nersc.noise_scaling`
     of its slices), so that the slices are denoised alike; ``neighbours`` where the pass's lines
     beyond the product are (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`), so that the
-    textural correction's local means reach across the slice boundary. ``window``: only that part
-    of the grid (:func:`geocode_arrays`).
+    textural correction's local means reach across the slice boundary; ``multilooked``: this
+    product's :func:`multilooked_radars`, already corrected with the rest of its pass
+    (:func:`~seaice_dask.preprocess.incidence.correct_pass`), resampled as they are instead of
+    computed here (the radiometric keywords then only label the outputs). ``window``: only that
+    part of the grid (:func:`geocode_arrays`).
     """
-    from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, cell_pixels, correct_multilooked
 
-    missing = [p for p in polarisations if p.upper() not in product.polarisations]
-    if missing:
-        raise ProductError(
-            f"polarisation(s) {', '.join(missing)} missing (product has {', '.join(product.polarisations)})",
-            product.path,
-        )
-    pols = [p.upper() for p in polarisations]
+    pols = _polarisations(product, polarisations)
     if tie_points is None:
         tie_points = TiePoints.from_product(product, pols[0])
     if first_line:
         n_lines, n_samples = tie_points.shape
         tie_points = replace(tie_points, line=tie_points.line - first_line, shape=(n_lines - first_line, n_samples))
     inverse = InverseMap(tie_points, grid.crs)
-    chunks = (radar_chunks, radar_chunks)
     correction = incidence_correction or IncidenceCorrection()
-    theta = incidence_angle(product, pols[0], chunks=chunks)
-    radars = {}
-    for pol in pols:
-        scaling = (noise_scalings or {}).get(pol)
-        if textural_noise and pol in ("HV", "VH") and denoise not in (None, "none"):
-            radar = sigma0_textural(product, pol, denoise, chunks, scaling=scaling,
-                                    neighbours=neighbours or (None, None))
-        else:
-            radar = sigma0(product, pol, denoise=denoise, db=False, chunks=chunks, scaling=scaling)
-        radars[pol] = radar
-    radars["incidence"] = theta
-    if first_line:
-        radars = {name: radar[first_line:] for name, radar in radars.items()}
-
-    def corrected(ml: dict[str, da.Array]) -> dict[str, da.Array]:
+    if multilooked is None:
+        ml = multilooked_radars(product, pols, denoise=denoise, multilook=multilook, radar_chunks=radar_chunks,
+                                textural_noise=textural_noise, first_line=first_line, noise_scalings=noise_scalings,
+                                neighbours=neighbours)
         cell = cell_pixels(product.pixel_spacing[0] * multilook)
-        return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction, cell)}
-
-    mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk,
-                            multilooked=None if correction.method == "none" else corrected, window=window)
+        multilooked = {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction, cell)}
+    ml_shape = tuple(n // int(multilook) for n in inverse.radar_shape)
+    if any(tuple(multilooked[name].shape) != ml_shape for name in (*pols, "incidence")):
+        raise ValueError(f"multilooked arrays of {product.name} are not {ml_shape}")
+    mapped = resample_multilooked(multilooked, inverse, grid, multilook=multilook, resampling=resampling,
+                                  chunk=chunk, window=window)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)

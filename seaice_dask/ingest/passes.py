@@ -21,7 +21,9 @@ Rules (pure functions of product metadata, so they are the same on every run):
   3 are one step from the start, and 2 just fills it in.
 - **Radiometry.** NERSC noise scaling is estimated once per pass from all its slices, and the
   textural correction's local means near a slice boundary take in the neighbouring slice's
-  lines (:meth:`Pass.neighbour_lines`), so slices meet without a radiometric step.
+  lines (:meth:`Pass.neighbour_lines`), and the class-aware incidence correction takes the
+  slices as one image (:func:`~seaice_dask.preprocess.incidence.correct_pass`), so slices meet
+  without a radiometric step.
 - **Mosaic** (:func:`mosaic`): every grid pixel comes from exactly one product, the earliest
   slice that has valid data there. Consecutive slices share their boundary line, so the mosaic
   has no seam of missing rows and no pixel is counted twice; each slice is multilooked on the
@@ -102,6 +104,11 @@ class Pass:
         """Per slice, the lines to leave out so its multilook windows start on the same line
         pairs as its pass's first slice."""
         return [-offset % looks for offset in self.line_offsets()]
+
+    def multilooked_rows(self, looks: int) -> list[int]:
+        """Per slice, the pass's multilooked line of its first multilooked line (its lines from
+        :meth:`first_lines` on, in ``looks`` × ``looks`` cells on the pass's line pairs)."""
+        return [(offset + first) // looks for offset, first in zip(self.line_offsets(), self.first_lines(looks))]
 
     def neighbour_lines(self, depth: int) -> list[tuple[tuple[Any, int] | None, tuple[Any, int] | None]]:
         """Per slice, where the ``depth`` pass lines just above its first line and just below its

@@ -152,12 +152,35 @@ def _neighbours(p: Pass, cfg: PipelineConfig) -> list[Any]:
     return p.neighbour_lines(WINDOW // 2)
 
 
+def _corrected_together(p: Pass, lines: Sequence[int], cfg: PipelineConfig, incidence: IncidenceCorrection | None,
+                        scalings: dict[str, Any] | None, neighbours: Sequence[Any]) -> list[Any]:
+    """Per slice, its multilooked σ0 and θ with the class-aware incidence correction applied to
+    the pass as one image (:func:`~seaice_dask.preprocess.incidence.correct_pass`: the cells along
+    a slice boundary are the whole pass's); None where each product is corrected on its own (one
+    product, a per-pixel correction, or the SNAP engine, which refuses corrections)."""
+    pre = cfg.preprocess
+    if len(p.products) == 1 or incidence is None or incidence.method != "class" or pre.engine != "native":
+        return [None] * len(p.products)
+    from seaice_dask.geocode import multilooked_radars
+    from seaice_dask.preprocess.incidence import cell_pixels, correct_pass
+
+    pols = [pol.upper() for pol in pre.polarisations]
+    parts = [multilooked_radars(q, pols, denoise=pre.denoise, multilook=pre.multilook, textural_noise=pre.textural_noise,
+                                first_line=n, noise_scalings=scalings, neighbours=near)
+             for q, n, near in zip(p.products, lines, neighbours)]
+    cell = cell_pixels(p.products[0].pixel_spacing[0] * pre.multilook)
+    corrected = correct_pass([{pol: m[pol] for pol in pols} for m in parts], [m["incidence"] for m in parts],
+                             p.multilooked_rows(pre.multilook), incidence, cell)
+    return [{**m, **c} for m, c in zip(parts, corrected)]
+
+
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
              cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None,
-             neighbours: Any, window: Window) -> Any:
+             neighbours: Any, window: Window, multilooked: Any = None) -> Any:
     """One slice on the grid's ``window`` from radar line ``first_line`` on, mapped with its
     pass's ``tie_points``, denoised with its pass's noise ``scalings`` and textural-corrected with
-    its ``neighbours``' lines (lazy with the native engine)."""
+    its ``neighbours``' lines (lazy with the native engine); ``multilooked``: its σ0 and θ already
+    corrected with the pass (:func:`_corrected_together`)."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -170,15 +193,17 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
         return coverage.crop(snap_geocode_product(product.path, grid, workdir=workdir, **options), window)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                            textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
-                           noise_scalings=scalings, neighbours=neighbours, window=window, **options)
+                           noise_scalings=scalings, neighbours=neighbours, window=window, multilooked=multilooked,
+                           **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
                 incidence: IncidenceCorrection | None = None) -> None:
     """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last.
     NERSC noise scaling (and with it the textural correction's noise field) is estimated once
-    per pass from all its slices, and the textural correction's local means near a slice boundary
-    take in the neighbouring slice's lines, so slices meet without a radiometric step.
+    per pass from all its slices, the textural correction's local means near a slice boundary
+    take in the neighbouring slice's lines, and the class-aware incidence correction takes the
+    slices as one image, so slices meet without a radiometric step.
 
     Every stage's flag of the slot is cleared first, so a rewritten (late slice) or interrupted
     slot never looks finished and the later stages recompute it.
@@ -191,9 +216,10 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     # the pass's footprint (every slice's tie points hold the whole pass) bounds what is computed
     window = coverage.bounds_window(footprint_bounds(ties[0], grid.crs), grid, chunk)
     if window is not None:
-        scalings = _noise_scalings(p, cfg)
-        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window)
-                     for q, n, tie, near in zip(p.products, lines, ties, _neighbours(p, cfg))])
+        scalings, neighbours = _noise_scalings(p, cfg), _neighbours(p, cfg)
+        together = _corrected_together(p, lines, cfg, incidence, scalings, neighbours)
+        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window, ml)
+                     for q, n, tie, near, ml in zip(p.products, lines, ties, neighbours, together)])
         (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
         covered[coverage.window_blocks(window, chunk)] = coverage.covered_blocks(ds["valid"].data, chunk)
         for name in ds.data_vars:

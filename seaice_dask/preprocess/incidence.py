@@ -65,7 +65,10 @@ the ground (8 × 8 multilooked pixels of EW GRDM at 2 looks; :func:`cell_pixels`
 sizes): narrow leads take the slope of the ice around them. A fixed count of pixels would make the
 cells grow with the pixels: on the demo's 320 m single-look pixels 8 × 8 was 2.6 km, the size of a
 multi-year floe, so floe edges and the first-year ice around them took one slope, and the demo's
-best model scored 0.856 against 0.865 with 640 m cells (plain ESA processing: 0.863)."""
+best model scored 0.856 against 0.865 with 640 m cells (plain ESA processing: 0.863). The cells are
+laid out from the first multilooked line of the pass, not of each slice: the slices of a pass are
+corrected as one image (:func:`correct_pass`), so the cells along a slice boundary are the whole
+pass's and the slices meet without a radiometric step."""
 
 from __future__ import annotations
 
@@ -350,6 +353,53 @@ def correct_multilooked(sigma0: Mapping[str, Any], incidence_deg: Any, correctio
     return {p: corrected[i] for i, p in enumerate(pols)}
 
 
+def _on_pass_lines(parts: Sequence[Any], rows: Sequence[int], width: int) -> Any:
+    """The slices' multilooked arrays stacked on the pass's lines (``rows``: each one's first):
+    a line two slices hold is the earlier one's, lines none holds and columns beyond a narrower
+    slice are NaN."""
+    import dask.array as da
+
+    def nan(shape: tuple[int, int]) -> Any:
+        return da.full(shape, np.nan, dtype=np.float32)
+
+    pieces, end = [], rows[0]
+    for part, row in zip(parts, rows):
+        if row > end:
+            pieces.append(nan((row - end, width)))
+            end = row
+        part = part[end - row :]
+        if part.shape[1] < width:
+            part = da.concatenate([part, nan((part.shape[0], width - part.shape[1]))], axis=1)
+        pieces.append(part)
+        end += part.shape[0]
+    return da.concatenate(pieces, axis=0)
+
+
+def correct_pass(sigma0: Sequence[Mapping[str, Any]], incidence_deg: Sequence[Any], rows: Sequence[int],
+                 correction: IncidenceCorrection, cell: int = CELL) -> list[dict[str, Any]]:
+    """:func:`correct_multilooked` of the slices of one pass, as one image: per slice, its
+    multilooked σ0 by polarisation and its θ, and ``rows`` the pass's multilooked line of its
+    first line (ascending; :meth:`~seaice_dask.ingest.passes.Pass.multilooked_rows`).
+
+    The ``class`` correction's cells are laid out from the pass's first line, and a cell that
+    straddles a slice boundary averages the lines of both slices, as in the whole pass: corrected
+    one by one, each slice's cells start at its own first line and stop at its edge, so the cells
+    along the boundary are cut, pick their component from part of their pixels, and the slopes
+    near the edge are interpolated towards the prior mean slope of the empty cells beyond it
+    (a step of up to a few tenths of a dB across the boundary). So the slices are stacked on the pass's lines
+    (:func:`_on_pass_lines`), corrected lazily as one array and cut apart again: each slice gets
+    its rows of the whole pass's correction (bit for bit where the stacked σ0 and θ are the whole
+    pass's). ``linear`` and ``none`` work pixel by pixel and correct each slice on its own."""
+    if correction.method != "class" or len(sigma0) < 2:
+        return [correct_multilooked(s, t, correction, cell) for s, t in zip(sigma0, incidence_deg)]
+    width = max(t.shape[1] for t in incidence_deg)
+    pols = list(sigma0[0])
+    stacked = correct_multilooked({p: _on_pass_lines([s[p] for s in sigma0], rows, width) for p in pols},
+                                  _on_pass_lines(incidence_deg, rows, width), correction, cell)
+    return [{p: stacked[p][row - rows[0] : row - rows[0] + t.shape[0], : t.shape[1]] for p in pols}
+            for t, row in zip(incidence_deg, rows)]
+
+
 # --------------------------------------------------------------------------- robust fit
 
 
@@ -623,6 +673,7 @@ __all__ = [
     "class_correct_block",
     "class_slopes",
     "correct_multilooked",
+    "correct_pass",
     "fit_class_model",
     "concat_samples",
     "correct_db",

@@ -18,15 +18,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# compile the Numba kernels once into their on-disk cache, in parallel, before the first run, so
-# that no run (nor each of its workers) compiles them on first use; `install` stays pip alone
+# compile the Numba kernels once into their on-disk cache, in parallel, before the first test or
+# benchmark run, so that no run (nor each of its workers) compiles them on first use; `install`
+# stays pip alone
 $(WARM): $(STAMP) $(KERNELS)
 	$(BIN)/python -m seaice_dask.warmup
 	touch $(WARM)
 
 install: $(STAMP)
 
-demo: $(WARM)
+# the demo compiles the kernels while it simulates its scenes
+demo: $(STAMP)
 	$(BIN)/seaice-dask demo --out demo-output
 
 # the signatures only the tests use, compiled side by side before the suite rather than one after

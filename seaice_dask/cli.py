@@ -288,9 +288,11 @@ def demo(
 ) -> None:
     """Offline end-to-end example: simulated scenes on a LocalCluster, every stage."""
     from seaice_dask.pipeline import demo_config, run_pipeline, simulate_inputs
+    from seaice_dask.warmup import in_background
 
     cfg = demo_config(out, scenes)
-    simulate_inputs(cfg)
+    with in_background():
+        simulate_inputs(cfg)
     with _cluster(cfg, None) as client:
         reports = run_pipeline(cfg, client)
     typer.echo(f"\nDemo finished. Config: {out / 'pipeline.yaml'} (re-run with `seaice-dask run` on it)")

@@ -3,8 +3,9 @@
 The kernels are ``cache=True``: compiled on first use, then loaded by every later process (Dask
 workers included) from ``__pycache__`` beside their module (or ``NUMBA_CACHE_DIR``). Without a
 warm cache a first run spends minutes of its ingest and features stages compiling, once in every
-worker, behind a progress bar that does not say so. ``make demo``, ``make test`` and ``make
-bench`` run ``python -m seaice_dask.warmup`` once first; on a warm cache it takes seconds.
+worker, behind a progress bar that does not say so. ``make test`` and ``make bench`` run
+``python -m seaice_dask.warmup`` once first, ``seaice-dask demo`` while it simulates its scenes
+(:func:`in_background`); on a warm cache it takes seconds.
 
 Each kernel is reached through the wrapper the pipeline calls, which fixes the argument types,
 so the signatures compiled here are the ones a run loads. The kernels compile in parallel
@@ -13,10 +14,14 @@ processes: compiling is single-threaded.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -80,6 +85,18 @@ def warmup(processes: int | None = None) -> dict[str, float]:
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         seconds = dict(zip((k.__name__.lstrip("_") for k in KERNELS), pool.map(_timed, KERNELS), strict=True))
     return seconds
+
+
+@contextlib.contextmanager
+def in_background() -> Iterator[None]:
+    """Compile the kernels in another process while the body runs (a first run's simulation, which
+    uses one core), and wait for them when it ends: compiling then costs a first run little time."""
+    logging.getLogger(__name__).info("compiling the Numba kernels (first run only) in the background")
+    compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup"])
+    try:
+        yield
+    finally:
+        compiling.wait()
 
 
 def main() -> None:

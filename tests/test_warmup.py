@@ -1,4 +1,4 @@
-"""`python -m seaice_dask.warmup` (run by `make` before the first demo, test or benchmark) reaches
+"""`python -m seaice_dask.warmup` (run by `make test`, `make bench` and the demo) reaches
 every Numba kernel, and every kernel caches its compilation on disk, so that no run compiles on first use."""
 
 from __future__ import annotations

@@ -297,15 +297,19 @@ def _sample_windows(
     # multilooked pixel i has its centre at full-resolution position i·L + (L − 1)/2
     q_line = (line - (looks - 1) / 2) / looks
     q_sample = (sample - (looks - 1) / 2) / looks
-    outside = ~(
+    inside = (
         (q_line >= -0.5) & (q_line <= ml_shape[0] - 0.5)
         & (q_sample >= -0.5) & (q_sample <= ml_shape[1] - 0.5)
     )
-    weights = _bilinear_weights(windows[0].shape, q_line - origin[0], q_sample - origin[1])
+    # only the footprint's pixels are sampled (a chunk at a swath's edge is partly outside):
+    # elementwise arithmetic, so each pixel's value is the same as in a whole-chunk evaluation
+    every = bool(inside.all())
+    at = (slice(None),) if every else inside
+    weights = _bilinear_weights(windows[0].shape, q_line[at] - origin[0], q_sample[at] - origin[1])
     out = []
     for window in windows:
-        values = _bilinear_apply(np.asarray(window, dtype=np.float32), weights)
-        values[outside] = np.nan
+        values = np.full(line.shape, np.nan, dtype=np.float32)
+        values[at] = _bilinear_apply(np.asarray(window, dtype=np.float32), weights)
         out.append(_box_mean(values, supersample) if supersample > 1 else values)
     return np.stack(out)
 
@@ -352,13 +356,15 @@ def geocode_arrays(
     chunk: int = 512,
     multilooked: Callable[[dict[str, da.Array]], dict[str, da.Array]] | None = None,
     window: tuple[slice, slice] | None = None,
+    blocks: np.ndarray | None = None,
 ) -> dict[str, xr.DataArray]:
     """:func:`geocode` for several arrays of one product: each chunk's map is computed once.
 
     ``multilooked``: applied to the multilooked radar arrays (by name) before resampling, e.g. a
     radiometric correction that needs several of them (still radar geometry). ``window`` (rows,
     cols of ``grid``, starting on chunk boundaries; :mod:`seaice_dask.coverage`): only that part
-    of the grid, pixel for pixel as in the whole grid."""
+    of the grid, pixel for pixel as in the whole grid. ``blocks`` (bool per chunk of the window):
+    chunks flagged False are off the footprint, NaN without a look at the radar geometry."""
     for radar in radars.values():
         if radar.dims != ("line", "sample"):
             raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
@@ -383,14 +389,15 @@ def geocode_arrays(
 
     ny, nx = grid.shape
     rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
-    blocks: dict[str, list[list[da.Array]]] = {name: [] for name in data}
+    pieces: dict[str, list[list[da.Array]]] = {name: [] for name in data}
     r0 = rows_in.start
-    for h in chunk_sizes(rows_in.stop - rows_in.start, chunk):
+    for by, h in enumerate(chunk_sizes(rows_in.stop - rows_in.start, chunk)):
         rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
         c0 = cols_in.start
-        for w in chunk_sizes(cols_in.stop - cols_in.start, chunk):
+        for bx, w in enumerate(chunk_sizes(cols_in.stop - cols_in.start, chunk)):
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
-            radar_window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
+            off = blocks is not None and not blocks[by, bx]
+            radar_window = None if off else _window(inverse, grid, rows, cols, stride, looks, ml_shape)
             if radar_window is None:
                 for name in data:
                     rows_blocks[name].append(da.full((h, w), np.nan, dtype=np.float32, chunks=(h, w)))
@@ -416,13 +423,13 @@ def geocode_arrays(
                     rows_blocks[name].append(sampled[i])
             c0 += w
         for name in data:
-            blocks[name].append(rows_blocks[name])
+            pieces[name].append(rows_blocks[name])
         r0 += h
     out = {}
     target = grid.window(rows_in, cols_in)
     for name, radar in radars.items():
         attrs = {**radar.attrs, "multilook": looks, "resampling": resampling}
-        out[name] = target.wrap(da.block(blocks[name]), name=name, attrs=attrs)
+        out[name] = target.wrap(da.block(pieces[name]), name=name, attrs=attrs)
     return out
 
 
@@ -486,6 +493,7 @@ def geocode_product(
     first_line: int = 0,
     tie_points: TiePoints | None = None,
     window: tuple[slice, slice] | None = None,
+    blocks: np.ndarray | None = None,
     noise_scalings: Mapping[str, Any] | None = None,
     neighbours: tuple[Any, Any] | None = None,
 ) -> xr.Dataset:
@@ -508,8 +516,8 @@ def geocode_product(
     ``denoise="nersc"``) the pass's noise scaling (:func:`~seaice_dask.preprocess.nersc.noise_scaling`
     of its slices), so that the slices are denoised alike; ``neighbours`` where the pass's lines
     beyond the product are (:meth:`~seaice_dask.ingest.passes.Pass.neighbour_lines`), so that the
-    textural correction's local means reach across the slice boundary. ``window``: only that part
-    of the grid (:func:`geocode_arrays`).
+    textural correction's local means reach across the slice boundary. ``window``, ``blocks``:
+    only that part of the grid, only those of its chunks (:func:`geocode_arrays`).
     """
     from seaice_dask.preprocess import incidence_angle, sigma0, sigma0_textural
     from seaice_dask.preprocess.incidence import IncidenceCorrection, cell_pixels, correct_multilooked
@@ -548,7 +556,8 @@ def geocode_product(
         return {**ml, **correct_multilooked({p: ml[p] for p in pols}, ml["incidence"], correction, cell)}
 
     mapped = geocode_arrays(radars, inverse, grid, multilook=multilook, resampling=resampling, chunk=chunk,
-                            multilooked=None if correction.method == "none" else corrected, window=window)
+                            multilooked=None if correction.method == "none" else corrected, window=window,
+                            blocks=blocks)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)

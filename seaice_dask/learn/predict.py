@@ -134,8 +134,17 @@ def predict_dataset(
     ``blocks`` (bool per spatial dask block, :mod:`seaice_dask.coverage`): blocks flagged False
     hold no data; their inputs are not read (taken as unusable).
     """
-    stack = feature_stack(ds, inputs)
-    usable = usable_mask(ds)
+    return predict_inputs(feature_stack(ds, inputs), usable_mask(ds), model, classes, smooth_px=smooth_px,
+                          blocks=blocks)
+
+
+def predict_inputs(
+    stack: xr.DataArray, usable: xr.DataArray, model: Any, classes: list[int], *, smooth_px: int = 1,
+    blocks: np.ndarray | None = None,
+) -> xr.Dataset:
+    """:func:`predict_dataset` of the model inputs ``stack`` (:func:`~seaice_dask.learn.samples.feature_stack`)
+    and their ``usable`` mask; a part of the cube's stack, cut out of it, keeps the stack's one
+    read task per block."""
     stack, usable = xr.unify_chunks(stack, usable)
     stack = stack.copy(data=keep_blocks(stack.data, blocks, np.float32(np.nan)))
     usable = usable.copy(data=keep_blocks(usable.data, blocks, False))
@@ -167,7 +176,7 @@ def predict_dataset(
             dtype=np.float32,
             meta=np.empty((0, 0, 0, 0), dtype=np.float32),
         )
-    coords = {"time": ds["time"], "y": ds["y"], "x": ds["x"]}
+    coords = {"time": stack["time"], "y": stack["y"], "x": stack["x"]}
     cls = xr.DataArray(both[:, k].astype(np.int8), dims=("time", "y", "x"), coords=coords)
     proba = xr.DataArray(
         both[:, :k], dims=("time", PROBA_DIM, "y", "x"), coords={**coords, PROBA_DIM: classes_arr}
@@ -244,7 +253,8 @@ def predict(
     ds = open_cube(store)
     model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
     inputs = list(cfg.model.inputs)
-    names = [str(c) for c in feature_stack(ds, inputs)[COLUMN_DIM].values]
+    stack, usable = feature_stack(ds, inputs), usable_mask(ds)  # the cube's: one read task per block
+    names = [str(c) for c in stack[COLUMN_DIM].values]
     ref, meta = checked_model_ref(model_path, names, radiometry_of(ds.attrs))
     classes = meta["classes"]
     grid = cube_grid(ds)
@@ -252,8 +262,8 @@ def predict(
     windows, blocks = step_windows(ds), step_blocks(ds)
 
     def submit(t: int) -> Any:  # one date's writes, on its covered blocks
-        sl = predict_dataset(crop(ds.isel(time=[t]), windows[t]), ref, inputs, classes, smooth_px=smooth_px,
-                             blocks=blocks[t]).isel(time=0)
+        sl = predict_inputs(crop(stack.isel(time=[t]), windows[t]), crop(usable.isel(time=[t]), windows[t]), ref,
+                            classes, smooth_px=smooth_px, blocks=blocks[t]).isel(time=0)
         writes = slice_writes(store, t, {name: sl[name].data for name in (CLASS_VAR, PROBA_VAR)}, windows[t], blocks[t])
         return client.compute(writes) if client is not None else writes
 

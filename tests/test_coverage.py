@@ -129,6 +129,20 @@ def _bounds(factor: int) -> tuple[float, float, float, float]:
     return xmin - dx, ymin - dy, xmax + dx, ymax + dy
 
 
+def test_land_does_not_depend_on_the_grids_extent():
+    """The default 80 m grid and the one of 4× its area get the same land where they overlap
+    (the coasts of Greenland and Iceland; polygons cut near a grid's edge used to bend there)."""
+    from seaice_dask.grid import default_grid
+    from seaice_dask.landmask import land_mask
+
+    small = default_grid()
+    big = Grid.from_bounds(small.crs, _bounds(4), small.resolution)
+    r0, c0 = round((big.ymax - small.ymax) / small.resolution), round((small.xmin - big.xmin) / small.resolution)
+    land = land_mask(small, chunk=512).values
+    assert 0.05 < land.mean() < 0.5
+    np.testing.assert_array_equal(land_mask(big, chunk=512).values[r0 : r0 + land.shape[0], c0 : c0 + land.shape[1]], land)
+
+
 class Tasks(Callback):
     """Names of the tasks dask's local schedulers run (fused tasks join their parts' names)."""
 

@@ -101,11 +101,12 @@ def main() -> None:
             runs = [measure(cfg, client) for _ in range(args.repeat)]
             best = [min((run[i] for run in runs), key=lambda r: r["wall_s"]) for i in range(len(MEASURED))]
             size = store_bytes(cfg.paths.store)
-            shape = open_cube(cfg.paths.store).sizes
+            cube = open_cube(cfg.paths.store)
+            shape, valid = cube.sizes, int(cube["valid"].sum().compute())
             for row in best:
                 rows.append({"grid_area": factor, "grid_px": shape["y"] * shape["x"], **row})
-            summary[f"x{factor:g}"] = {"store_bytes": size, "grid_shape": [shape["y"], shape["x"]],
-                                       **({} if factor == 1 else agreement(base, cfg))}
+            summary[f"x{factor:g}"] = {"store_bytes": size, "grid_shape": [shape["y"], shape["x"]], "valid_px": valid,
+                                       "bytes_per_valid_px": size / valid, **({} if factor == 1 else agreement(base, cfg))}
             print(f"grid ×{factor:g} ({shape['y']} × {shape['x']}): " +
                   ", ".join(f"{r['stage']} {r['wall_s']:.1f} s" for r in best) + f"; store {size / 2**20:.0f} MiB", flush=True)
     by = {(r["grid_area"], r["stage"]): r for r in rows}
@@ -117,6 +118,7 @@ def main() -> None:
     if "x1" in summary:
         for key, value in summary.items():
             value["store_ratio"] = value["store_bytes"] / summary["x1"]["store_bytes"]
+            value["valid_ratio"] = value["valid_px"] / summary["x1"]["valid_px"]
     print(f"{'grid':>6} {'stage':>9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ratio':>6} {'peak GiB':>9}")
     for r in rows:
         print(f"{r['grid_area']:>5g}× {r['stage']:>9} {r['wall_s']:8.1f} {r.get('wall_ratio', np.nan):6.2f} "

@@ -5,10 +5,13 @@ A pass covers a swath about 400 km wide; a region's grid can be many times large
 of different tracks cover different parts of it. Ingest records, per time step, which blocks
 (the cube's ``chunk`` × ``chunk`` tiles) hold a valid pixel (:func:`~seaice_dask.cube.write_coverage`).
 Every later stage takes a time step's window (:func:`step_windows`), the chunk-aligned bounding box of its
-covered blocks, and computes, reads and writes only inside it; inside, kernels return the fill
-value at once on blocks without data. Chunks never written stay absent in the store (Zarr reads
-them as the fill value), so the store's bytes follow the footprints, and a stage's cost follows
-the pass, not the grid.
+covered blocks, and inside it only the covered blocks (:func:`step_blocks`): a swath is a tilted
+strip, so its bounding box holds many blocks it misses. Blocks without data enter a stage's graph
+as constants (:func:`keep_blocks`: nothing is read, and a covered neighbour's halo sees the fill
+value, as it would read it), and only covered blocks are computed and written
+(:func:`~seaice_dask.cube.write_slice` with ``blocks``). Chunks never written stay absent in the
+store (Zarr reads them as the fill value), so the store's bytes follow the footprints, and a
+stage's cost follows the pass, not the grid.
 
 A cube written before the index has none: every block of it counts as covered.
 """
@@ -16,11 +19,13 @@ A cube written before the index has none: every block of it counts as covered.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask._task_spec import Alias, Task
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from seaice_dask.grid import Grid
 
@@ -72,6 +77,42 @@ def step_windows(ds: Any) -> list[Window | None]:
     return [blocks_window(covered, chunk, shape) for covered in np.asarray(index.values, dtype=bool)]
 
 
+def step_blocks(ds: Any) -> list[np.ndarray | None]:
+    """Per time step, which blocks of its window (:func:`step_windows`) hold data (bool,
+    block rows × block columns; None: it covers nothing); all of them without an index."""
+    from seaice_dask.cube import COVERAGE_VAR
+
+    windows = step_windows(ds)
+    if COVERAGE_VAR not in ds:
+        chunk = int(ds.attrs.get("chunk", max(ds.sizes["y"], ds.sizes["x"])))
+        return [np.ones([s.stop - s.start for s in window_blocks(w, chunk)], dtype=bool) for w in windows]
+    index = np.asarray(ds[COVERAGE_VAR].values, dtype=bool)
+    chunk = int(ds[COVERAGE_VAR].attrs["block_size_px"])
+    return [None if w is None else index[(t, *window_blocks(w, chunk))] for t, w in enumerate(windows)]
+
+
+def keep_blocks(array: da.Array, blocks: np.ndarray | None, fill: Any) -> da.Array:
+    """``array`` (…, y, x; chunked like its window's blocks) with the blocks where ``blocks`` is
+    False replaced by constants ``fill``: their tasks depend on nothing, so whatever produced
+    them (reads, kernels) leaves the graph, and a neighbour's halo gets the fill value.
+
+    Unchanged when ``blocks`` is None or does not match the array's blocks (a rechunked array).
+    """
+    if blocks is None or tuple(array.numblocks[-2:]) != tuple(blocks.shape) or blocks.all():
+        return array
+    name = "keep-blocks-" + tokenize(array, blocks, fill)
+    dsk: dict[tuple, Any] = {}
+    for index in np.ndindex(*array.numblocks):
+        key = (name, *index)
+        if blocks[index[-2:]]:
+            dsk[key] = Alias(key, (array.name, *index))
+        else:
+            shape = tuple(c[i] for c, i in zip(array.chunks, index))
+            dsk[key] = Task(key, np.full, shape, fill, array.dtype)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
+    return da.Array(graph, name, array.chunks, meta=array._meta)
+
+
 def covered_block_list(ds: Any, t: int, numblocks: tuple[int, int]) -> list[tuple[int, int]]:
     """Blocks (by, bx) of date ``t`` holding data, for arrays of ``ds`` chunked in ``numblocks``
     blocks: the index's when it has the same blocks, otherwise every block."""
@@ -84,20 +125,23 @@ def covered_block_list(ds: Any, t: int, numblocks: tuple[int, int]) -> list[tupl
     return [(by, bx) for by, bx in every if covered[by, bx]]
 
 
-def bounds_window(bounds: Sequence[float], grid: Grid, chunk: int, margin_px: int = 2) -> Window | None:
-    """The blocks of ``grid`` that map-coordinate ``bounds`` (xmin, ymin, xmax, ymax; e.g. a
-    footprint's) touch, widened by ``margin_px``; None when they miss the grid."""
-    xmin, ymin, xmax, ymax = bounds
-    r = grid.resolution
-    ny, nx = grid.shape
-    c0 = max(int(math.floor((xmin - grid.xmin) / r)) - margin_px, 0)
-    c1 = min(int(math.ceil((xmax - grid.xmin) / r)) + margin_px, nx)
-    r0 = max(int(math.floor((grid.ymax - ymax) / r)) - margin_px, 0)
-    r1 = min(int(math.ceil((grid.ymax - ymin) / r)) + margin_px, ny)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    return (slice(r0 // chunk * chunk, min(math.ceil(r1 / chunk) * chunk, ny)),
-            slice(c0 // chunk * chunk, min(math.ceil(c1 / chunk) * chunk, nx)))
+def footprint_blocks(x: np.ndarray, y: np.ndarray, grid: Grid, chunk: int, margin_px: int = 2) -> np.ndarray:
+    """Blocks of ``grid`` (bool, block rows × columns) that a footprint reaches: the convex hull
+    of its tie points ``x``, ``y`` (grid CRS metres), widened by ``margin_px``.
+
+    Why not the bounding box: a swath is a tilted strip, and its box holds many blocks it misses.
+    A swath is convex (its edges are nearly straight between tie points, bending by metres over
+    the tens of kilometres between them), so no pixel of it lies beyond the margin.
+    """
+    import shapely
+
+    hull = shapely.MultiPoint(np.column_stack([x, y])).convex_hull.buffer(margin_px * grid.resolution)
+    ny, nx = block_counts(grid.shape, chunk)
+    span = chunk * grid.resolution
+    by, bx = np.mgrid[0:ny, 0:nx]
+    boxes = shapely.box(grid.xmin + bx * span, np.maximum(grid.ymax - (by + 1) * span, grid.ymin),
+                        np.minimum(grid.xmin + (bx + 1) * span, grid.xmax), grid.ymax - by * span)
+    return shapely.intersects(hull, boxes)
 
 
 def crop(obj: Any, window: Window) -> Any:

@@ -25,12 +25,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from dask._task_spec import Task, TaskRef
 from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from seaice_dask.config import is_url
 from seaice_dask.errors import CubeError
@@ -336,38 +340,96 @@ def ensure_variable(
 
 
 def write_slice(path: StoreLike, name: str, t: int | None, data: Any,
-                window: tuple[slice, slice] | None = None) -> None:
+                window: tuple[slice, slice] | None = None, blocks: np.ndarray | None = None) -> None:
     """Write ``data`` (shape ``(*extra, y, x)``) into time slice ``t`` of variable ``name``.
 
     ``t=None`` writes a static variable whole. ``window`` (rows, cols; chunk-aligned starts, from
     :mod:`seaice_dask.coverage`) writes only that part of the grid; the rest is left as it is.
-    Dask input is rechunked onto the store's chunks and written chunk by chunk where it is
-    computed (no gathering on the client).
+    ``blocks`` (bool, the store's blocks of the window): only those are computed and written, the
+    others are left as they are (absent: the fill value). Dask input is rechunked onto the
+    store's chunks and written chunk by chunk where it is computed (no gathering on the client).
     """
+    writes = slice_writes(path, t, {name: data}, window, blocks)
+    if writes is not None:
+        dask.compute(writes)
+
+
+def slice_writes(path: StoreLike, t: int | None, variables: Mapping[str, Any],
+                 window: tuple[slice, slice] | None = None, blocks: np.ndarray | None = None) -> Delayed | None:
+    """:func:`write_slice` of several ``variables`` (name: data) of time slice ``t``, lazy for dask
+    data: their writes as one Delayed, from one graph, so that what they share is computed once
+    (NumPy data is written at once; None when there is no dask data)."""
     group = _group(path)
-    if name not in group:
-        raise CubeError(f"variable {name!r} does not exist; call ensure_variable first", path)
-    array = group[name]
-    values = data.data if isinstance(data, xr.DataArray) else data
-    target_shape = list(array.shape if t is None else array.shape[1:])
-    spatial: tuple[slice, ...] = ()
-    if window is not None:
-        spatial = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, target_shape[-2:]))
-        target_shape[-2:] = [w.stop - w.start for w in spatial]
-    if tuple(values.shape) != tuple(target_shape):
-        raise CubeError(f"{name}: data shape {tuple(values.shape)} does not match {tuple(target_shape)}", path)
-    if t is not None and not 0 <= t < array.shape[0]:
-        raise CubeError(f"{name}: time index {t} out of range 0..{array.shape[0] - 1}", path)
-    values = values.astype(array.dtype) if values.dtype != array.dtype else values
-    lead = () if t is None else (t,)
-    if isinstance(values, da.Array):
-        chunks: list[Any] = list(array.chunks if t is None else array.chunks[1:])
+    lazy: list[tuple[da.Array, _Region]] = []
+    for name, data in variables.items():
+        if name not in group:
+            raise CubeError(f"variable {name!r} does not exist; call ensure_variable first", path)
+        array = group[name]
+        values = data.data if isinstance(data, xr.DataArray) else data
+        target_shape = list(array.shape if t is None else array.shape[1:])
+        spatial: tuple[slice, ...] = ()
         if window is not None:
-            # windows start on chunk boundaries: their chunks are the store's
-            chunks[-2:] = [chunk_sizes(w.stop - w.start, c) for c, w in zip(array.chunks[-2:], spatial)]
-        da.store(values.rechunk(tuple(chunks)), _Region(array, lead, spatial), lock=False)
-    else:
-        array[(*lead, ..., *spatial)] = np.asarray(values)
+            spatial = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, target_shape[-2:]))
+            target_shape[-2:] = [w.stop - w.start for w in spatial]
+        if tuple(values.shape) != tuple(target_shape):
+            raise CubeError(f"{name}: data shape {tuple(values.shape)} does not match {tuple(target_shape)}", path)
+        if t is not None and not 0 <= t < array.shape[0]:
+            raise CubeError(f"{name}: time index {t} out of range 0..{array.shape[0] - 1}", path)
+        values = values.astype(array.dtype) if values.dtype != array.dtype else values
+        lead = () if t is None else (t,)
+        chunks: list[Any] = list(array.chunks if t is None else array.chunks[1:])
+        # windows start on chunk boundaries: their chunks are the store's
+        chunks[-2:] = [chunk_sizes(n, c) for c, n in zip(array.chunks[-2:], target_shape[-2:])]
+        if blocks is not None and tuple(blocks.shape) != tuple(len(c) for c in chunks[-2:]):
+            raise CubeError(f"{name}: {blocks.shape} block flags for {tuple(len(c) for c in chunks[-2:])} blocks", path)
+        region = _Region(array, lead, spatial)
+        if isinstance(values, da.Array):
+            lazy.append((values.rechunk(tuple(chunks)), region))
+        elif blocks is None:
+            array[(*lead, ..., *spatial)] = np.asarray(values)
+        else:
+            for key in _block_keys(chunks, blocks):
+                region[key] = np.asarray(values)[key]
+    if not lazy:
+        return None
+    if blocks is None:
+        return da.store([v for v, _ in lazy], [r for _, r in lazy], lock=False, compute=False)
+    return _store_blocks(lazy, blocks)
+
+
+def _block_keys(chunks: Sequence[Sequence[int]], blocks: np.ndarray) -> list[tuple[slice, ...]]:
+    """Index of each flagged block (all leading dims, one spatial block) of an array of ``chunks``."""
+    edges = [np.cumsum((0, *c)) for c in chunks[-2:]]
+    lead = (slice(None),) * (len(chunks) - 2)
+    return [(*lead, slice(edges[0][by], edges[0][by + 1]), slice(edges[1][bx], edges[1][bx + 1]))
+            for by, bx in zip(*np.nonzero(blocks))]
+
+
+def _put(region: _Region, key: tuple[slice, ...], value: np.ndarray) -> None:
+    region[key] = value
+
+
+def _store_blocks(writes: list[tuple[da.Array, _Region]], blocks: np.ndarray) -> Delayed:
+    """The writes of each array's blocks flagged in ``blocks`` (spatial) into its region: one
+    task per written chunk. The arrays' graphs are optimised together, for those blocks only, so
+    only what they need is computed, and what they share once."""
+    name = "store-blocks-" + tokenize([(v, r.array.path, r.lead, r.spatial) for v, r in writes], blocks)
+    keys, tasks = [], {}
+    for n, (values, region) in enumerate(writes):
+        edges = [np.cumsum((0, *c)) for c in values.chunks]
+        for index in np.ndindex(*values.numblocks):
+            if blocks[index[-2:]]:
+                key = tuple(slice(int(e[i]), int(e[i + 1])) for e, i in zip(edges, index))
+                keys.append((values.name, *index))
+                tasks[(name, n, *index)] = Task((name, n, *index), _put, region, key, TaskRef((values.name, *index)))
+    graph = HighLevelGraph.merge(*(v.__dask_graph__() for v, _ in writes))
+    graph = writes[0][0].__dask_optimize__(graph, keys) if keys else {}
+    done = name + "-done"
+    return Delayed(done, {**dict(graph), **tasks, done: Task(done, _finished, *(TaskRef(k) for k in tasks))})
+
+
+def _finished(*_: Any) -> None:
+    return None
 
 
 class _Region:

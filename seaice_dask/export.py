@@ -47,7 +47,7 @@ from pystac.extensions.projection import ProjectionExtension
 
 from seaice_dask.charts.schemes import ClassScheme, get_scheme
 from seaice_dask.config import PipelineConfig
-from seaice_dask.coverage import Window, crop, step_windows
+from seaice_dask.coverage import Window, crop, keep_blocks, step_blocks, step_windows
 from seaice_dask.cube import cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import Grid
@@ -313,14 +313,14 @@ def _write_stac(collection: pystac.Collection, items: list[pystac.Item]) -> None
         write_json(obj.to_dict(include_self_link=False, transform_hrefs=True), obj.get_self_href())
 
 
-def _map_bytes(ds: Any, t: int, with_proba: bool, window: Window) -> list[da.Array]:
+def _map_bytes(ds: Any, t: int, with_proba: bool, window: Window, blocks: np.ndarray | None) -> list[da.Array]:
     """Lazy uint8 rasters of date ``t`` on its ``window``: the class map and (``with_proba``) the
     percent bands. Converted where the blocks are read (4× less to move than float32
-    probabilities)."""
-    cls = crop(ds["class"].isel(time=t), window).data.map_blocks(class_map_uint8, dtype=np.uint8)
-    if not with_proba:
-        return [cls]
-    return [cls, crop(ds["proba"].isel(time=t), window).data.map_blocks(proba_percent, dtype=np.uint8)]
+    probabilities); blocks without data (``blocks`` False) are nodata, not read."""
+    names = ["class", "proba"] if with_proba else ["class"]
+    convert = {"class": class_map_uint8, "proba": proba_percent}
+    return [keep_blocks(crop(ds[name].isel(time=t), window).data.map_blocks(convert[name], dtype=np.uint8),
+                        blocks, np.uint8(NODATA)) for name in names]
 
 
 #: Per-time-step coordinates copied into each STAC Item.
@@ -342,7 +342,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     if "class" not in ds.data_vars:
         raise CubeError("no class maps in the cube (run `seaice-dask predict` first)", store)
     grid = cube_grid(ds)
-    windows = step_windows(ds)
+    windows, blocks = step_windows(ds), step_blocks(ds)
     indices = [t for t in np.flatnonzero(done(store, STAGE)).tolist() if windows[t] is not None]
     attrs = ds["class"].attrs
     with_proba = cfg.export.probabilities and "proba" in ds.data_vars
@@ -362,7 +362,7 @@ def export_maps(cfg: PipelineConfig, *, client: Any = None, progress: bool = Fal
     }
 
     def fetch(i: int) -> Any:
-        rasters = _map_bytes(ds, indices[i], with_proba, windows[indices[i]])
+        rasters = _map_bytes(ds, indices[i], with_proba, windows[indices[i]], blocks[indices[i]])
         return client.compute(rasters) if client is not None else rasters
 
     ahead = fetch(0) if indices else None

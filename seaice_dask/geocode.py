@@ -297,15 +297,19 @@ def _sample_windows(
     # multilooked pixel i has its centre at full-resolution position i·L + (L − 1)/2
     q_line = (line - (looks - 1) / 2) / looks
     q_sample = (sample - (looks - 1) / 2) / looks
-    outside = ~(
+    inside = (
         (q_line >= -0.5) & (q_line <= ml_shape[0] - 0.5)
         & (q_sample >= -0.5) & (q_sample <= ml_shape[1] - 0.5)
     )
-    weights = _bilinear_weights(windows[0].shape, q_line - origin[0], q_sample - origin[1])
+    # only the footprint's pixels are sampled (a chunk at a swath's edge is partly outside):
+    # elementwise arithmetic, so each pixel's value is the same as in a whole-chunk evaluation
+    every = bool(inside.all())
+    at = (slice(None),) if every else inside
+    weights = _bilinear_weights(windows[0].shape, q_line[at] - origin[0], q_sample[at] - origin[1])
     out = []
     for window in windows:
-        values = _bilinear_apply(np.asarray(window, dtype=np.float32), weights)
-        values[outside] = np.nan
+        values = np.full(line.shape, np.nan, dtype=np.float32)
+        values[at] = _bilinear_apply(np.asarray(window, dtype=np.float32), weights)
         out.append(_box_mean(values, supersample) if supersample > 1 else values)
     return np.stack(out)
 
@@ -352,13 +356,15 @@ def geocode_arrays(
     chunk: int = 512,
     multilooked: Callable[[dict[str, da.Array]], dict[str, da.Array]] | None = None,
     window: tuple[slice, slice] | None = None,
+    blocks: np.ndarray | None = None,
 ) -> dict[str, xr.DataArray]:
     """:func:`geocode` for several arrays of one product: each chunk's map is computed once.
 
     ``multilooked``: applied to the multilooked radar arrays (by name) before resampling, e.g. a
     radiometric correction that needs several of them (still radar geometry). ``window`` (rows,
     cols of ``grid``, starting on chunk boundaries; :mod:`seaice_dask.coverage`): only that part
-    of the grid, pixel for pixel as in the whole grid."""
+    of the grid, pixel for pixel as in the whole grid. ``blocks`` (bool per chunk of the window):
+    chunks flagged False are off the footprint, NaN without a look at the radar geometry."""
     for radar in radars.values():
         if radar.dims != ("line", "sample"):
             raise ValueError(f"expected dims ('line', 'sample'), got {radar.dims}")
@@ -374,7 +380,7 @@ def geocode_arrays(
     if multilooked is not None:
         data = multilooked(data)
     return resample_multilooked(data, inverse, grid, multilook=looks, resampling=resampling, chunk=chunk,
-                                window=window, attrs={name: r.attrs for name, r in radars.items()})
+                                window=window, blocks=blocks, attrs={name: r.attrs for name, r in radars.items()})
 
 
 def resample_multilooked(
@@ -386,11 +392,13 @@ def resample_multilooked(
     resampling: Resampling = "bilinear",
     chunk: int = 512,
     window: tuple[slice, slice] | None = None,
+    blocks: np.ndarray | None = None,
     attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, xr.DataArray]:
     """The resampling half of :func:`geocode_arrays`: radar arrays already multilooked by
-    ``multilook`` (by name, each ``inverse.radar_shape // multilook``) onto ``grid``; ``attrs``
-    by name are kept on the outputs."""
+    ``multilook`` (by name, each ``inverse.radar_shape // multilook``) onto ``grid`` (its
+    ``window``, and of that only the chunks flagged in ``blocks``); ``attrs`` by name are kept on
+    the outputs."""
     if resampling not in ("bilinear", "average"):
         raise ValueError(f"resampling must be 'bilinear' or 'average', got {resampling!r}")
     looks = int(multilook)
@@ -402,14 +410,15 @@ def resample_multilooked(
 
     ny, nx = grid.shape
     rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
-    blocks: dict[str, list[list[da.Array]]] = {name: [] for name in data}
+    pieces: dict[str, list[list[da.Array]]] = {name: [] for name in data}
     r0 = rows_in.start
-    for h in chunk_sizes(rows_in.stop - rows_in.start, chunk):
+    for by, h in enumerate(chunk_sizes(rows_in.stop - rows_in.start, chunk)):
         rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
         c0 = cols_in.start
-        for w in chunk_sizes(cols_in.stop - cols_in.start, chunk):
+        for bx, w in enumerate(chunk_sizes(cols_in.stop - cols_in.start, chunk)):
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
-            radar_window = _window(inverse, grid, rows, cols, stride, looks, ml_shape)
+            off = blocks is not None and not blocks[by, bx]
+            radar_window = None if off else _window(inverse, grid, rows, cols, stride, looks, ml_shape)
             if radar_window is None:
                 for name in data:
                     rows_blocks[name].append(da.full((h, w), np.nan, dtype=np.float32, chunks=(h, w)))
@@ -435,13 +444,13 @@ def resample_multilooked(
                     rows_blocks[name].append(sampled[i])
             c0 += w
         for name in data:
-            blocks[name].append(rows_blocks[name])
+            pieces[name].append(rows_blocks[name])
         r0 += h
     out = {}
     target = grid.window(rows_in, cols_in)
     for name in data:
         kept = {**(attrs or {}).get(name, {}), "multilook": looks, "resampling": resampling}
-        out[name] = target.wrap(da.block(blocks[name]), name=name, attrs=kept)
+        out[name] = target.wrap(da.block(pieces[name]), name=name, attrs=kept)
     return out
 
 
@@ -550,6 +559,7 @@ def geocode_product(
     first_line: int = 0,
     tie_points: TiePoints | None = None,
     window: tuple[slice, slice] | None = None,
+    blocks: np.ndarray | None = None,
     noise_scalings: Mapping[str, Any] | None = None,
     neighbours: tuple[Any, Any] | None = None,
     multilooked: Mapping[str, da.Array] | None = None,
@@ -576,8 +586,8 @@ def geocode_product(
     textural correction's local means reach across the slice boundary; ``multilooked``: this
     product's :func:`multilooked_radars`, already corrected with the rest of its pass
     (:func:`~seaice_dask.preprocess.incidence.correct_pass`), resampled as they are instead of
-    computed here (the radiometric keywords then only label the outputs). ``window``: only that
-    part of the grid (:func:`geocode_arrays`).
+    computed here (the radiometric keywords then only label the outputs). ``window``, ``blocks``:
+    only that part of the grid, only those of its chunks (:func:`geocode_arrays`).
     """
     from seaice_dask.preprocess.incidence import IncidenceCorrection, cell_pixels, correct_multilooked
 
@@ -599,7 +609,7 @@ def geocode_product(
     if any(tuple(multilooked[name].shape) != ml_shape for name in (*pols, "incidence")):
         raise ValueError(f"multilooked arrays of {product.name} are not {ml_shape}")
     mapped = resample_multilooked(multilooked, inverse, grid, multilook=multilook, resampling=resampling,
-                                  chunk=chunk, window=window)
+                                  chunk=chunk, window=window, blocks=blocks)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
         db = to_db(mapped[pol]).astype(np.float32)

@@ -1,13 +1,15 @@
 """Land mask on the grid from land polygons (GSHHG, Natural Earth or any polygon file).
 
-Polygons are clipped to the grid's area in their own CRS (lon/lat), reprojected to the grid
-CRS, optionally grown by a buffer in metres (to keep coastal pixels, with their mixed and
+Polygons are densified and cut in their own CRS (lon/lat) well beyond the grid's area, reprojected
+to the grid CRS and clipped to the grid there (so a pixel's land does not depend on the grid's
+extent), optionally grown by a buffer in metres (to keep coastal pixels, with their mixed and
 bright returns, out of training), then burnt chunk by chunk: a pixel is land when its centre
 lies in a polygon (GDAL's rasterisation rule, ``all_touched=False``).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import dask
@@ -30,6 +32,9 @@ _DENSIFY_DEG = 0.25
 #: Extra lon/lat clipping margin when edges are not densified: the straight clip edges, bent
 #: into chords by the projection, then stay this far (less their sag) from the grid.
 _UNDENSIFIED_MARGIN_M = 100_000.0
+#: Degrees beyond the grid's area where densified polygons are cut in lon/lat (the cut's new
+#: edges, one densified edge long, stay this far from the grid).
+_CLIP_MARGIN_DEG = 1.0
 
 
 def default_land_path() -> Path:
@@ -96,6 +101,12 @@ def _area_in_lonlat(grid: Grid, margin_m: float) -> tuple[float, float, float, f
     return float(np.min(lon)), lat_min, float(np.max(lon)), lat_max
 
 
+def _whole_degrees(bbox: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:
+    """``bbox`` (lon/lat) widened by ``margin`` degrees and out to whole degrees, within the globe."""
+    return (max(math.floor(bbox[0] - margin), -180.0), max(math.floor(bbox[1] - margin), -90.0),
+            min(math.ceil(bbox[2] + margin), 180.0), min(math.ceil(bbox[3] + margin), 90.0))
+
+
 def land_polygons(
     grid: Grid, path: str | Path | None = None, *, buffer_m: float = 0.0, densify: bool = True
 ) -> gpd.GeoSeries:
@@ -125,9 +136,15 @@ def land_polygons(
         raise ConfigError(f"cannot read land polygons: {exc}", path) from exc
     if frame.crs is None:
         frame = frame.set_crs("EPSG:4326")
-    # clipping adds long straight edges in lon/lat: densify them so they stay true on the map
-    geoms = shapely.make_valid(shapely.clip_by_rect(frame.geometry.values, *bbox))
+    geoms = frame.geometry.values
     if densify:
+        # densified before clipping, and clipped in lon/lat only far beyond the grid (on whole
+        # degrees), then on the map: every edge near the grid is the same whatever the grid's
+        # extent, so grids of different extents on one lattice get the same land where they overlap
+        geoms = shapely.segmentize(shapely.make_valid(geoms), _DENSIFY_DEG)
+        bbox = _whole_degrees(bbox, _CLIP_MARGIN_DEG)
+    geoms = shapely.make_valid(shapely.clip_by_rect(geoms, *bbox))
+    if densify:  # the clip's new edges (long and straight in lon/lat) bend on the map
         geoms = shapely.segmentize(geoms, _DENSIFY_DEG)
     land = gpd.GeoSeries(geoms, crs=frame.crs)
     land = land[~land.is_empty & land.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])]

@@ -18,7 +18,7 @@ from seaice_dask.charts.rasterize import rasterize_labels, select_chart
 from seaice_dask.charts.read import chart_date, chart_id, prepare_chart, read_chart
 from seaice_dask.charts.schemes import UNLABELLED, classify_chart, get_scheme
 from seaice_dask.config import ChartsConfig, PipelineConfig
-from seaice_dask.coverage import step_windows
+from seaice_dask.coverage import step_blocks, step_windows
 from seaice_dask.cube import (
     StoreLike,
     cube_grid,
@@ -102,7 +102,7 @@ def write_labels(
             "erosion_m": cfg.erosion_m,
         },
     )
-    windows = step_windows(ds)
+    windows, blocks = step_windows(ds), step_blocks(ds)
     cached: tuple[int, gpd.GeoDataFrame] | None = None  # scenes come in time order: keep the last chart
     for t, when in track(list(enumerate(times)), description="charts → labels", disable=not progress):
         index = select_chart(dates, when, cfg.max_days)
@@ -116,11 +116,11 @@ def write_labels(
                 cached = (index, load_chart(chart_paths[index], grid, cfg, aoi=aoi))
             set_slice_coord(store, "chart_id", t, chart_id(chart_paths[index]))
             set_slice_coord(store, "chart_date", t, np.datetime64(dates[index], "ns"))
-        if window is not None:  # burnt onto the time step's window only (pixel centres as on the grid)
+        if window is not None:  # burnt onto the time step's window, written on its covered blocks
             part = grid.window(*window)
             labels = (np.full(part.shape, UNLABELLED, dtype=np.int8) if index is None else
                       rasterize_labels(cached[1], part, erosion_m=cfg.erosion_m, scheme=scheme).values)
-            write_slice(store, "labels", t, labels, window=window)
+            write_slice(store, "labels", t, labels, window=window, blocks=blocks[t])
         mark_done(store, STAGE, t)
 
 

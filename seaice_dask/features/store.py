@@ -1,6 +1,6 @@
 """Write GLCM features of the cube's sigma0 into the cube: ``glcm_<pol>`` (time, feature, y, x).
 
-Only each time step's window of covered blocks is computed (:mod:`seaice_dask.coverage`).
+Only each time step's covered blocks are read, computed and written (:mod:`seaice_dask.coverage`).
 Resumable: a time slice is computed when its ingest is done and its ``glcm_<pol>`` flag is not;
 the flag is set after the slice is written, so an interrupted run redoes at most one slice. Each
 slice is computed chunk by chunk where it is written (the active dask scheduler, e.g. the
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from seaice_dask.config import FeaturesConfig
-from seaice_dask.coverage import crop, step_windows
+from seaice_dask.coverage import crop, step_blocks, step_windows
 from seaice_dask.cube import StoreLike, done, ensure_variable, mark_done, open_cube, write_slice
 from seaice_dask.errors import ConfigError, CubeError
 from seaice_dask.features.glcm import feature_names, glcm
@@ -82,7 +82,7 @@ def write_glcm_features(
     """
     ds = open_cube(store)
     ingested = done(store, INGEST_STAGE)
-    windows = step_windows(ds)
+    windows, blocks = step_windows(ds), step_blocks(ds)
     names = []
     for pol in (p.lower() for p in pols):
         source, name = f"sigma0_{pol}", f"glcm_{pol}"
@@ -105,9 +105,9 @@ def write_glcm_features(
                     crop(ds[source].isel(time=int(t)), window),
                     window=cfg.window, levels=cfg.levels, distances=cfg.distances, angles=cfg.angles,
                     features=cfg.features, vmin=params["vmin"], vmax=params["vmax"],
-                    quantizer=cfg.quantizer, mode=cfg.mode,
+                    quantizer=cfg.quantizer, mode=cfg.mode, blocks=blocks[t],
                 )  # fmt: skip
-                write_slice(store, name, int(t), features, window=window)
+                write_slice(store, name, int(t), features, window=window, blocks=blocks[t])
             mark_done(store, name, int(t))
         names.append(name)
     complete = ingested & ~done(store, FEATURES_STAGE)

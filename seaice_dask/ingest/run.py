@@ -35,14 +35,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from seaice_dask import cube
+import numpy as np
+
+from seaice_dask import coverage, cube
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import CubeError, SeaIceError
-from seaice_dask.ingest.passes import group_passes, prefer_resolution, unique_products
+from seaice_dask.grid import Grid
+from seaice_dask.ingest.passes import Pass, group_passes, prefer_resolution, unique_products
 from seaice_dask.ingest.plan import _open_products, find_scenes
 from seaice_dask.ingest.prepass import resolve_incidence
 from seaice_dask.ingest.report import IngestReport, _fail
-from seaice_dask.ingest.writer import _declare_variables, ingest_pass, prepare_store
+from seaice_dask.ingest.writer import _declare_variables, footprint_blocks, ingest_pass, prepare_store
 from seaice_dask.landmask import land_mask
 from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
 from seaice_dask.preprocess.incidence import IncidenceCorrection
@@ -84,7 +87,8 @@ def ingest(
     if todo:
         _declare_variables(store, cfg.preprocess.polarisations, cfg.preprocess.denoise)
         cube.write_slice(store, "land", None,
-                         land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk))
+                         land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk),
+                         blocks=_land_blocks(store, [s.pass_ for s in todo], grid, cfg))
     bar = _progress(todo, progress)
     for step in bar:
         names = step.pass_.names
@@ -103,6 +107,19 @@ def ingest(
     report.seconds = time.perf_counter() - started
     log.info(report.summary())
     return report
+
+
+def _land_blocks(store: cube.StoreLike, passes: Sequence[Pass], grid: Grid, cfg: PipelineConfig) -> np.ndarray:
+    """The blocks that need land: those of the grid any time step covers or a pass to ingest
+    reaches (land is static; elsewhere no stage looks at it)."""
+    chunk, pol = cfg.grid.chunk, cfg.preprocess.polarisations[0].upper()
+    blocks = np.zeros(coverage.block_counts(grid.shape, chunk), dtype=bool)
+    stored = cube.read_coverage(store)
+    if stored is not None and stored.shape[1:] == blocks.shape:
+        blocks |= stored.any(axis=0)
+    for p in passes:
+        blocks |= footprint_blocks(p.tie_points(pol)[0], grid, chunk)
+    return blocks
 
 
 def _progress(items: list, enabled: bool):

@@ -19,7 +19,7 @@ from seaice_dask import coverage, cube
 from seaice_dask.coverage import Window
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import ConfigError, CubeError
-from seaice_dask.geocode import RADAR_CHUNK, TiePoints, footprint_bounds, geocode_product
+from seaice_dask.geocode import RADAR_CHUNK, TiePoints, geocode_product
 from seaice_dask.grid import Grid
 from seaice_dask.ingest.passes import Pass, Step, assign_steps, mosaic, stored_names
 from seaice_dask.ingest.plan import _overlaps, plan_grid
@@ -174,13 +174,19 @@ def _corrected_together(p: Pass, lines: Sequence[int], cfg: PipelineConfig, inci
     return [{**m, **c} for m, c in zip(parts, corrected)]
 
 
+def footprint_blocks(tie_points: TiePoints, grid: Grid, chunk: int) -> np.ndarray:
+    """The blocks of ``grid`` a pass's footprint (its ``tie_points``) reaches."""
+    return coverage.footprint_blocks(*tie_points.projected(grid.crs), grid, chunk)
+
+
 def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.StoreLike, grid: Grid,
              cfg: PipelineConfig, incidence: IncidenceCorrection | None, scalings: dict[str, Any] | None,
-             neighbours: Any, window: Window, multilooked: Any = None) -> Any:
+             neighbours: Any, window: Window, blocks: np.ndarray, multilooked: Any = None) -> Any:
     """One slice on the grid's ``window`` from radar line ``first_line`` on, mapped with its
     pass's ``tie_points``, denoised with its pass's noise ``scalings`` and textural-corrected with
     its ``neighbours``' lines (lazy with the native engine); ``multilooked``: its σ0 and θ already
-    corrected with the pass (:func:`_corrected_together`)."""
+    corrected with the pass (:func:`_corrected_together`); only the window's ``blocks`` its footprint
+    reaches are computed."""
     pols = [p.upper() for p in cfg.preprocess.polarisations]
     pre = cfg.preprocess
     options = dict(polarisations=pols, denoise=pre.denoise, multilook=pre.multilook, resampling=pre.resampling)
@@ -193,8 +199,8 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
         return coverage.crop(snap_geocode_product(product.path, grid, workdir=workdir, **options), window)
     return geocode_product(product, grid, chunk=cfg.grid.chunk, incidence_correction=incidence,
                            textural_noise=pre.textural_noise, first_line=first_line, tie_points=tie_points,
-                           noise_scalings=scalings, neighbours=neighbours, window=window, multilooked=multilooked,
-                           **options)
+                           noise_scalings=scalings, neighbours=neighbours, window=window, blocks=blocks,
+                           multilooked=multilooked, **options)
 
 
 def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
@@ -214,16 +220,18 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     chunk = cfg.grid.chunk
     covered = np.zeros(coverage.block_counts(grid.shape, chunk), dtype=bool)
     # the pass's footprint (every slice's tie points hold the whole pass) bounds what is computed
-    window = coverage.bounds_window(footprint_bounds(ties[0], grid.crs), grid, chunk)
+    reached = footprint_blocks(ties[0], grid, chunk)
+    window = coverage.blocks_window(reached, chunk, grid.shape)
     if window is not None:
         scalings, neighbours = _noise_scalings(p, cfg), _neighbours(p, cfg)
+        blocks = reached[coverage.window_blocks(window, chunk)]
         together = _corrected_together(p, lines, cfg, incidence, scalings, neighbours)
-        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window, ml)
+        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window, blocks, ml)
                      for q, n, tie, near, ml in zip(p.products, lines, ties, neighbours, together)])
         (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
-        covered[coverage.window_blocks(window, chunk)] = coverage.covered_blocks(ds["valid"].data, chunk)
-        for name in ds.data_vars:
-            cube.write_slice(store, str(name), step.t, ds[name], window=window)
+        blocks = coverage.covered_blocks(ds["valid"].data, chunk)
+        covered[coverage.window_blocks(window, chunk)] = blocks
+        dask.compute(cube.slice_writes(store, step.t, {str(n): ds[n] for n in ds.data_vars}, window, blocks))
     if not covered.any():
         log.warning("%s: no valid pixel on the grid; the time step covers nothing", p.names[0])
     cube.write_coverage(store, step.t, covered)

@@ -35,11 +35,3 @@ def compute(*collections: Any, client: Any = None, progress: bool = True) -> tup
         with ProgressBar(out=sys.stderr):
             return dask.compute(*collections)
     return dask.compute(*collections)
-
-
-def persist(collection: Any, client: Any = None) -> Any:
-    """Materialise ``collection`` on the workers (or locally) and return it, still lazy-typed."""
-    if client is not None:
-        with _model_in_graph():
-            return client.persist(collection)
-    return collection.persist()

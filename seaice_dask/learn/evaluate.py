@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.coverage import Window, crop, step_windows
+from seaice_dask.coverage import Window, crop, keep_blocks, step_blocks, step_windows
 from seaice_dask.cube import StoreLike, cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.learn._compute import compute
@@ -98,15 +98,19 @@ def _block_counts(reference: np.ndarray, predicted: np.ndarray, usable: np.ndarr
 
 
 def confusion_per_date(
-    reference: xr.DataArray, predicted: xr.DataArray, usable: xr.DataArray, n_classes: int
+    reference: xr.DataArray, predicted: xr.DataArray, usable: xr.DataArray, n_classes: int,
+    blocks: np.ndarray | None = None,
 ) -> da.Array:
-    """Lazy confusion matrices ``(time, K, K)`` of two (time, y, x) class arrays where ``usable``."""
+    """Lazy confusion matrices ``(time, K, K)`` of two (time, y, x) class arrays where ``usable``;
+    spatial blocks flagged False in ``blocks`` (:mod:`seaice_dask.coverage`) hold no data and are
+    not read."""
     reference, predicted, usable = xr.unify_chunks(
         reference.reset_coords(drop=True), predicted.reset_coords(drop=True), usable.reset_coords(drop=True)
     )
-    ref = reference.transpose("time", "y", "x").data
+    ref = keep_blocks(reference.transpose("time", "y", "x").data, blocks, np.int8(-1))
     counts = da.map_blocks(
-        _block_counts, ref, predicted.transpose("time", "y", "x").data, usable.transpose("time", "y", "x").data,
+        _block_counts, ref, keep_blocks(predicted.transpose("time", "y", "x").data, blocks, np.int8(-1)),
+        keep_blocks(usable.transpose("time", "y", "x").data, blocks, False),
         n_classes=n_classes, new_axis=3, dtype=np.int64,
         chunks=(ref.chunks[0], (1,) * ref.numblocks[1], (1,) * ref.numblocks[2], (n_classes * n_classes,)),
     )
@@ -115,18 +119,19 @@ def confusion_per_date(
 
 def windowed_confusion(
     reference: xr.DataArray, predicted: Callable[[int], xr.DataArray], usable: xr.DataArray,
-    windows: Sequence[Window | None], n_classes: int,
+    windows: Sequence[Window | None], n_classes: int, blocks: Sequence[np.ndarray | None] | None = None,
 ) -> da.Array:
     """:func:`confusion_per_date` with each date read on its window of covered blocks only
-    (:mod:`seaice_dask.coverage`); ``predicted(i)``: the class map (time, y, x) of date ``i`` on
-    its window."""
+    (:mod:`seaice_dask.coverage`: ``windows`` and their ``blocks``); ``predicted(i)``: the class
+    map (time, y, x) of date ``i`` on its window."""
     parts = []
     for i, window in enumerate(windows):
         if window is None:
             parts.append(da.zeros((1, n_classes, n_classes), dtype=np.int64))
             continue
         parts.append(confusion_per_date(crop(reference.isel(time=[i]), window), predicted(i),
-                                        crop(usable.isel(time=[i]), window), n_classes))
+                                        crop(usable.isel(time=[i]), window), n_classes,
+                                        None if blocks is None else blocks[i]))
     return da.concatenate(parts)
 
 
@@ -313,7 +318,7 @@ def evaluate(
     chosen = train_report["best"]
     method = {}
     lazy: dict[tuple[str, str], da.Array] = {}
-    windows = step_windows(test)
+    windows, blocks = step_windows(test), step_blocks(test)
     for learner, ref in refs.items():
         if learner == chosen and _stored_maps_current(ds, store, test_idx, ref):
             def predicted(i: int) -> xr.DataArray:
@@ -322,12 +327,12 @@ def evaluate(
         elif learner == chosen or cfg.model.eval_full_maps:
             def predicted(i: int, ref=ref) -> xr.DataArray:
                 return predict_dataset(crop(test.isel(time=[i]), windows[i]), ref, inputs, classes,
-                                       smooth_px=smooth_px)[CLASS_VAR]
+                                       smooth_px=smooth_px, blocks=blocks[i])[CLASS_VAR]
             method[learner] = "full maps"
         else:
             continue
         for ref_name, reference in references.items():
-            lazy[learner, ref_name] = windowed_confusion(reference, predicted, usable, windows, k)
+            lazy[learner, ref_name] = windowed_confusion(reference, predicted, usable, windows, k, blocks)
     keys = list(lazy)
     phases = {}
     tick = clock.perf_counter()

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -27,10 +28,9 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
-from seaice_dask.coverage import crop, step_windows
-from seaice_dask.cube import cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, write_slice
+from seaice_dask.coverage import crop, keep_blocks, step_blocks, step_windows
+from seaice_dask.cube import cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, slice_writes
 from seaice_dask.errors import ModelError
-from seaice_dask.learn._compute import persist
 from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model, radiometry_of
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
@@ -124,16 +124,30 @@ def smoothing_pixels(smoothing_m: float, resolution_m: float) -> int:
 
 
 def predict_dataset(
-    ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int], *, smooth_px: int = 1
+    ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int], *, smooth_px: int = 1,
+    blocks: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Lazy ``class`` and ``proba`` for every date of ``ds`` (dask in, dask out).
 
     ``smooth_px`` > 1 averages the probabilities over that window before the argmax
     (:func:`smooth_probabilities`, through ``map_overlap``: results do not depend on chunking).
+    ``blocks`` (bool per spatial dask block, :mod:`seaice_dask.coverage`): blocks flagged False
+    hold no data; their inputs are not read (taken as unusable).
     """
-    stack = feature_stack(ds, inputs)
-    usable = usable_mask(ds)
+    return predict_inputs(feature_stack(ds, inputs), usable_mask(ds), model, classes, smooth_px=smooth_px,
+                          blocks=blocks)
+
+
+def predict_inputs(
+    stack: xr.DataArray, usable: xr.DataArray, model: Any, classes: list[int], *, smooth_px: int = 1,
+    blocks: np.ndarray | None = None,
+) -> xr.Dataset:
+    """:func:`predict_dataset` of the model inputs ``stack`` (:func:`~seaice_dask.learn.samples.feature_stack`)
+    and their ``usable`` mask; a part of the cube's stack, cut out of it, keeps the stack's one
+    read task per block."""
     stack, usable = xr.unify_chunks(stack, usable)
+    stack = stack.copy(data=keep_blocks(stack.data, blocks, np.float32(np.nan)))
+    usable = usable.copy(data=keep_blocks(usable.data, blocks, False))
     classes_arr = np.asarray(sorted(classes))
     model_classes = getattr(model, "classes_", classes_arr)  # a ModelRef: checked by the caller
     if not np.isin(np.asarray(model_classes), classes_arr).all():
@@ -162,7 +176,7 @@ def predict_dataset(
             dtype=np.float32,
             meta=np.empty((0, 0, 0, 0), dtype=np.float32),
         )
-    coords = {"time": ds["time"], "y": ds["y"], "x": ds["x"]}
+    coords = {"time": stack["time"], "y": stack["y"], "x": stack["x"]}
     cls = xr.DataArray(both[:, k].astype(np.int8), dims=("time", "y", "x"), coords=coords)
     proba = xr.DataArray(
         both[:, :k], dims=("time", PROBA_DIM, "y", "x"), coords={**coords, PROBA_DIM: classes_arr}
@@ -227,10 +241,10 @@ def predict(
     """Classify every date of the cube that lacks this model's map (or ``times``); write
     ``class`` and ``proba`` into it.
 
-    Each date is computed once on the workers (persisted), on its window of covered blocks
-    (:mod:`seaice_dask.coverage`), and written to the store by the workers; the next date is
-    already computing while one is written. GIS files come from
-    the ``export`` stage (:mod:`seaice_dask.export`).
+    Each date is computed on the workers, on its covered blocks only (:mod:`seaice_dask.coverage`),
+    and written to the store by them (``class`` and ``proba`` from one computation); the next
+    date is already computing while one is finishing. GIS files come from the ``export`` stage
+    (:mod:`seaice_dask.export`).
     """
     from rich.progress import track
 
@@ -239,16 +253,19 @@ def predict(
     ds = open_cube(store)
     model_path = Path(model_path) if model_path else best_model_path(cfg.paths.models)
     inputs = list(cfg.model.inputs)
-    names = [str(c) for c in feature_stack(ds, inputs)[COLUMN_DIM].values]
+    stack, usable = feature_stack(ds, inputs), usable_mask(ds)  # the cube's: one read task per block
+    names = [str(c) for c in stack[COLUMN_DIM].values]
     ref, meta = checked_model_ref(model_path, names, radiometry_of(ds.attrs))
     classes = meta["classes"]
     grid = cube_grid(ds)
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)
-    windows = step_windows(ds)
+    windows, blocks = step_windows(ds), step_blocks(ds)
 
-    def step(t: int) -> xr.Dataset:  # one date, on its window of covered blocks
-        return predict_dataset(crop(ds.isel(time=[t]), windows[t]), ref, inputs, classes,
-                               smooth_px=smooth_px).isel(time=0)
+    def submit(t: int) -> Any:  # one date's writes, on its covered blocks
+        sl = predict_inputs(crop(stack.isel(time=[t]), windows[t]), crop(usable.isel(time=[t]), windows[t]), ref,
+                            classes, smooth_px=smooth_px, blocks=blocks[t]).isel(time=0)
+        writes = slice_writes(store, t, {name: sl[name].data for name in (CLASS_VAR, PROBA_VAR)}, windows[t], blocks[t])
+        return client.compute(writes) if client is not None else writes
 
     class_attrs, proba_attrs = map_attrs(np.asarray(sorted(classes)))
     attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
@@ -262,15 +279,16 @@ def predict(
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])
     covered = [t for t in indices if windows[t] is not None]
-    ahead = persist(step(covered[0]), client) if covered else None
+    ahead = submit(covered[0]) if covered else None
     for t in track(indices, description="predict", disable=not progress, transient=True):
         if windows[t] is not None:
-            sl = ahead
+            current = ahead
             later = covered.index(t) + 1
-            ahead = persist(step(covered[later]), client) if later < len(covered) else None
-            write_slice(store, CLASS_VAR, t, sl[CLASS_VAR].data, window=windows[t])
-            write_slice(store, PROBA_VAR, t, sl[PROBA_VAR].data, window=windows[t])
-            del sl
+            ahead = submit(covered[later]) if later < len(covered) else None
+            if client is not None:
+                client.gather(current)
+            else:
+                dask.compute(current)
         set_slice_coord(store, MODEL_KEY_COORD, t, ref.key)
         mark_done(store, STAGE, t)
         report.dates.append(stamps[t].isoformat())

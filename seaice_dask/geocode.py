@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -354,14 +354,12 @@ def geocode_arrays(
     multilook: int = 2,
     resampling: Resampling = "bilinear",
     chunk: int = 512,
-    multilooked: Callable[[dict[str, da.Array]], dict[str, da.Array]] | None = None,
     window: tuple[slice, slice] | None = None,
     blocks: np.ndarray | None = None,
 ) -> dict[str, xr.DataArray]:
     """:func:`geocode` for several arrays of one product: each chunk's map is computed once.
-
-    ``multilooked``: applied to the multilooked radar arrays (by name) before resampling, e.g. a
-    radiometric correction that needs several of them (still radar geometry). ``window`` (rows,
+    (To correct the multilooked arrays before resampling, see :func:`multilooked_radars` and
+    :func:`resample_multilooked`.) ``window`` (rows,
     cols of ``grid``, starting on chunk boundaries; :mod:`seaice_dask.coverage`): only that part
     of the grid, pixel for pixel as in the whole grid. ``blocks`` (bool per chunk of the window):
     chunks flagged False are off the footprint, NaN without a look at the radar geometry."""
@@ -377,8 +375,6 @@ def geocode_arrays(
         name: multilook_lazy(r.data if isinstance(r.data, da.Array) else da.from_array(r.data, chunks=2048), looks)
         for name, r in radars.items()
     }
-    if multilooked is not None:
-        data = multilooked(data)
     return resample_multilooked(data, inverse, grid, multilook=looks, resampling=resampling, chunk=chunk,
                                 window=window, blocks=blocks, attrs={name: r.attrs for name, r in radars.items()})
 

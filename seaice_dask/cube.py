@@ -116,7 +116,10 @@ def _zarr_args(store: StoreLike) -> tuple[str, dict[str, Any]]:
     remote = remote_store(store)
     if remote is None:
         return str(store), {}
-    return remote.url, {"storage_options": dict(remote.storage_options)}
+    # s3fs asks every object's size (a HEAD) before reading it, to split downloads above its
+    # block size (50 MB) over parallel requests; chunks and metadata are far smaller, so that
+    # HEAD only doubles the requests
+    return remote.url, {"storage_options": {"max_concurrency": 1, **remote.storage_options}}
 
 
 def cube_exists(path: StoreLike) -> bool:

@@ -91,10 +91,10 @@ class RemoteStore:
 StoreLike: TypeAlias = "str | Path | RemoteStore"
 T = TypeVar("T")
 
-#: The codec of the gridded variables: Blosc's byte shuffle then Zstandard at level 1. On the
-#: float32 texture and probabilities it writes about 2.5× and reads about 3× as fast as Zstandard
-#: alone at its default level, in 5–12 % fewer bytes (``benchmarks/README.md``). Lossless;
-#: stores written with another codec are read as they are.
+#: The codec of the gridded variables: Blosc's byte shuffle then Zstandard at level 1. Against
+#: Zstandard alone at its default level it writes texture twice as fast and reads as fast, in
+#: 3–13 % fewer bytes (``benchmarks/README.md``, ``bench_codecs``). Lossless; stores written with
+#: another codec are read as they are.
 GRID_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 
 

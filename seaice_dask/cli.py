@@ -291,7 +291,7 @@ def demo(
     from seaice_dask.warmup import in_background
 
     cfg = demo_config(out, scenes)
-    with in_background():
+    with in_background(cfg.features.features):
         simulate_inputs(cfg)
     with _cluster(cfg, None) as client:
         reports = run_pipeline(cfg, client)

@@ -41,7 +41,7 @@ def stage_features(cfg: PipelineConfig, client: Client, progress: bool) -> objec
     from seaice_dask.features.store import write_glcm_features
 
     pols = tuple(p.lower() for p in cfg.preprocess.polarisations)
-    return write_glcm_features(cube_store(cfg), cfg.features, pols=pols, progress=progress)
+    return write_glcm_features(cube_store(cfg), cfg.features, pols=pols, progress=progress, client=client)
 
 
 def stage_train(cfg: PipelineConfig, client: Client, progress: bool) -> object:

@@ -8,33 +8,50 @@ worker, behind a progress bar that does not say so. ``make test`` and ``make ben
 (:func:`in_background`); on a warm cache it takes seconds.
 
 Each kernel is reached through the wrapper the pipeline calls, which fixes the argument types,
-so the signatures compiled here are the ones a run loads. The kernels compile in parallel
-processes: compiling is single-threaded.
+so the signatures compiled here are the ones a run loads. The GLCM sweep has one compilation per
+kind of feature (sums only, counts, maximum: :func:`~seaice_dask.features.kernels.sweep_variant`);
+``make`` compiles all three, the demo only the one its features need. The kernels compile in
+parallel processes: compiling is single-threaded.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 
-def _glcm() -> None:
-    """The GLCM sweep (all three variants compile at once), float32 output, int16 pair codes."""
+#: The GLCM sweep's three compilations, each reached by one set of features.
+GLCM_VARIANTS: dict[str, tuple[str, ...]] = {"sums": ("contrast",), "counts": ("ASM",), "max": ("max_prob",)}
+
+
+def glcm_variant(features: Sequence[str]) -> str:
+    """The name (in :data:`GLCM_VARIANTS`) of the compilation ``features`` need."""
+    from seaice_dask.features.kernels import sweep_variant
+    from seaice_dask.features.reference import FEATURE_CODES
+
+    need_counts, need_max = sweep_variant(np.array([FEATURE_CODES[f] for f in features]))
+    return "max" if need_max else "counts" if need_counts else "sums"
+
+
+def _glcm(variant: str) -> None:
+    """One GLCM sweep of :data:`GLCM_VARIANTS`: float32 output, int16 pair codes."""
     from seaice_dask.features.kernels import glcm_levels, max_pairs_per_group
-    from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, make_layout
+    from seaice_dask.features.reference import FEATURE_CODES, make_layout
 
     window, levels = 3, 4
     layout = make_layout((1,), (0, 90), "standard", True)
-    codes = np.array([FEATURE_CODES[f] for f in ALL_FEATURES], dtype=np.int64)
+    codes = np.array([FEATURE_CODES[f] for f in GLCM_VARIANTS[variant]], dtype=np.int64)
     q = np.arange(36, dtype=np.int16).reshape(6, 6) % levels
     glcm_levels(q, half=window // 2, levels=levels, layout=layout, feature_codes=codes, snap=False,
                 max_pairs=max_pairs_per_group(window, layout))  # fmt: skip
@@ -68,31 +85,40 @@ def _simulator() -> None:
     lattice.to_grid(np.zeros(lattice.shape), grid)
 
 
-#: The kernels to compile; the GLCM sweep first, as it takes longest.
-KERNELS: tuple[Callable[[], None], ...] = (_glcm, _textural, _incidence, _simulator)
+#: The kernels to compile by name, the GLCM sweeps first, as they take longest.
+KERNELS: dict[str, Callable[[], None]] = {
+    **{f"glcm {v}": functools.partial(_glcm, v) for v in GLCM_VARIANTS},
+    "textural": _textural,
+    "incidence": _incidence,
+    "simulator": _simulator,
+}
 
 
-def _timed(compile_one: Callable[[], None]) -> float:
+def _timed(name: str) -> float:
     start = time.perf_counter()
-    compile_one()
+    KERNELS[name]()
     return time.perf_counter() - start
 
 
-def warmup(processes: int | None = None) -> dict[str, float]:
-    """Compile (or load from the cache) every kernel of :data:`KERNELS`; returns seconds per kernel."""
-    processes = processes or min(len(KERNELS), os.cpu_count() or 1)
+def warmup(processes: int | None = None, features: Sequence[str] | None = None) -> dict[str, float]:
+    """Compile (or load from the cache) the kernels of :data:`KERNELS`, the GLCM sweep only for
+    ``features`` if given; returns seconds per kernel."""
+    names = [n for n in KERNELS if not n.startswith("glcm ")]
+    sweeps = list(GLCM_VARIANTS) if features is None else [glcm_variant(features)]
+    names[:0] = [f"glcm {v}" for v in sweeps]
+    processes = processes or min(len(names), os.cpu_count() or 1)
     # spawned: a forked child of a process that ran a parallel kernel would inherit OpenMP's threads
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        seconds = dict(zip((k.__name__.lstrip("_") for k in KERNELS), pool.map(_timed, KERNELS), strict=True))
-    return seconds
+        return dict(zip(names, pool.map(_timed, names), strict=True))
 
 
 @contextlib.contextmanager
-def in_background() -> Iterator[None]:
-    """Compile the kernels in another process while the body runs (a first run's simulation, which
-    uses one core), and wait for them when it ends: compiling then costs a first run little time."""
+def in_background(features: Sequence[str]) -> Iterator[None]:
+    """Compile the kernels a run of GLCM ``features`` needs in another process while the body runs
+    (a first run's simulation, which uses one core), and wait for them when it ends: compiling
+    then costs a first run little time."""
     logging.getLogger(__name__).info("compiling the Numba kernels (first run only) in the background")
-    compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup"])
+    compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup", "--features", ",".join(features)])
     try:
         yield
     finally:
@@ -100,8 +126,11 @@ def in_background() -> Iterator[None]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Compile the Numba kernels into their on-disk cache.")
+    parser.add_argument("--features", help="GLCM features (comma-separated): only their sweep (default: all)")
+    features = parser.parse_args().features
     start = time.perf_counter()
-    seconds = warmup()
+    seconds = warmup(features=features.split(",") if features else None)
     detail = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
     print(f"Numba kernels compiled or loaded from the cache in {time.perf_counter() - start:.1f} s ({detail})")
 

@@ -2,9 +2,10 @@
 
 The GLCM arithmetic tests run the kernel with float64 output (to compare at 1e-9), with int16 and
 with int32 pair codes (200 grey levels), and with the increments of Q and E packed (small windows)
-and not (window 25); ``python -m seaice_dask.warmup`` compiles only the pipeline's float32
-signature. Compiling one GLCM signature takes about 20 s of one core; inside the
-suite they compile one after the other, here (``make test``, once per kernel edit) side by side.
+and not (window 25), always with every feature (the sweep that tracks the maximum);
+``python -m seaice_dask.warmup`` compiles only the pipeline's float32 signatures. Compiling one
+GLCM signature takes about 15 s of one core; inside the suite they compile one after the other,
+here (``make test``, once per kernel edit) side by side.
 """
 
 from __future__ import annotations

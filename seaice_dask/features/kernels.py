@@ -383,7 +383,15 @@ def _accumulate(code, rows, snap, acc, j_first, j_last):
         _accumulate_one(_MAX, rows, snap, acc, j_first, j_last)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+def sweep_variant(feature_codes: np.ndarray) -> tuple[bool, bool]:
+    """Which counts the features need: ``(need_counts, need_max)``. Each case is its own compiled
+    sweep (the count updates and max tracking drop out where not needed), compiled on first use,
+    so a run compiles only the one its features need (about 15 s of one core each)."""
+    codes = set(np.asarray(feature_codes).tolist())
+    need_max = _MAX in codes
+    return need_max or bool(codes & {_ASM, _ENERGY, _ENTROPY}), need_max
+
+
 def glcm_block(
     q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
     slogs, inc, shift, code_type, count_type, out,
@@ -397,21 +405,32 @@ def glcm_block(
     ``count_type``: empty arrays of the integer types for pair codes (int16 where ``2 L² + 1``
     fits) and count-table states (int16 where ``2 · max pairs + 1`` fits): less cache.
     """
-    need_counts = need_max = False
-    for f in range(feature_codes.shape[0]):
-        c = feature_codes[f]
-        need_counts |= c == _ASM or c == _ENERGY or c == _ENTROPY or c == _MAX
-        need_max |= c == _MAX
-    # one compiled sweep per case: the count updates and max tracking drop out where not needed
-    if need_max:
-        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-               slogs, inc, shift, code_type, count_type, out, True, True)  # fmt: skip
-    elif need_counts:
-        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-               slogs, inc, shift, code_type, count_type, out, True, False)  # fmt: skip
-    else:
-        _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-               slogs, inc, shift, code_type, count_type, out, False, False)  # fmt: skip
+    sweep = _SWEEPS[sweep_variant(feature_codes)]
+    sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+          slogs, inc, shift, code_type, count_type, out)  # fmt: skip
+
+
+# One entry point per case, each its own dispatcher, so that only the case called is compiled
+# (a call with literal flags from Python would type-check again on every call).
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sweep_sums(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+                slogs, inc, shift, code_type, count_type, out):  # fmt: skip
+    _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+           slogs, inc, shift, code_type, count_type, out, False, False)  # fmt: skip
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sweep_counts(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+                  slogs, inc, shift, code_type, count_type, out):  # fmt: skip
+    _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+           slogs, inc, shift, code_type, count_type, out, True, False)  # fmt: skip
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sweep_max(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+               slogs, inc, shift, code_type, count_type, out):  # fmt: skip
+    _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+           slogs, inc, shift, code_type, count_type, out, True, True)  # fmt: skip
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -596,3 +615,7 @@ def glcm_levels(
             np.empty(0, dtype=np.int16 if 2 * max_pairs + 1 < 2**15 else np.int32), out,
         )  # fmt: skip
     return out
+
+
+#: The compiled sweep of each :func:`sweep_variant` ``(need_counts, need_max)``.
+_SWEEPS = {(False, False): _sweep_sums, (True, False): _sweep_counts, (True, True): _sweep_max}

@@ -2,7 +2,8 @@
 
 Only each time step's covered blocks are read, computed and written (:mod:`seaice_dask.coverage`).
 Resumable: a time slice is computed when its ingest is done and its ``glcm_<pol>`` flag is not;
-the flag is set after the slice is written, so an interrupted run redoes at most one slice. Each
+the flag is set after the slice is written, so an interrupted run redoes at most the two slices
+in flight. Each
 slice is computed chunk by chunk where it is written (the active dask scheduler, e.g. the
 cluster's client). Changing the GLCM parameters of an existing variable is refused rather than
 mixing two definitions in one variable.
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from dask.delayed import Delayed
 
 from seaice_dask.config import FeaturesConfig
 from seaice_dask.coverage import crop, step_blocks, step_windows
-from seaice_dask.cube import StoreLike, done, ensure_variable, mark_done, open_cube, write_slice
+from seaice_dask.cube import StoreLike, compute_in_order, done, ensure_variable, mark_done, open_cube, slice_writes
 from seaice_dask.errors import ConfigError, CubeError
 from seaice_dask.features.glcm import feature_names, glcm
 
@@ -72,13 +75,15 @@ def _progress(items: Sequence[int], enabled: bool, desc: str):
 
 
 def write_glcm_features(
-    store: StoreLike, cfg: FeaturesConfig, *, pols: Sequence[str] = ("hh", "hv"), progress: bool = True
+    store: StoreLike, cfg: FeaturesConfig, *, pols: Sequence[str] = ("hh", "hv"), progress: bool = True,
+    client: Any = None,
 ) -> list[str]:
     """Compute ``glcm_<pol>`` for every ingested slice that lacks it; returns the variable names.
 
     Input ``sigma0_<pol>`` in dB (NaN = no-data); quantisation range ``cfg.ranges_db[pol]``,
     the same for every scene. Raises :class:`CubeError` if a polarisation was not ingested or the
-    stored features were computed with other parameters.
+    stored features were computed with other parameters. With a ``client``, the next slice is
+    computing while one is written (:func:`~seaice_dask.cube.compute_in_order`).
     """
     ds = open_cube(store)
     ingested = done(store, INGEST_STAGE)
@@ -96,19 +101,24 @@ def write_glcm_features(
             store, name, dtype="float32", fill_value=np.float32(np.nan), attrs=attrs,
             extra_dims={"feature": feature_names(cfg.features, cfg.distances)},
         )  # fmt: skip
-        todo = np.flatnonzero(ingested & ~done(store, name))
-        log.info("%s: %d of %d time slices to compute", name, todo.size, ingested.sum())
-        for t in _progress(todo, progress, name):
+        todo = [int(t) for t in np.flatnonzero(ingested & ~done(store, name))]
+        log.info("%s: %d of %d time slices to compute", name, len(todo), ingested.sum())
+
+        def writes(t: int, source: str = source, name: str = name, params: dict = params) -> Delayed | None:
             window = windows[t]
-            if window is not None:  # the halo beyond the window holds no data: as in the whole grid
-                features = glcm(
-                    crop(ds[source].isel(time=int(t)), window),
-                    window=cfg.window, levels=cfg.levels, distances=cfg.distances, angles=cfg.angles,
-                    features=cfg.features, vmin=params["vmin"], vmax=params["vmax"],
-                    quantizer=cfg.quantizer, mode=cfg.mode, blocks=blocks[t],
-                )  # fmt: skip
-                write_slice(store, name, int(t), features, window=window, blocks=blocks[t])
-            mark_done(store, name, int(t))
+            if window is None:
+                return None
+            # the halo beyond the window holds no data: as in the whole grid
+            features = glcm(
+                crop(ds[source].isel(time=t), window),
+                window=cfg.window, levels=cfg.levels, distances=cfg.distances, angles=cfg.angles,
+                features=cfg.features, vmin=params["vmin"], vmax=params["vmax"],
+                quantizer=cfg.quantizer, mode=cfg.mode, blocks=blocks[t],
+            )  # fmt: skip
+            return slice_writes(store, t, {name: features}, window=window, blocks=blocks[t])
+
+        compute_in_order(_progress(todo, progress, name), writes, lambda t, name=name: mark_done(store, name, t),
+                         client=client)  # fmt: skip
         names.append(name)
     complete = ingested & ~done(store, FEATURES_STAGE)
     for name in names:

@@ -52,6 +52,9 @@ from seaice_dask.learn.samples import Sample, feature_names, split_dates, strati
 
 TRUTH_STORE = "truth.zarr"
 TRUTH_VAR = "truth_class"
+#: Rows per task when the learners classify the stratified sample: a forest takes seconds for
+#: 10⁵ rows, so the tasks of all learners spread over the workers.
+EVAL_CHUNK_ROWS = 50_000
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -352,9 +355,10 @@ def evaluate(
         pixel_keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
         _, first, where = np.unique(pixel_keys, return_index=True, return_inverse=True)
         X_all = np.concatenate([sample.X for sample, _ in refs_sampled.values()])[first]
-        if client is not None:  # learners in parallel on the workers, the pixels sent once
-            X = client.scatter(X_all, broadcast=True)
-            predicted = client.gather([client.submit(predict_rows, refs[m], X, classes, pure=False) for m in sampled])
+        if client is not None:  # learners and row chunks in parallel on the workers, each chunk sent once
+            chunks = client.scatter(np.array_split(X_all, max(1, -(-len(X_all) // EVAL_CHUNK_ROWS))))
+            futures = [[client.submit(predict_rows, refs[m], X, classes, pure=False) for X in chunks] for m in sampled]
+            predicted = [np.concatenate(parts) for parts in client.gather(futures)]
         else:
             predicted = [predict_rows(refs[m], X_all, classes) for m in sampled]
         offsets = np.cumsum([0] + [len(sample) for sample, _ in refs_sampled.values()])

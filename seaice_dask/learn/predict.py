@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -29,7 +28,9 @@ from threadpoolctl import threadpool_limits
 
 from seaice_dask.config import PipelineConfig
 from seaice_dask.coverage import crop, keep_blocks, step_blocks, step_windows
-from seaice_dask.cube import cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, slice_writes
+from seaice_dask.cube import (
+    compute_in_order, cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, slice_writes,
+)
 from seaice_dask.errors import ModelError
 from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model, radiometry_of
@@ -261,11 +262,12 @@ def predict(
     smooth_px = smoothing_pixels(cfg.model.smoothing_m, grid.resolution)
     windows, blocks = step_windows(ds), step_blocks(ds)
 
-    def submit(t: int) -> Any:  # one date's writes, on its covered blocks
+    def writes(t: int) -> Any:  # one date's writes, on its covered blocks
+        if windows[t] is None:
+            return None
         sl = predict_inputs(crop(stack.isel(time=[t]), windows[t]), crop(usable.isel(time=[t]), windows[t]), ref,
                             classes, smooth_px=smooth_px, blocks=blocks[t]).isel(time=0)
-        writes = slice_writes(store, t, {name: sl[name].data for name in (CLASS_VAR, PROBA_VAR)}, windows[t], blocks[t])
-        return client.compute(writes) if client is not None else writes
+        return slice_writes(store, t, {name: sl[name].data for name in (CLASS_VAR, PROBA_VAR)}, windows[t], blocks[t])
 
     class_attrs, proba_attrs = map_attrs(np.asarray(sorted(classes)))
     attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
@@ -278,19 +280,13 @@ def predict(
     indices = _stale(ds, store, ref.key) if times is None else list(times)
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])
-    covered = [t for t in indices if windows[t] is not None]
-    ahead = submit(covered[0]) if covered else None
-    for t in track(indices, description="predict", disable=not progress, transient=True):
-        if windows[t] is not None:
-            current = ahead
-            later = covered.index(t) + 1
-            ahead = submit(covered[later]) if later < len(covered) else None
-            if client is not None:
-                client.gather(current)
-            else:
-                dask.compute(current)
+
+    def finish(t: int) -> None:
         set_slice_coord(store, MODEL_KEY_COORD, t, ref.key)
         mark_done(store, STAGE, t)
         report.dates.append(stamps[t].isoformat())
+
+    compute_in_order(track(indices, description="predict", disable=not progress, transient=True), writes, finish,
+                     client=client)  # fmt: skip
     report.seconds = clock.perf_counter() - start
     return report

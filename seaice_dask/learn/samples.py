@@ -383,18 +383,36 @@ def draw_samples(
     ``compute`` runs the graph (e.g. a progress-reporting wrapper); only the small per-scene
     samples come back to the caller.
     """
-    kw = {"cap_per_class": cap_per_class, "n_classes": n_classes, "balanced": balanced, "seed": seed}
-    (scenes,) = compute(sample_graph(ds, inputs, time_index, **kw))
-    scenes = list(scenes)
-    redo = [i for i, scene in enumerate(scenes) if scene[SHORT].any()]
-    if redo:  # key bounds cut short by missing inputs: those dates again, unbounded
-        (again,) = compute(sample_graph(ds, inputs, [time_index[i] for i in redo], **kw, bounded=False))
-        for i, scene in zip(redo, again, strict=True):
-            scenes[i] = scene
-    return assemble(
-        scenes, feature_names(ds, inputs), n_classes=n_classes, balanced=balanced, seed=seed,
-        cap_per_class=cap_per_class,
-    )
+    (sample,) = draw_sample_sets(ds, inputs, [(time_index, balanced)], cap_per_class=cap_per_class,
+                                 n_classes=n_classes, seed=seed, compute=compute)  # fmt: skip
+    return sample
+
+
+def draw_sample_sets(
+    ds: xr.Dataset,
+    inputs: Sequence[str],
+    sets: Sequence[tuple[Sequence[int], bool]],
+    *,
+    cap_per_class: int | None,
+    n_classes: int,
+    seed: int = 0,
+    compute=dask.compute,
+) -> list[Sample]:
+    """:func:`draw_samples` of several ``(time_index, balanced)`` sets (training and test dates)
+    in one computation: the cluster reads every set's blocks at once."""
+    kw = {"cap_per_class": cap_per_class, "n_classes": n_classes, "seed": seed}
+    graphs = [sample_graph(ds, inputs, index, balanced=balanced, **kw) for index, balanced in sets]
+    (drawn,) = compute(graphs)
+    samples = []
+    for (index, balanced), scenes in zip(sets, drawn, strict=True):
+        scenes = list(scenes)
+        redo = [i for i, scene in enumerate(scenes) if scene[SHORT].any()]
+        if redo:  # key bounds cut short by missing inputs: those dates again, unbounded
+            (again,) = compute(sample_graph(ds, inputs, [index[i] for i in redo], balanced=balanced, **kw, bounded=False))
+            for i, scene in zip(redo, again, strict=True):
+                scenes[i] = scene
+        samples.append(assemble(scenes, feature_names(ds, inputs), balanced=balanced, **kw))
+    return samples
 
 
 def stratified_samples(

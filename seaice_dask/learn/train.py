@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time as clock
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from seaice_dask.learn.inference import production_model
 from seaice_dask.learn.models import fit_learner
 from seaice_dask.learn.persist import SUFFIX, radiometry_of, save_model
 from seaice_dask.learn.predict import REPORT_NAME
-from seaice_dask.learn.samples import Sample, draw_samples, random_split, split_dates
+from seaice_dask.learn.samples import Sample, draw_sample_sets, draw_samples, random_split, split_dates
 from seaice_dask.report import SOD4_CLASS_NAMES, write_json
 
 #: Mode and resolution class in product ids (``S1A_EW_GRDM_1SDH_…``).
@@ -96,8 +97,8 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     if m.validation == "temporal":
         train_idx, test_idx = split_dates(times, m.test_fraction, date_orbits(ds))
         console.print(f"sampling {len(train_idx)} training and {len(test_idx)} test dates")
-        train_s = draw_samples(ds, m.inputs, train_idx, cap_per_class=m.cap_per_class, balanced=m.balanced, **kw)
-        test_s = draw_samples(ds, m.inputs, test_idx, cap_per_class=m.cap_per_class, balanced=False, **kw)
+        train_s, test_s = draw_sample_sets(ds, m.inputs, [(train_idx, m.balanced), (test_idx, False)],
+                                           cap_per_class=m.cap_per_class, **kw)  # fmt: skip
     else:
         train_idx = test_idx = np.arange(times.size)
         console.print(f"sampling {times.size} dates (random pixel split)")
@@ -114,25 +115,31 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     grid = cube_grid(ds).to_attrs()
     pipeline = pipeline_record(cfg, ds, train_s)
     models_dir = Path(cfg.paths.models)
-    for learner in m.learners:
+
+    def fit(learner: str) -> tuple[Any, float]:
         t0 = clock.perf_counter()
-        with console.status(f"fitting {learner}"):
-            model = fit_learner(learner, train_s.X, train_s.y, classes, seed=m.seed, client=client)
-        report.fit_seconds[learner] = clock.perf_counter() - t0
-        report.scores[learner] = _score(model, test_s, len(classes), names)
-        path = save_model(
-            model, models_dir / f"{learner}{SUFFIX}", learner=learner, feature_names=train_s.feature_names,
-            classes=classes, grid=grid, radiometry=radiometry_of(ds.attrs),
-            extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation,
-                   "pipeline": pipeline},
-        )
-        report.models[learner] = path.name
-        report.predict_px_per_s[learner] = throughput(production_model(path), test_s.X if len(test_s) else train_s.X)
-        s = report.scores[learner]
-        console.print(
-            f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  "
-            f"{report.predict_px_per_s[learner] / 1e6:.2f} M px/s per thread  (fit {report.fit_seconds[learner]:.1f} s)"
-        )
+        return fit_learner(learner, train_s.X, train_s.y, classes, seed=m.seed, client=client), clock.perf_counter() - t0
+
+    # every learner at once: batch fits are one task each, incremental ones a chain of small
+    # computations, so one alone leaves workers idle; each is scored and saved as it comes
+    console.print(f"fitting {', '.join(m.learners)}")
+    with ThreadPoolExecutor(max(len(m.learners), 1)) as pool:
+        fitted = zip(m.learners, pool.map(fit, m.learners), strict=True)
+        for learner, (model, report.fit_seconds[learner]) in fitted:
+            report.scores[learner] = _score(model, test_s, len(classes), names)
+            path = save_model(
+                model, models_dir / f"{learner}{SUFFIX}", learner=learner, feature_names=train_s.feature_names,
+                classes=classes, grid=grid, radiometry=radiometry_of(ds.attrs),
+                extra={"train_dates": report.train_dates, "inputs": list(m.inputs), "validation": m.validation,
+                       "pipeline": pipeline},
+            )
+            report.models[learner] = path.name
+            report.predict_px_per_s[learner] = throughput(production_model(path), test_s.X if len(test_s) else train_s.X)
+            s = report.scores[learner]
+            console.print(
+                f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  "
+                f"{report.predict_px_per_s[learner] / 1e6:.2f} M px/s per thread  (fit {report.fit_seconds[learner]:.1f} s)"
+            )
     if not report.models:
         raise ConfigError("model.learners is empty")
     report.select = m.select

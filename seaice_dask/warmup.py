@@ -40,8 +40,10 @@ def glcm_variant(features: Sequence[str]) -> str:
     from seaice_dask.features.kernels import sweep_variant
     from seaice_dask.features.reference import FEATURE_CODES
 
-    need_counts, need_max = sweep_variant(np.array([FEATURE_CODES[f] for f in features]))
-    return "max" if need_max else "counts" if need_counts else "sums"
+    def sweep(names: Sequence[str]) -> tuple[bool, bool]:
+        return sweep_variant(np.array([FEATURE_CODES[f] for f in names]))
+
+    return next(v for v, names in GLCM_VARIANTS.items() if sweep(names) == sweep(features))
 
 
 def _glcm(variant: str) -> None:
@@ -103,9 +105,8 @@ def _timed(name: str) -> float:
 def warmup(processes: int | None = None, features: Sequence[str] | None = None) -> dict[str, float]:
     """Compile (or load from the cache) the kernels of :data:`KERNELS`, the GLCM sweep only for
     ``features`` if given; returns seconds per kernel."""
-    names = [n for n in KERNELS if not n.startswith("glcm ")]
     sweeps = list(GLCM_VARIANTS) if features is None else [glcm_variant(features)]
-    names[:0] = [f"glcm {v}" for v in sweeps]
+    names = [f"glcm {v}" for v in sweeps] + [n for n in KERNELS if not n.startswith("glcm ")]
     processes = processes or min(len(names), os.cpu_count() or 1)
     # spawned: a forked child of a process that ran a parallel kernel would inherit OpenMP's threads
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:

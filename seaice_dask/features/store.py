@@ -3,10 +3,9 @@
 Only each time step's covered blocks are read, computed and written (:mod:`seaice_dask.coverage`).
 Resumable: a time slice is computed when its ingest is done and its ``glcm_<pol>`` flag is not;
 the flag is set after the slice is written, so an interrupted run redoes at most the two slices
-in flight. Each
-slice is computed chunk by chunk where it is written (the active dask scheduler, e.g. the
-cluster's client). Changing the GLCM parameters of an existing variable is refused rather than
-mixing two definitions in one variable.
+in flight. Each slice is computed chunk by chunk where it is written (the active dask scheduler,
+e.g. the cluster's client). Changing the GLCM parameters of an existing variable is refused rather
+than mixing two definitions in one variable.
 """
 
 from __future__ import annotations
@@ -104,7 +103,7 @@ def write_glcm_features(
         todo = [int(t) for t in np.flatnonzero(ingested & ~done(store, name))]
         log.info("%s: %d of %d time slices to compute", name, len(todo), ingested.sum())
 
-        def writes(t: int, source: str = source, name: str = name, params: dict = params) -> Delayed | None:
+        def writes(t: int) -> Delayed | None:  # called within this iteration: the loop's names hold
             window = windows[t]
             if window is None:
                 return None
@@ -117,8 +116,7 @@ def write_glcm_features(
             )  # fmt: skip
             return slice_writes(store, t, {name: features}, window=window, blocks=blocks[t])
 
-        compute_in_order(_progress(todo, progress, name), writes, lambda t, name=name: mark_done(store, name, t),
-                         client=client)  # fmt: skip
+        compute_in_order(_progress(todo, progress, name), writes, lambda t: mark_done(store, name, t), client=client)
         names.append(name)
     complete = ingested & ~done(store, FEATURES_STAGE)
     for name in names:

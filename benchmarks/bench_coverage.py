@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_season import _cpu_seconds, fresh_season, season_arguments
-from benchmarks.common import rss, rss_poller, write_results
+from benchmarks.common import rss, rss_poller, store_bytes, write_results
 from seaice_dask.cluster import open_client
 from seaice_dask.config import PipelineConfig, dump_config, load_config
 from seaice_dask.cube import open_cube
@@ -48,10 +48,6 @@ def grid_config(base: PipelineConfig, factor: float, out: Path) -> PipelineConfi
                         models=str(base.paths.models), workdir=str(base.paths.workdir))
     out.mkdir(parents=True, exist_ok=True)
     return load_config(dump_config(PipelineConfig.model_validate(raw), out / "pipeline.yaml"))
-
-
-def store_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 def measure(cfg: PipelineConfig, client: Any, stages: tuple[str, ...] = MEASURED) -> list[dict[str, Any]]:

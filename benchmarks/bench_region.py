@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_coverage import measure, store_bytes, widened
+from benchmarks.bench_coverage import measure, widened
+from benchmarks.common import store_bytes
 from benchmarks.common import rss, write_results
 from seaice_dask.cluster import open_client
 from seaice_dask.config import PipelineConfig, dump_config, load_config

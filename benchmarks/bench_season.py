@@ -9,7 +9,8 @@ against the simulator's truth on the test dates, and the 29-scene extrapolation:
 stages scale with the number of scenes, ``train`` with its sampling part (the models fit, are
 scored and timed on capped samples, so that part stays constant), ``evaluate``'s reading with
 the number of test dates (classifying its capped sample stays constant; figures with the number
-of class-map plots, at most 4).
+of class-map plots, at most 4). Last, the store's bytes per scene (the cube on disk divided by the
+scenes), in all and per variable.
 
 Simulation is excluded from every timing; the simulated inputs are kept in ``--workdir`` and
 reused by later runs (the cube, models and reports are rebuilt every time).
@@ -29,7 +30,7 @@ from typing import Any
 import yaml
 from distributed import Client
 
-from benchmarks.common import rss, rss_poller, write_results
+from benchmarks.common import rss, rss_poller, store_bytes, write_results
 from seaice_dask.cluster import open_client
 from seaice_dask.config import PipelineConfig, dump_config, load_config
 from seaice_dask.pipeline import STAGE_FUNCTIONS, STAGES, simulate_inputs
@@ -149,8 +150,12 @@ def main() -> None:
         "evaluate_over_predict": by_stage["evaluate"] / by_stage["predict"],
         f"{SEASON}_scene_minutes": total[f"{SEASON}_scenes_s"] / 60,
     }
+    store = Path(cfg.paths.store)
+    by_variable = {p.name: store_bytes(p) / args.scenes for p in sorted(store.iterdir()) if p.is_dir()}
+    bytes_per_scene = store_bytes(store) / args.scenes
     write_results(
-        f"bench_season{args.tag}", rows, scenes=args.scenes, grid_pixels=grid_px, test_dates=n_test,
+        f"bench_season{args.tag}", rows, store_bytes_per_scene=bytes_per_scene,
+        store_bytes_per_scene_by_variable={k: round(v) for k, v in by_variable.items() if v >= 1e6}, scenes=args.scenes, grid_pixels=grid_px, test_dates=n_test,
         overrides=args.overrides, chosen=chosen, reference=ref, accuracy=accuracy,
         train_accuracy={m: s["overall_accuracy"] for m, s in train.scores.items()},
         learner_px_per_s=train.predict_px_per_s, checks=checks,
@@ -158,6 +163,8 @@ def main() -> None:
     print(f"chosen model: {chosen}; overall accuracy against {ref}: "
           + ", ".join(f"{m} {a:.3f}" for m, a in accuracy.items()))
     print("single-thread px/s: " + ", ".join(f"{m} {v / 1e6:.2f} M" for m, v in train.predict_px_per_s.items()))
+    print(f"store: {bytes_per_scene / 1e6:.0f} MB per scene ("
+          + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in sorted(by_variable.items(), key=lambda kv: -kv[1]) if v >= 1e6) + ")")
     print(json.dumps(checks, indent=1))
 
 

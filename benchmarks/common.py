@@ -82,6 +82,11 @@ def rss_poller(client, interval: float = 0.2):
         thread.join()
 
 
+def store_bytes(path: Path) -> int:
+    """Bytes on disk of a folder (a local Zarr store): every file under it."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
 def write_results(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
     """Print ``rows`` as a table and write them with the machine description to JSON."""
     if rows:

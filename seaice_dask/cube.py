@@ -240,7 +240,8 @@ def stored_stack(ds: xr.Dataset, names: Sequence[str]) -> da.Array | None:
     crosses between workers (measured: 0.5 GB per date of a full-size 13-column stack on 2
     workers). One task reading every variable of its block moves nothing. Used when every
     variable is as :func:`open_cube` opened it (same dask name: not subset, not computed),
-    float32 with a NaN (or no) fill value and no scale or offset, and chunked alike.
+    float32 or float16 (the texture, read as float32) with a NaN (or no) fill value and no scale
+    or offset, and chunked alike.
     """
     source, opened = ds.encoding.get(_SOURCE), ds.encoding.get(_OPENED, {})
     variables, chunks = [], None
@@ -250,7 +251,7 @@ def stored_stack(ds: xr.Dataset, names: Sequence[str]) -> da.Array | None:
         if not isinstance(var.data, da.Array) or opened.get(name) != var.data.name:
             return None
         fill = enc.get("_FillValue")
-        if (var.dtype != np.float32 or "scale_factor" in enc or "add_offset" in enc
+        if (var.dtype not in (np.float32, np.float16) or "scale_factor" in enc or "add_offset" in enc
                 or (fill is not None and not np.isnan(fill))):
             return None
         spatial = (var.chunks[0], var.chunks[-2], var.chunks[-1])
@@ -307,11 +308,16 @@ def ensure_variable(
     attrs: Mapping[str, Any] | None = None,
     extra_dims: Mapping[str, Sequence[Any]] | None = None,
     static: bool = False,
-) -> None:
+    scale_factor: float | None = None,
+) -> np.dtype:
     """Declare variable ``name`` with dims ``(time, *extra_dims, y, x)`` if it is missing.
 
     Only metadata (and the coordinates of ``extra_dims``) is written; unwritten chunks read as
     ``fill_value``. ``static=True`` drops the ``time`` dimension (e.g. a land mask).
+    ``scale_factor``: integers stored for ``value × scale_factor`` (CF packing; ``fill_value``
+    reads as NaN), which :func:`open_cube` decodes to float32; writers store the packed integers
+    (:func:`write_slice` writes what it is given, cast to ``dtype``). Returns the stored dtype:
+    an existing variable keeps its own (a cube written before an encoding changed).
     """
     group = _group(path)
     if name in group:
@@ -319,7 +325,7 @@ def ensure_variable(
         wanted = (() if static else ("time",)) + tuple(extra_dims or {}) + ("y", "x")
         if existing != wanted:
             raise CubeError(f"variable {name!r} exists with dims {existing}, not {wanted}", path)
-        return
+        return group[name].dtype
     grid = Grid.from_attrs(group.attrs[_GRID_ATTR])
     chunk = int(group.attrs["chunk"])
     shape: list[int] = [] if static else [_n_times(group)]
@@ -335,6 +341,10 @@ def ensure_variable(
     shape += list(grid.shape)
     chunks += [min(chunk, grid.shape[0]), min(chunk, grid.shape[1])]
     lazy = da.full(shape, fill_value, dtype=dtype, chunks=chunks)
+    encoding: dict[str, Any] = {"chunks": tuple(chunks), "fill_value": fill_value, "compressors": (GRID_COMPRESSOR,)}
+    if scale_factor is not None:  # xarray writes the packing attributes from the decoded values' encoding
+        lazy = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+        encoding.update(dtype=np.dtype(dtype), scale_factor=float(scale_factor), _FillValue=fill_value)
     var = xr.Variable(dims, lazy, attrs=dict(attrs or {}))
     if np.issubdtype(np.dtype(dtype), np.floating) or np.issubdtype(np.dtype(dtype), np.integer):
         var.attrs.setdefault("grid_mapping", "spatial_ref")
@@ -347,8 +357,9 @@ def ensure_variable(
         zarr_format=3,
         consolidated=False,
         compute=False,
-        encoding={name: {"chunks": tuple(chunks), "fill_value": fill_value, "compressors": (GRID_COMPRESSOR,)}},
+        encoding={name: encoding},
     )
+    return np.dtype(dtype)
 
 
 def write_slice(path: StoreLike, name: str, t: int | None, data: Any,

@@ -51,13 +51,13 @@ from seaice_dask.coverage import Window, crop, keep_blocks, step_blocks, step_wi
 from seaice_dask.cube import cube_grid, cube_store, done, open_cube
 from seaice_dask.errors import CubeError
 from seaice_dask.grid import Grid
+from seaice_dask.learn.predict import PROBA_FILL, PROBA_SCALE, proba_percent
 
 log = logging.getLogger(__name__)
 
-#: Pixel value of land, invalid and unclassified pixels in the uint8 GeoTIFFs.
-NODATA = 255
-#: Probability GeoTIFFs hold percent: value × 0.01 = probability.
-PROBA_SCALE = 0.01
+#: Pixel value of land, invalid and unclassified pixels in the uint8 GeoTIFFs (the cube's packed
+#: probabilities use the same, so that their percent bands are written as they are stored).
+NODATA = PROBA_FILL
 #: COG tile size; small enough that the demo's 1000² maps get overviews.
 BLOCKSIZE = 256
 MAPS_DIR = "maps"
@@ -178,18 +178,6 @@ def write_class_cog(
     tmp.replace(path)
     aux_tmp.replace(aux)
     return path
-
-
-def proba_percent(proba: np.ndarray) -> np.ndarray:
-    """Probabilities (NaN: none) → uint8 percent (value × :data:`PROBA_SCALE`), :data:`NODATA` for
-    NaN (uint8: already percent, as is)."""
-    if np.asarray(proba).dtype == np.uint8:
-        return np.asarray(proba)
-    proba = np.asarray(proba, dtype=np.float32)
-    percent = np.rint(proba * np.float32(1 / PROBA_SCALE))
-    np.clip(percent, 0, 100, out=percent)  # NaN stays NaN
-    percent[np.isnan(percent)] = NODATA
-    return percent.astype(np.uint8)
 
 
 def write_proba_cog(

@@ -37,11 +37,13 @@ def cube(tmp_path):
 def test_writes_features_of_ingested_slices_and_resumes(cube):
     assert write_glcm_features(cube, CFG, progress=False) == ["glcm_hh", "glcm_hv"]
     ds = open_cube(cube)
-    assert ds.glcm_hv.dims == ("time", "feature", "y", "x") and ds.glcm_hv.dtype == np.float32
+    assert ds.glcm_hv.dims == ("time", "feature", "y", "x") and ds.glcm_hv.dtype == np.float16
     assert list(ds.feature.values) == list(CFG.features)
     for pol, (lo, hi) in CFG.ranges_db.items():
         want = glcm(ds[f"sigma0_{pol}"].isel(time=1).compute(), window=5, levels=16, features=CFG.features, vmin=lo, vmax=hi)
-        np.testing.assert_array_equal(ds[f"glcm_{pol}"].isel(time=1).values, want.values)
+        # stored: the float32 features rounded to the nearest float16, within the documented bound
+        np.testing.assert_array_equal(ds[f"glcm_{pol}"].isel(time=1).values, want.values.astype(np.float16))
+        np.testing.assert_allclose(ds[f"glcm_{pol}"].isel(time=1).values.astype(np.float32), want.values, rtol=2**-11)
     assert np.isnan(ds.glcm_hh.isel(time=2).values).all()
     np.testing.assert_array_equal(done(cube, "glcm_hh"), [True, True, False])
     np.testing.assert_array_equal(done(cube, "features"), [True, True, False])
@@ -64,3 +66,22 @@ def test_refuses_to_mix_parameters_and_reports_missing_inputs(cube):
         write_glcm_features(cube, CFG, pols=("vv",), progress=False)
     with pytest.raises(ConfigError, match="ranges_db"):
         write_glcm_features(cube, FeaturesConfig(window=5, ranges_db={"hh": (-30, 0)}), pols=("hv",), progress=False)
+
+
+def test_a_cube_with_float32_features_keeps_them(cube):
+    """A cube written before the float16 texture: its variable keeps float32 and exact values."""
+    ensure_variable(cube, "glcm_hh", dtype="float32", fill_value=np.float32(np.nan),
+                    attrs={f"glcm_{k}": v for k, v in _stored_parameters("hh").items()},
+                    extra_dims={"feature": list(CFG.features)})
+    write_glcm_features(cube, CFG, pols=("hh",), progress=False)
+    ds = open_cube(cube)
+    assert ds.glcm_hh.dtype == np.float32
+    lo, hi = CFG.ranges_db["hh"]
+    want = glcm(ds["sigma0_hh"].isel(time=0).compute(), window=5, levels=16, features=CFG.features, vmin=lo, vmax=hi)
+    np.testing.assert_array_equal(ds.glcm_hh.isel(time=0).values, want.values)
+
+
+def _stored_parameters(pol: str) -> dict:
+    from seaice_dask.features.store import _parameters
+
+    return {k: v for k, v in _parameters(CFG, pol).items() if v is not None}

@@ -240,3 +240,29 @@ def test_model_refuses_a_cube_made_with_other_corrections(cube, tmp_path):
     assert "preprocess.textural_noise: false, preprocess.incidence.correction: none" in str(err.value)
     with pytest.raises(ModelError, match="gnb.skops"):
         evaluate(cfg, progress=False, figures=False)
+
+
+def test_probabilities_are_stored_as_percent_and_read_as_probabilities(cube, tmp_path):
+    """``proba`` is packed as uint8 percent (CF scale 0.01, fill 255): the stored value is the
+    model's probability rounded to a percent, xarray reads it back as a probability, and the
+    class is the argmax before the rounding."""
+    import zarr
+
+    from seaice_dask.learn.persist import load_model
+    from seaice_dask.learn.predict import PROBA_FILL, best_model_path, predict_dataset
+
+    shutil.copytree(cube, tmp_path / "cube.zarr")
+    cfg = _config(tmp_path, learners=["gnb"], cap_per_class=300)
+    train(cfg, progress=False)
+    predict(cfg, progress=False)
+    stored = zarr.open_group(cfg.paths.store, mode="r")["proba"]
+    assert stored.dtype == np.uint8 and stored.fill_value == PROBA_FILL
+    ds = open_cube(cfg.paths.store)
+    model, meta = load_model(best_model_path(cfg.paths.models))
+    want = predict_dataset(ds, model, INPUTS, meta["classes"]).compute()
+    percent = np.where(np.isnan(want["proba"].values), PROBA_FILL, np.rint(want["proba"].values * 100)).astype(np.uint8)
+    np.testing.assert_array_equal(stored[:], percent)
+    got = ds["proba"].values
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want["proba"].values))
+    np.testing.assert_allclose(got, want["proba"].values, atol=0.005 + 1e-7)
+    np.testing.assert_array_equal(ds["class"].values, want["class"].values)

@@ -8,7 +8,10 @@ non-finite pixels get class −1 and NaN probabilities. The class is the most pr
 (``argmax`` of ``predict_proba``), so ``class`` and ``proba`` always agree.
 
 Cube variables written: ``class`` (time, y, x) int8, and ``proba`` (time, class_id, y, x)
-float32. The probability dimension is ``class_id``, not ``class``: xarray cannot hold a data
+stored as uint8 percent with CF packing (``scale_factor`` 0.01, ``_FillValue`` 255: xarray reads
+probabilities, NaN where none), a quarter of float32's bytes and the precision of the exported
+percent maps; ``class`` is decided before the rounding. A cube written before keeps float32
+probabilities. The probability dimension is ``class_id``, not ``class``: xarray cannot hold a data
 variable and a dimension coordinate of the same name.
 """
 
@@ -39,6 +42,9 @@ from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
 CLASS_VAR = "class"
 PROBA_VAR = "proba"
 PROBA_DIM = "class_id"
+#: ``proba`` is stored as uint8 percent: stored value × 0.01 = probability, :data:`PROBA_FILL` none.
+PROBA_SCALE = 0.01
+PROBA_FILL = 255
 STAGE = "predict"
 REPORT_NAME = "train_report.json"
 #: Per-date coordinate: key of the model file that wrote ``class`` (evaluate scores it from there).
@@ -76,6 +82,18 @@ def predict_block(inputs: np.ndarray, usable: np.ndarray, model: Any, classes: n
             out[:n_classes, ok] = target
             out[n_classes, ok] = decided
     return out.reshape(1, n_classes + 1, by, bx)
+
+
+def proba_percent(proba: np.ndarray) -> np.ndarray:
+    """Probabilities (NaN: none) → uint8 percent (value × :data:`PROBA_SCALE`), :data:`PROBA_FILL` for
+    NaN (uint8: already percent, as is)."""
+    if np.asarray(proba).dtype == np.uint8:
+        return np.asarray(proba)
+    proba = np.asarray(proba, dtype=np.float32)
+    percent = np.rint(proba * np.float32(1 / PROBA_SCALE))
+    np.clip(percent, 0, 100, out=percent)  # NaN stays NaN
+    percent[np.isnan(percent)] = PROBA_FILL
+    return percent.astype(np.uint8)
 
 
 def first_argmax(proba: np.ndarray) -> np.ndarray:
@@ -267,16 +285,20 @@ def predict(
             return None
         sl = predict_inputs(crop(stack.isel(time=[t]), windows[t]), crop(usable.isel(time=[t]), windows[t]), ref,
                             classes, smooth_px=smooth_px, blocks=blocks[t]).isel(time=0)
-        return slice_writes(store, t, {name: sl[name].data for name in (CLASS_VAR, PROBA_VAR)}, windows[t], blocks[t])
+        proba = sl[PROBA_VAR].data
+        if packed:
+            proba = proba.map_blocks(proba_percent, dtype=np.uint8)
+        return slice_writes(store, t, {CLASS_VAR: sl[CLASS_VAR].data, PROBA_VAR: proba}, windows[t], blocks[t])
 
     class_attrs, proba_attrs = map_attrs(np.asarray(sorted(classes)))
     attrs = {"model": model_path.name, "learner": meta["learner"], "grid_mapping": "spatial_ref",
              "smoothing_window_px": smooth_px}
     ensure_variable(store, CLASS_VAR, dtype="int8", fill_value=-1, attrs={**class_attrs, **attrs})
-    ensure_variable(
-        store, PROBA_VAR, dtype="float32", fill_value=np.nan, attrs={**proba_attrs, **attrs},
-        extra_dims={PROBA_DIM: classes},
-    )
+    # a cube from before the packing keeps its float32 probabilities
+    packed = ensure_variable(
+        store, PROBA_VAR, dtype="uint8", fill_value=PROBA_FILL, scale_factor=PROBA_SCALE,
+        attrs={**proba_attrs, **attrs}, extra_dims={PROBA_DIM: classes},
+    ) == np.uint8
     indices = _stale(ds, store, ref.key) if times is None else list(times)
     stamps = pd.DatetimeIndex(ds["time"].values)
     report = PredictReport(str(model_path), meta["learner"], [])

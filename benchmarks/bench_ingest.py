@@ -129,7 +129,7 @@ def main() -> None:
         client.run(lambda: __import__("gc").collect())
         with _PeakRSS(client) as rss:
             cpu0, t0 = _worker_cpu_s(client), time.perf_counter()
-            report = ingest(cfg, [scene], progress=False)
+            report = ingest(cfg, [scene], progress=False, client=client)
             ingest_s, ingest_cpu = time.perf_counter() - t0, _worker_cpu_s(client) - cpu0
         if not report.ok or len(report.ingested) != 1:
             raise SystemExit(f"ingest failed: {report.failed}")

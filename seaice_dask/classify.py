@@ -153,7 +153,7 @@ def classify(
     cfg = classify_config(meta, model_dir, usable, out, grid_config=grid_config, probabilities=probabilities)
     incidence = IncidenceCorrection.from_attrs(meta["radiometry"]["incidence_correction"])
     with store_lock(cube_store(cfg)):
-        ingested = ingest(cfg, progress=progress, incidence=incidence)
+        ingested = ingest(cfg, progress=progress, incidence=incidence, client=client)
         report.refused.update(ingested.failed)
         for stage in CLASSIFY_STAGES[1:]:
             result = STAGE_FUNCTIONS[stage](cfg, client, progress)

@@ -378,10 +378,19 @@ def write_slice(path: StoreLike, name: str, t: int | None, data: Any,
 
 
 def slice_writes(path: StoreLike, t: int | None, variables: Mapping[str, Any],
-                 window: tuple[slice, slice] | None = None, blocks: np.ndarray | None = None) -> Delayed | None:
+                 window: tuple[slice, slice] | None = None, blocks: np.ndarray | None = None,
+                 where: str | None = None) -> Delayed | None:
     """:func:`write_slice` of several ``variables`` (name: data) of time slice ``t``, lazy for dask
     data: their writes as one Delayed, from one graph, so that what they share is computed once
-    (NumPy data is written at once; None when there is no dask data)."""
+    (NumPy data is written at once; None when there is no dask data).
+
+    ``where``: the name of a bool variable among ``variables``; of the blocks (``blocks``, or all),
+    only those where it holds a True pixel are written, every variable or none, and the Delayed
+    computes to their flags (bool, the window's blocks), so that what a slice covers is learnt in
+    the computation that writes it, not in a computation of its own before (all data is lazy then).
+    """
+    if where is not None and (where not in variables or np.ndim(variables[where]) != 2):
+        raise CubeError(f"where={where!r} is not one of the (y, x) variables {sorted(variables)}", path)
     group = _group(path)
     lazy: list[tuple[da.Array, _Region]] = []
     for name, data in variables.items():
@@ -406,8 +415,8 @@ def slice_writes(path: StoreLike, t: int | None, variables: Mapping[str, Any],
         if blocks is not None and tuple(blocks.shape) != tuple(len(c) for c in chunks[-2:]):
             raise CubeError(f"{name}: {blocks.shape} block flags for {tuple(len(c) for c in chunks[-2:])} blocks", path)
         region = _Region(array, lead, spatial)
-        if isinstance(values, da.Array):
-            lazy.append((values.rechunk(tuple(chunks)), region))
+        if isinstance(values, da.Array) or where is not None:
+            lazy.append((da.asarray(values).rechunk(tuple(chunks)), region))
         elif blocks is None:
             array[(*lead, ..., *spatial)] = np.asarray(values)
         else:
@@ -415,6 +424,9 @@ def slice_writes(path: StoreLike, t: int | None, variables: Mapping[str, Any],
                 region[key] = np.asarray(values)[key]
     if not lazy:
         return None
+    if where is not None:
+        mask = lazy[list(variables).index(where)][0]
+        return _store_covered(lazy, np.ones(mask.numblocks[-2:], bool) if blocks is None else blocks, mask)
     if blocks is None:
         return da.store([v for v, _ in lazy], [r for _, r in lazy], lock=False, compute=False)
     return _store_blocks(lazy, blocks)
@@ -482,6 +494,51 @@ def _store_blocks(writes: list[tuple[da.Array, _Region]], blocks: np.ndarray) ->
 
 def _finished(*_: Any) -> None:
     return None
+
+
+def _store_covered(writes: list[tuple[da.Array, _Region]], blocks: np.ndarray, mask: da.Array) -> Delayed:
+    """The writes of the blocks flagged in ``blocks`` (spatial) where ``mask`` (y, x; bool, one of
+    the arrays written) holds a True pixel: one task per block writes every array's chunks of it,
+    or none, and returns whether it wrote; the Delayed computes to those flags (``blocks``' shape).
+    As in :func:`_store_blocks`, the graphs are optimised together for those blocks only."""
+    name = "store-covered-" + tokenize([(v, r.array.path, r.lead, r.spatial) for v, r in writes], blocks, mask)
+    edges = [[np.cumsum((0, *c)) for c in values.chunks] for values, _ in writes]
+    keys, tasks = [], {}
+    for by, bx in np.argwhere(blocks).tolist():
+        regions, puts, refs = [], [], []
+        for (values, region), e in zip(writes, edges):
+            for lead in np.ndindex(*values.numblocks[:-2]):
+                index = (*lead, by, bx)
+                regions.append(region)
+                puts.append(tuple(slice(int(e[i][j]), int(e[i][j + 1])) for i, j in enumerate(index)))
+                refs.append((values.name, *index))
+        keys.extend(refs)
+        key = (name, by, bx)
+        tasks[key] = Task(key, _put_covered, tuple(regions), tuple(puts), TaskRef((mask.name, by, bx)),
+                          *map(TaskRef, refs))
+    graph = HighLevelGraph.merge(*(v.__dask_graph__() for v, _ in writes))
+    graph = writes[0][0].__dask_optimize__(graph, keys) if keys else {}
+    done = name + "-flags"
+    flags = Task(done, _covered_flags, blocks.shape, tuple(k[1:] for k in tasks), *(TaskRef(k) for k in tasks))
+    return Delayed(done, {**dict(graph), **tasks, done: flags})
+
+
+def _put_covered(regions: tuple[_Region, ...], keys: tuple[tuple[slice, ...], ...], mask: np.ndarray,
+                 *values: np.ndarray) -> bool:
+    """Write each block of ``values`` at its key into its region if ``mask`` holds a True pixel."""
+    if not mask.any():
+        return False
+    for region, key, value in zip(regions, keys, values):
+        region[key] = value
+    return True
+
+
+def _covered_flags(shape: tuple[int, int], where: tuple[tuple[int, int], ...], *wrote: bool) -> np.ndarray:
+    """The blocks' flags as an array of ``shape`` (False where no block was written)."""
+    flags = np.zeros(shape, dtype=bool)
+    for index, flag in zip(where, wrote):
+        flags[index] = flag
+    return flags
 
 
 class _Region:

@@ -28,7 +28,7 @@ STAGES = ("ingest", "charts", "features", "train", "predict", "evaluate", "expor
 def stage_ingest(cfg: PipelineConfig, client: Client, progress: bool) -> object:
     from seaice_dask.ingest import ingest
 
-    return ingest(cfg, progress=progress)
+    return ingest(cfg, progress=progress, client=client)
 
 
 def stage_charts(cfg: PipelineConfig, client: Client, progress: bool) -> object:

@@ -189,3 +189,32 @@ def test_grid_mismatch_and_validation(tmp_path, scenes, reference):
     problems = validate_ingest(copy)
     assert any("slice 2" in p and "valid" in p for p in problems)
     assert validate_ingest(tmp_path / "nothing.zarr")
+
+
+def test_client_keeps_passes_in_flight_and_a_failing_pass_stays_unflagged(tmp_path, scenes, reference):
+    """With a client, passes compute while earlier ones are finished: the cube is the sequential
+    one, and a scene whose radar data cannot be read (a TIFF holding no image: its metadata
+    opens) is reported without stopping the passes around it, its step left unflagged."""
+    import zipfile
+
+    from distributed import Client, LocalCluster
+
+    broken = tmp_path / "broken" / scenes[1].name.replace(".zip", ".SAFE")
+    with zipfile.ZipFile(scenes[1]) as z:
+        z.extractall(broken.parent)
+    tiff = next(broken.glob("measurement/*hv*.tiff"))
+    tiff.write_bytes(b"II*\x00 no image")
+    cfg = _config(tmp_path / "client", [scenes[0], broken, *scenes[2:]])
+    with (LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client,
+          pytest.warns(UserWarning, match="skipping scene")):
+        report = ingest(cfg, progress=False, client=client)
+    assert list(report.failed) == [str(broken)] and len(report.ingested) == 5
+    flags = cube.done(cfg.paths.store, "ingest")
+    assert flags.tolist() == [True, False, True, True, True, True]
+    ours, ref = cube.open_cube(cfg.paths.store), cube.open_cube(reference.paths.store)
+    for t in np.flatnonzero(flags):
+        xr.testing.assert_identical(ours.isel(time=t).load(), ref.isel(time=t).load())
+    # the next run (sequential) rewrites the failed step from the intact scene: the whole cube
+    report = ingest(_config(tmp_path / "client", scenes), progress=False)
+    assert report.ok and len(report.ingested) == 1
+    _assert_same_cube(cfg.paths.store, reference.paths.store)

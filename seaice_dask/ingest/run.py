@@ -32,30 +32,36 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
+import dask
 import numpy as np
 
 from seaice_dask import coverage, cube
+from seaice_dask.coverage import Window
 from seaice_dask.config import PipelineConfig
 from seaice_dask.errors import CubeError, SeaIceError
 from seaice_dask.grid import Grid
-from seaice_dask.ingest.passes import Pass, group_passes, prefer_resolution, unique_products
+from seaice_dask.ingest.passes import Pass, Step, group_passes, prefer_resolution, unique_products
 from seaice_dask.ingest.plan import _open_products, find_scenes
 from seaice_dask.ingest.prepass import resolve_incidence
 from seaice_dask.ingest.report import IngestReport, _fail
-from seaice_dask.ingest.writer import _declare_variables, footprint_blocks, ingest_pass, prepare_store
+from seaice_dask.ingest.writer import _declare_variables, finish_pass, footprint_blocks, pass_writes, prepare_store
 from seaice_dask.landmask import land_mask
 from seaice_dask.preprocess.incidence import ATTR as INCIDENCE_ATTR
 from seaice_dask.preprocess.incidence import IncidenceCorrection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def ingest(
     cfg: PipelineConfig, scene_paths: Sequence[Path] | None = None, *, progress: bool = True,
-    incidence: IncidenceCorrection | None = None,
+    incidence: IncidenceCorrection | None = None, client: Any = None,
 ) -> IngestReport:
     """Add every scene of the config (or ``scene_paths``) to the cube ``paths.store``.
 
@@ -64,6 +70,8 @@ def ingest(
     Runs on the current dask scheduler (open a cluster with :mod:`seaice_dask.cluster` first to
     use one). Returns an :class:`IngestReport`; bad scenes are listed, not raised.
     ``incidence``: a fixed incidence correction (a trained model's) instead of the config's.
+    With a ``client`` (a distributed cluster's), the next pass computes while one is finished
+    (:data:`AHEAD`); a pass's time step is flagged only after its data and metadata are written.
     """
     started = time.perf_counter()
     store = cube.cube_store(cfg)
@@ -90,23 +98,63 @@ def ingest(
                          land_mask(grid, cfg.paths.land, buffer_m=cfg.preprocess.land_buffer_m, chunk=cfg.grid.chunk),
                          blocks=_land_blocks(store, [s.pass_ for s in todo], grid, cfg))
     bar = _progress(todo, progress)
+    # (step, window, its writes computing): the passes in flight, finished in order
+    pending: deque[tuple[Step, Window | None, Any]] = deque()
     for step in bar:
-        names = step.pass_.names
         if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(names[0][:32])
-        where = ", ".join(str(q.path) for q in step.pass_.products)
-        try:
-            ingest_pass(store, step, grid, cfg, incidence)
-        except SeaIceError as exc:
-            _fail(report, where, str(exc))
-            continue
-        except (OSError, RuntimeError, ValueError) as exc:  # GDAL/rasterio read errors while computing
-            _fail(report, where, f"{where}: {type(exc).__name__}: {exc}")
-            continue
-        report.ingested.extend(names)
+            bar.set_postfix_str(step.pass_.names[0][:32])
+        begun = _guarded(report, step, partial(_start, store, step, grid, cfg, incidence, client))
+        if begun is not None:
+            pending.append((step, *begun))
+        while len(pending) > (AHEAD if client is not None else 0):
+            _finish(store, grid, cfg, report, client, *pending.popleft())
+    while pending:
+        _finish(store, grid, cfg, report, client, *pending.popleft())
     report.seconds = time.perf_counter() - started
     log.info(report.summary())
     return report
+
+
+#: Passes computing while the client finishes an earlier one (with a client): one pass's graph
+#: has long serial stretches (reading, the incidence correction of the pass as one image) and the
+#: client builds the next graph and writes metadata between passes, so alone it leaves workers idle.
+AHEAD = 1
+
+
+def _start(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
+           incidence: IncidenceCorrection | None, client: Any) -> tuple[Window | None, Any]:
+    """The window of a pass and its writes started (:func:`pass_writes`): a future with a
+    ``client``, computed here without one (None: nothing to write)."""
+    window, writes = pass_writes(store, step, grid, cfg, incidence)
+    if writes is None:
+        return window, None
+    return window, client.compute(writes) if client is not None else dask.compute(writes)[0]
+
+
+def _finish(store: cube.StoreLike, grid: Grid, cfg: PipelineConfig, report: IngestReport, client: Any,
+            step: Step, window: Window | None, started: Any) -> None:
+    """Wait for a pass's writes, then record its coverage and coordinates and flag it done
+    (:func:`finish_pass`); a failure goes to ``report``, its slot stays unflagged."""
+    def finish() -> bool:
+        flags = client.gather(started) if client is not None and started is not None else started
+        finish_pass(store, step, grid, cfg, window, flags)
+        return True
+
+    if _guarded(report, step, finish):
+        report.ingested.extend(step.pass_.names)
+
+
+def _guarded(report: IngestReport, step: Step, call: Callable[[], T]) -> T | None:
+    """``call()``, or None with the pass listed as failed in ``report`` if it raised a pipeline
+    error or a read error (one broken scene does not stop the run)."""
+    where = ", ".join(str(q.path) for q in step.pass_.products)
+    try:
+        return call()
+    except SeaIceError as exc:
+        _fail(report, where, str(exc))
+    except (OSError, RuntimeError, ValueError) as exc:  # GDAL/rasterio read errors while computing
+        _fail(report, where, f"{where}: {type(exc).__name__}: {exc}")
+    return None
 
 
 def _land_blocks(store: cube.StoreLike, passes: Sequence[Pass], grid: Grid, cfg: PipelineConfig) -> np.ndarray:

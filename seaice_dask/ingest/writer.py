@@ -14,6 +14,7 @@ from typing import Any
 
 import dask
 import numpy as np
+from dask.delayed import Delayed
 
 from seaice_dask import coverage, cube
 from seaice_dask.coverage import Window
@@ -203,9 +204,14 @@ def _geocode(product: Any, first_line: int, tie_points: TiePoints, store: cube.S
                            multilooked=multilooked, **options)
 
 
-def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
-                incidence: IncidenceCorrection | None = None) -> None:
-    """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last.
+def pass_writes(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
+                incidence: IncidenceCorrection | None = None) -> tuple[Window | None, Delayed | None]:
+    """The grid window of one pass and the lazy writes of its slices, geocoded and mosaicked, into
+    slot ``step.t``: of the blocks its footprint reaches, those holding a valid pixel, and the
+    Delayed computes to their flags (the window's blocks, for :func:`finish_pass`). (None, None):
+    its footprint misses the grid. One computation writes the pass and learns what it covers, so
+    the radar data is read once and the client does not wait on the workers in between.
+
     NERSC noise scaling (and with it the textural correction's noise field) is estimated once
     per pass from all its slices, the textural correction's local means near a slice boundary
     take in the neighbouring slice's lines, and the class-aware incidence correction takes the
@@ -218,23 +224,42 @@ def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConf
     p = step.pass_
     lines, ties = p.first_lines(cfg.preprocess.multilook), p.tie_points(cfg.preprocess.polarisations[0].upper())
     chunk = cfg.grid.chunk
-    covered = np.zeros(coverage.block_counts(grid.shape, chunk), dtype=bool)
     # the pass's footprint (every slice's tie points hold the whole pass) bounds what is computed
     reached = footprint_blocks(ties[0], grid, chunk)
     window = coverage.blocks_window(reached, chunk, grid.shape)
+    if window is None:
+        return None, None
+    scalings, neighbours = _noise_scalings(p, cfg), _neighbours(p, cfg)
+    blocks = reached[coverage.window_blocks(window, chunk)]
+    together = _corrected_together(p, lines, cfg, incidence, scalings, neighbours)
+    ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window, blocks, ml)
+                 for q, n, tie, near, ml in zip(p.products, lines, ties, neighbours, together)])
+    # the native engine leaves the blocks it does not reach empty; SNAP's output is not bounded by them
+    candidates = blocks if cfg.preprocess.engine == "native" else None
+    return window, cube.slice_writes(store, step.t, {str(n): ds[n] for n in ds.data_vars}, window, candidates,
+                                     where="valid")
+
+
+def finish_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig, window: Window | None,
+                flags: np.ndarray | None) -> None:
+    """Record which blocks slot ``step.t`` covers (``flags``: those of ``window`` that
+    :func:`pass_writes` wrote) and its pass's coordinates, then flag it done: last, once its data
+    and metadata are complete, so an interrupted slot is rewritten by the next run."""
+    chunk = cfg.grid.chunk
+    covered = np.zeros(coverage.block_counts(grid.shape, chunk), dtype=bool)
     if window is not None:
-        scalings, neighbours = _noise_scalings(p, cfg), _neighbours(p, cfg)
-        blocks = reached[coverage.window_blocks(window, chunk)]
-        together = _corrected_together(p, lines, cfg, incidence, scalings, neighbours)
-        ds = mosaic([_geocode(q, n, tie, store, grid, cfg, incidence, scalings, near, window, blocks, ml)
-                     for q, n, tie, near, ml in zip(p.products, lines, ties, neighbours, together)])
-        (ds,) = dask.persist(ds)  # one pass over the radar data for every variable
-        blocks = coverage.covered_blocks(ds["valid"].data, chunk)
-        covered[coverage.window_blocks(window, chunk)] = blocks
-        dask.compute(cube.slice_writes(store, step.t, {str(n): ds[n] for n in ds.data_vars}, window, blocks))
+        covered[coverage.window_blocks(window, chunk)] = flags
     if not covered.any():
-        log.warning("%s: no valid pixel on the grid; the time step covers nothing", p.names[0])
+        log.warning("%s: no valid pixel on the grid; the time step covers nothing", step.pass_.names[0])
     cube.write_coverage(store, step.t, covered)
     for name, value in step.pass_.coords(cfg.preprocess.denoise).items():
         cube.set_slice_coord(store, name, step.t, value)
     cube.mark_done(store, STAGE, step.t)
+
+
+def ingest_pass(store: cube.StoreLike, step: Step, grid: Grid, cfg: PipelineConfig,
+                incidence: IncidenceCorrection | None = None) -> None:
+    """Geocode the slices of one pass, mosaic them and write slot ``step.t``; flag it done last
+    (:func:`pass_writes`, then :func:`finish_pass`)."""
+    window, writes = pass_writes(store, step, grid, cfg, incidence)
+    finish_pass(store, step, grid, cfg, window, None if writes is None else dask.compute(writes)[0])

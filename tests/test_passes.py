@@ -238,6 +238,16 @@ def three(tmp_path_factory) -> dict[str, list[Path]]:
     return {"sliced": sliced, "bare": bare, "whole": [safe_writer.write_scene(out / "whole", dataclasses.replace(spec, slices=1))]}
 
 
+@pytest.fixture(scope="module")
+def three_whole(three, tmp_path_factory, client) -> tuple[Path, list[float]]:
+    """The pass of :func:`three` as one product, ingested once for the module's tests (which only
+    read it): its store and its grid's bounds, on which the sliced cubes are made."""
+    whole = _config(tmp_path_factory.mktemp("three_whole"), three["whole"])
+    assert ingest(whole, progress=False).ok
+    store = cube.cube_store(whole)
+    return store, list(cube.cube_grid(store).bounds)
+
+
 def _same_as_whole(store, t: int, whole) -> None:
     """Time step ``t`` of ``store`` holds the pixels of the whole pass (one product): valid
     exactly where it is (no seam), the same σ0 but for the neighbours of slice boundaries."""
@@ -249,10 +259,8 @@ def _same_as_whole(store, t: int, whole) -> None:
         assert np.quantile(diff, 0.99) == 0.0
 
 
-def test_slices_1_and_3_of_a_segment_are_one_step_that_slice_2_fills(three, tmp_path, client):
-    whole = _config(tmp_path / "whole", three["whole"])
-    assert ingest(whole, progress=False).ok
-    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+def test_slices_1_and_3_of_a_segment_are_one_step_that_slice_2_fills(three, three_whole, tmp_path, client):
+    whole, bounds = three_whole
     first, second, third = three["sliced"]
     cfg = _config(tmp_path / "gap", [first, third], bounds=bounds)
     assert ingest(cfg, progress=False).ok
@@ -260,21 +268,19 @@ def test_slices_1_and_3_of_a_segment_are_one_step_that_slice_2_fills(three, tmp_
     before = cube.open_cube(store)
     assert before.sizes["time"] == 1  # one segment start: one pass, with a gap where slice 2 is
     assert before.time.values[0] == np.datetime64(open_safe(first).segment_start, "us")
-    assert int(before["valid"].isel(time=0).sum()) < int(cube.open_cube(cube.cube_store(whole))["valid"].sum())
+    assert int(before["valid"].isel(time=0).sum()) < int(cube.open_cube(whole)["valid"].sum())
     report = ingest(_config(tmp_path / "gap", three["sliced"], bounds=bounds), progress=False)
     assert report.ok and len(report.ingested) == 3
     after = cube.open_cube(store)
     assert after.sizes["time"] == 1 and after.time.values[0] == before.time.values[0]
     assert str(after["product_id"].values[0]) == ";".join(open_safe(p).name for p in three["sliced"])
-    _same_as_whole(store, 0, cube.cube_store(whole))
+    _same_as_whole(store, 0, whole)
 
 
-def test_bridging_slice_merges_two_steps_and_removes_the_other(three, slices, tmp_path, client):
+def test_bridging_slice_merges_two_steps_and_removes_the_other(three, three_whole, slices, tmp_path, client):
     from seaice_dask.export import COLLECTION_FILE, MAPS_DIR
 
-    whole = _config(tmp_path / "whole", three["whole"])
-    assert ingest(whole, progress=False).ok
-    bounds = list(cube.cube_grid(cube.cube_store(whole)).bounds)
+    whole, bounds = three_whole
     first, second, third = three["bare"]
     assert open_safe(first).segment_start is None
     cfg = _config(tmp_path / "bridge", [first, third, *slices["pass2"]], bounds=bounds)
@@ -306,7 +312,7 @@ def test_bridging_slice_merges_two_steps_and_removes_the_other(three, slices, tm
     np.testing.assert_array_equal(after["sigma0_hv"].isel(time=1).values, later)
     assert list(cube.done(store, "ingest")) == [True, True]
     assert list(cube.done(store, "features")) == [False, True]  # the merged step recomputes, the moved one not
-    _same_as_whole(store, 0, cube.cube_store(whole))
+    _same_as_whole(store, 0, whole)
     left = sorted(f.name for f in maps.iterdir())
     assert not [f for f in left if names[1] in f] and len([f for f in left if names[0] in f]) == 5
     assert [link["href"] for link in json.loads((maps / COLLECTION_FILE).read_text())["links"]] == [f"./class_{names[0]}.json"]

@@ -223,8 +223,11 @@ def open_cube(path: StoreLike) -> xr.Dataset:
     per_scene = [
         v for v in ds.data_vars if ds[v].dims == ("time",) and not str(v).startswith(FLAG_PREFIX)
     ]
-    # per-scene metadata is tiny: load it so callers can index and compare without computing
-    ds = ds.set_coords(per_scene).assign_coords({v: ds[v].load() for v in per_scene})
+    # per-scene metadata is tiny: load it so callers can index and compare without computing;
+    # read here, in one go (with a cluster's client active, a load per variable would be a
+    # round trip to the scheduler each, several per stage)
+    values = dask.compute(*(ds[v].data for v in per_scene), scheduler="synchronous")
+    ds = ds.set_coords(per_scene).assign_coords({v: ds[v].copy(data=x) for v, x in zip(per_scene, values)})
     ds.encoding[_SOURCE] = path  # a RemoteStore keeps its storage options for the workers
     ds.encoding[_OPENED] = {str(v): ds[v].data.name for v in ds.data_vars if isinstance(ds[v].data, da.Array)}
     return ds

@@ -112,7 +112,7 @@ def run_pipeline(
             try:
                 reports[name] = STAGE_FUNCTIONS[name](cfg, client, progress)
             except (CancelledError, OSError) as exc:  # FutureCancelledError, CommClosedError, …
-                if client.status == "running":
+                if not _scheduler_lost(client, exc):
                     raise
                 reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}".splitlines()[0]
                 raise ClusterError(
@@ -121,6 +121,18 @@ def run_pipeline(
                 ) from exc
             log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
     return reports
+
+
+def _scheduler_lost(client: Client, exc: BaseException, wait_s: float = 5.0) -> bool:
+    """Whether ``exc``, raised by a stage, means the client lost its scheduler. A closed
+    connection or a cancelled future can reach the stage before the client has noticed the
+    scheduler is gone (its status still "running"): give it ``wait_s`` to notice."""
+    from distributed.comm import CommClosedError
+
+    deadline = time.monotonic() + (wait_s if isinstance(exc, (CancelledError, CommClosedError)) else 0.0)
+    while client.status == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return client.status != "running"
 
 
 def demo_config(out: Path, n_scenes: int) -> PipelineConfig:

@@ -29,8 +29,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from seaice_dask.errors import ModelError
 
 SUFFIX = ".skops"
@@ -88,6 +86,8 @@ def save_model(
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        import skops.io as sio  # here: importing skops imports all of scikit-learn (seconds)
+
         sio.dump({"model": model, "metadata": metadata}, tmp)
         tmp.replace(path)
     finally:
@@ -107,6 +107,8 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise ModelError("model file not found (run `seaice-dask train` first)", path)
+    import skops.io as sio
+
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # corrupt zip / not a skops file

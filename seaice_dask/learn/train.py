@@ -20,7 +20,6 @@ from seaice_dask.learn._compute import compute
 from seaice_dask.learn.evaluate import confusion, date_orbits, scores
 from seaice_dask.learn.card import write_model_card
 from seaice_dask.learn.inference import production_model
-from seaice_dask.learn.models import fit_learner
 from seaice_dask.learn.persist import SUFFIX, radiometry_of, save_model
 from seaice_dask.learn.predict import REPORT_NAME
 from seaice_dask.learn.samples import Sample, draw_sample_sets, draw_samples, random_split, split_dates
@@ -115,6 +114,9 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
     grid = cube_grid(ds).to_attrs()
     pipeline = pipeline_record(cfg, ds, train_s)
     models_dir = Path(cfg.paths.models)
+    # here, not at the top: the learners' module imports scikit-learn's estimators and dask-ml
+    # (seconds), which a worker that only samples the cube or applies a model never needs
+    from seaice_dask.learn.models import fit_learner
 
     def fit(learner: str) -> tuple[Any, float]:
         t0 = clock.perf_counter()

@@ -204,3 +204,17 @@ def test_empty_measurement_tiff_is_clear(realdata):
     with pytest.raises(ProductError, match="corrupt or unreadable measurement TIFF") as err:
         product.dn("HH")
     assert "ew-hh.tiff" in str(err.value)
+
+
+def test_truncated_measurement_tiff_is_clear(served_series, tmp_path):
+    """A cut download: the windowed reads' direct I/O would return whatever lies past the end of
+    the file without an error, so opening the band refuses it, naming the file."""
+    with zipfile.ZipFile(served_series.scenes[0]) as zf:
+        zf.extractall(tmp_path)
+    (safe,) = tmp_path.glob("*.SAFE")
+    assert open_safe(safe).dn("HH").shape  # whole: opens
+    (tiff,) = (safe / "measurement").glob("*-hh-*.tiff")
+    tiff.write_bytes(tiff.read_bytes()[: tiff.stat().st_size // 2])
+    with pytest.raises(ProductError, match="truncated measurement TIFF") as err:
+        open_safe(safe).dn("HH")
+    assert tiff.name in str(err.value)

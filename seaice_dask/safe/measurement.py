@@ -63,12 +63,20 @@ def _read_block(path: str, dtype: np.dtype, block_info=None) -> np.ndarray:
 
 
 def inspect_tiff(path: str) -> tuple[tuple[int, int], np.dtype]:
-    """(rows, cols) and dtype of band 1; ProductError for a missing/corrupt/empty TIFF."""
+    """(rows, cols) and dtype of band 1; ProductError for a missing/corrupt/empty TIFF, and for a
+    truncated one (a cut download): its last line is read here, without direct I/O, because the
+    windowed reads' direct I/O (:func:`_open`) returns whatever lies past the end without an error."""
     try:
         with vsi_env(path), rasterio.open(path) as src:
-            return (src.height, src.width), np.dtype(src.dtypes[0])
+            shape, dtype = (src.height, src.width), np.dtype(src.dtypes[0])
+            try:
+                src.read(1, window=Window(0, shape[0] - 1, shape[1], 1))
+            except RasterioIOError as exc:
+                raise ProductError(f"truncated measurement TIFF (its last line cannot be read: {exc}); "
+                                   "download the product again", path) from None
     except RasterioIOError as exc:
         raise ProductError(f"corrupt or unreadable measurement TIFF: {exc}", path) from None
+    return shape, dtype
 
 
 def read_gcps(path: str) -> list[GroundControlPoint]:

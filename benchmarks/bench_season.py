@@ -154,8 +154,9 @@ def main() -> None:
     by_variable = {p.name: store_bytes(p) / args.scenes for p in sorted(store.iterdir()) if p.is_dir()}
     bytes_per_scene = store_bytes(store) / args.scenes
     write_results(
-        f"bench_season{args.tag}", rows, store_bytes_per_scene=bytes_per_scene,
-        store_bytes_per_scene_by_variable={k: round(v) for k, v in by_variable.items() if v >= 1e6}, scenes=args.scenes, grid_pixels=grid_px, test_dates=n_test,
+        f"bench_season{args.tag}", rows, scenes=args.scenes, grid_pixels=grid_px, test_dates=n_test,
+        store_bytes_per_scene=bytes_per_scene,
+        store_bytes_per_scene_by_variable={k: round(v) for k, v in by_variable.items() if v >= 1e6},
         overrides=args.overrides, chosen=chosen, reference=ref, accuracy=accuracy,
         train_accuracy={m: s["overall_accuracy"] for m, s in train.scores.items()},
         learner_px_per_s=train.predict_px_per_s, checks=checks,

@@ -318,7 +318,8 @@ def ensure_variable(
     Only metadata (and the coordinates of ``extra_dims``) is written; unwritten chunks read as
     ``fill_value``. ``static=True`` drops the ``time`` dimension (e.g. a land mask).
     ``scale_factor``: integers stored for ``value × scale_factor`` (CF packing; ``fill_value``
-    reads as NaN), which :func:`open_cube` decodes to float32; writers store the packed integers
+    reads as NaN), which :func:`open_cube` decodes to floats (float64: xarray takes the type of
+    the scale factor, a JSON number); writers store the packed integers
     (:func:`write_slice` writes what it is given, cast to ``dtype``). Returns the stored dtype:
     an existing variable keeps its own (a cube written before an encoding changed).
     """
@@ -343,9 +344,10 @@ def ensure_variable(
     dims += ["y", "x"]
     shape += list(grid.shape)
     chunks += [min(chunk, grid.shape[0]), min(chunk, grid.shape[1])]
-    lazy = da.full(shape, fill_value, dtype=dtype, chunks=chunks)
     encoding: dict[str, Any] = {"chunks": tuple(chunks), "fill_value": fill_value, "compressors": (GRID_COMPRESSOR,)}
-    if scale_factor is not None:  # xarray writes the packing attributes from the decoded values' encoding
+    if scale_factor is None:
+        lazy = da.full(shape, fill_value, dtype=dtype, chunks=chunks)
+    else:  # xarray writes the packing attributes from the decoded values' encoding
         lazy = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
         encoding.update(dtype=np.dtype(dtype), scale_factor=float(scale_factor), _FillValue=fill_value)
     var = xr.Variable(dims, lazy, attrs=dict(attrs or {}))

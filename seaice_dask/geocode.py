@@ -14,8 +14,9 @@ Fixed in the CRS, the lattice makes a pixel's value independent of the grid's ex
 chunking: a region's grid and the default grid agree exactly where they overlap.
 
 Geocoding is chunk-wise: for each output chunk the bounding box of its (line, sample) map is
-found when the graph is built (the spline on the chunk's edges), and the task reads only that
-radar window from the lazy radar array; chunks off the footprint are NaN without reading.
+found when the graph is built (the spline on the chunk's edges), and one task per chunk takes
+the radar blocks that window overlaps, maps and samples; chunks off the footprint are NaN without
+reading.
 Multilooking (a block mean in linear power) is done once per radar block, before sampling.
 """
 
@@ -31,6 +32,8 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask._task_spec import DataNode, Task, TaskRef
+from dask.highlevelgraph import HighLevelGraph
 from pyproj import CRS, Transformer
 from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
@@ -390,11 +393,20 @@ def resample_multilooked(
     window: tuple[slice, slice] | None = None,
     blocks: np.ndarray | None = None,
     attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    db: Sequence[str] = (),
+    valid: Sequence[str] = (),
 ) -> dict[str, xr.DataArray]:
     """The resampling half of :func:`geocode_arrays`: radar arrays already multilooked by
     ``multilook`` (by name, each ``inverse.radar_shape // multilook``) onto ``grid`` (its
     ``window``, and of that only the chunks flagged in ``blocks``); ``attrs`` by name are kept on
-    the outputs."""
+    the outputs. ``db``: names returned as 10·log10 (NaN where ≤ 0); ``valid``: if given, a bool
+    output ``valid``, finite in every one of these names.
+
+    One task per output chunk (:func:`_resample_block`) takes the multilooked blocks its radar
+    window overlaps, maps the chunk's pixels, samples every array and converts: slicing and
+    merging the windows as dask operations took a dozen small tasks per chunk, whose scheduling
+    cost more than the sampling.
+    """
     if resampling not in ("bilinear", "average"):
         raise ValueError(f"resampling must be 'bilinear' or 'average', got {resampling!r}")
     looks = int(multilook)
@@ -402,51 +414,132 @@ def resample_multilooked(
     ml_shape = (n_lines // looks, n_samples // looks)
     k = 1 if resampling == "bilinear" else _supersample_factor(inverse, grid, looks)
     stride = _stride(grid)
-    lazy_inverse = dask.delayed(inverse, pure=True, traverse=False)
+    names = list(data)
+    arrays = [a if isinstance(a, da.Array) else da.asarray(a) for a in data.values()]
+    edges = [[np.cumsum((0, *c)) for c in a.chunks] for a in arrays]
+    convert = _Conversion(tuple(names.index(n) for n in db), tuple(names.index(n) for n in valid))
+    channels = len(names) + bool(valid)
 
     ny, nx = grid.shape
     rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
-    pieces: dict[str, list[list[da.Array]]] = {name: [] for name in data}
+    row_chunks = chunk_sizes(rows_in.stop - rows_in.start, chunk)
+    col_chunks = chunk_sizes(cols_in.stop - cols_in.start, chunk)
+    token = dask.base.tokenize(arrays, inverse.crs, inverse.radar_shape, grid, looks, k, chunk, rows_in, cols_in,
+                               blocks, convert)
+    name, shared = f"resample-{token}", f"resample-inverse-{token}"
+    dsk: dict[Any, Any] = {shared: DataNode(shared, (inverse, grid))}
     r0 = rows_in.start
-    for by, h in enumerate(chunk_sizes(rows_in.stop - rows_in.start, chunk)):
-        rows_blocks: dict[str, list[da.Array]] = {name: [] for name in data}
+    for by, h in enumerate(row_chunks):
         c0 = cols_in.start
-        for bx, w in enumerate(chunk_sizes(cols_in.stop - cols_in.start, chunk)):
+        for bx, w in enumerate(col_chunks):
+            key = (name, 0, by, bx)
             rows, cols = slice(r0, r0 + h), slice(c0, c0 + w)
             off = blocks is not None and not blocks[by, bx]
             radar_window = None if off else _window(inverse, grid, rows, cols, stride, looks, ml_shape)
             if radar_window is None:
-                for name in data:
-                    rows_blocks[name].append(da.full((h, w), np.nan, dtype=np.float32, chunks=(h, w)))
+                dsk[key] = Task(key, _empty_block, (channels, h, w), convert)
             else:
-                (lo_l, hi_l), (lo_s, hi_s) = radar_window
-                chunk_map = dask.delayed(_chunk_map, pure=True, nout=2)(
-                    lazy_inverse, grid, rows, cols, stride, supersample=k
-                )
-                line, sample = (
-                    da.from_delayed(v, shape=(h * k, w * k), dtype=np.float64, meta=np.empty((0, 0)))
-                    for v in chunk_map
-                )
-                # dask-array ops, not delayed: the radar blocks stay shared graph keys, computed
-                # once however many output windows read them
-                windows = [array[lo_l:hi_l, lo_s:hi_s].rechunk(-1) for array in data.values()]
-                sampled = da.map_blocks(
-                    _sample_windows, line, sample, *windows,
-                    origin=(lo_l, lo_s), looks=looks, ml_shape=ml_shape, supersample=k,
-                    new_axis=0, chunks=((len(windows),), (h,), (w,)), dtype=np.float32,
-                    meta=np.empty((0, 0, 0), np.float32),
-                )
-                for i, name in enumerate(data):
-                    rows_blocks[name].append(sampled[i])
+                sources, refs = [], []
+                for array, (el, es) in zip(arrays, edges):
+                    (lo_l, hi_l), (lo_s, hi_s) = radar_window
+                    i0, i1 = np.searchsorted(el, lo_l, "right") - 1, np.searchsorted(el, hi_l, "left")
+                    j0, j1 = np.searchsorted(es, lo_s, "right") - 1, np.searchsorted(es, hi_s, "left")
+                    sources.append((tuple(int(v) for v in el[i0:i1]), tuple(int(v) for v in es[j0:j1])))
+                    refs.extend(TaskRef((array.name, i, j)) for i in range(i0, i1) for j in range(j0, j1))
+                spec = _BlockSpec(rows, cols, stride, k, radar_window, looks, ml_shape, tuple(sources), convert)
+                dsk[key] = Task(key, _resample_block, TaskRef(shared), spec, *refs)
             c0 += w
-        for name in data:
-            pieces[name].append(rows_blocks[name])
         r0 += h
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=arrays)
+    stacked = da.Array(graph, name, ((channels,), row_chunks, col_chunks), meta=np.empty((0, 0, 0), np.float32))
     out = {}
     target = grid.window(rows_in, cols_in)
-    for name in data:
-        kept = {**(attrs or {}).get(name, {}), "multilook": looks, "resampling": resampling}
-        out[name] = target.wrap(da.block(pieces[name]), name=name, attrs=kept)
+    for i, key in enumerate(names):
+        kept = {**(attrs or {}).get(key, {}), "multilook": looks, "resampling": resampling}
+        if key in db:
+            kept["units"] = "dB"
+        out[key] = target.wrap(stacked[i], name=key, attrs=kept)
+    if valid:
+        out["valid"] = target.wrap(stacked[-1].astype(bool), name="valid", attrs={})
+    return out
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    """Channels of a resampled block converted to dB, and those whose finiteness makes ``valid``
+    (an extra last channel, 1 or 0; none if empty)."""
+
+    db: tuple[int, ...]
+    valid: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _BlockSpec:
+    """What :func:`_resample_block` does for one output chunk: its grid ``rows`` × ``cols``, the
+    lattice ``stride``, super-sampling ``k``, the multilooked radar ``window`` ((l0, l1), (s0,
+    s1)) and image shape, and per array the first line and sample of each block it is given."""
+
+    rows: slice
+    cols: slice
+    stride: int
+    k: int
+    window: tuple[tuple[int, int], tuple[int, int]]
+    looks: int
+    ml_shape: tuple[int, int]
+    sources: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
+    convert: _Conversion
+
+
+def _assemble(pieces: Sequence[np.ndarray], starts: tuple[tuple[int, ...], tuple[int, ...]],
+              window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """The ``window`` ((l0, l1), (s0, s1)) of an array from the blocks covering it (row-major,
+    each starting at ``starts``' lines × samples)."""
+    (l0, l1), (s0, s1) = window
+    (lines, samples) = starts
+    if len(pieces) == 1:
+        return pieces[0][l0 - lines[0] : l1 - lines[0], s0 - samples[0] : s1 - samples[0]]
+    out = np.empty((l1 - l0, s1 - s0), pieces[0].dtype)
+    for n, piece in enumerate(pieces):
+        pl, ps = lines[n // len(samples)], samples[n % len(samples)]
+        a0, a1 = max(l0, pl), min(l1, pl + piece.shape[0])
+        b0, b1 = max(s0, ps), min(s1, ps + piece.shape[1])
+        out[a0 - l0 : a1 - l0, b0 - s0 : b1 - s0] = piece[a0 - pl : a1 - pl, b0 - ps : b1 - ps]
+    return out
+
+
+def _resample_block(shared: tuple[InverseMap, Grid], spec: _BlockSpec, *pieces: np.ndarray) -> np.ndarray:
+    """One output chunk of :func:`resample_multilooked` → (channels, h, w) float32: the chunk's
+    (line, sample) map, each array's radar window from its ``pieces``, bilinear samples, then
+    the dB and ``valid`` conversions of ``spec.convert``."""
+    inverse, grid = shared
+    line, sample = _chunk_map(inverse, grid, spec.rows, spec.cols, spec.stride, supersample=spec.k)
+    windows, at = [], 0
+    for starts in spec.sources:
+        n = len(starts[0]) * len(starts[1])
+        windows.append(_assemble(pieces[at : at + n], starts, spec.window))
+        at += n
+    origin = (spec.window[0][0], spec.window[1][0])
+    out = _sample_windows(line, sample, *windows, origin=origin, looks=spec.looks, ml_shape=spec.ml_shape,
+                          supersample=spec.k)
+    return _converted(out, spec.convert)
+
+
+def _converted(values: np.ndarray, convert: _Conversion) -> np.ndarray:
+    """``values`` (channels, h, w) with ``convert.db`` channels in dB and the ``valid`` channel added."""
+    for i in convert.db:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values[i] = np.float32(10.0) * np.log10(np.where(values[i] > 0, values[i], np.float32(np.nan)))
+    if not convert.valid:
+        return values
+    valid = np.logical_and.reduce([np.isfinite(values[i]) for i in convert.valid])
+    return np.concatenate([values, valid[None].astype(np.float32)])
+
+
+def _empty_block(shape: tuple[int, int, int], convert: _Conversion) -> np.ndarray:
+    """An output chunk off the footprint: NaN, and ``valid`` 0."""
+    out = np.full(shape, np.nan, np.float32)
+    if convert.valid:
+        out[-1] = 0.0
     return out
 
 
@@ -605,10 +698,10 @@ def geocode_product(
     if any(tuple(multilooked[name].shape) != ml_shape for name in (*pols, "incidence")):
         raise ValueError(f"multilooked arrays of {product.name} are not {ml_shape}")
     mapped = resample_multilooked(multilooked, inverse, grid, multilook=multilook, resampling=resampling,
-                                  chunk=chunk, window=window, blocks=blocks)
+                                  chunk=chunk, window=window, blocks=blocks, db=pols, valid=pols)
     out: dict[str, xr.DataArray] = {}
     for pol in pols:
-        db = to_db(mapped[pol]).astype(np.float32)
+        db = mapped[pol]
         db.attrs = {"long_name": f"sigma0 {pol}", "units": "dB", "polarisation": pol, "denoise": denoise,
                     "grid_mapping": "spatial_ref", "textural_noise": str(bool(textural_noise and pol in ("HV", "VH"))),
                     "incidence_correction": json.dumps(correction.to_attrs())}
@@ -616,10 +709,7 @@ def geocode_product(
     theta = mapped["incidence"]
     theta.attrs = {"long_name": "incidence angle", "units": "degree", "grid_mapping": "spatial_ref"}
     out["incidence"] = theta
-    valid = np.isfinite(out[f"sigma0_{pols[0].lower()}"])
-    for pol in pols[1:]:
-        valid = valid & np.isfinite(out[f"sigma0_{pol.lower()}"])
-    out["valid"] = valid.assign_attrs(long_name="valid backscatter in every polarisation")
+    out["valid"] = mapped["valid"].assign_attrs(long_name="valid backscatter in every polarisation")
     return xr.Dataset(out, attrs={"product_id": product.name})
 
 
@@ -633,8 +723,3 @@ def union_bounds(bounds: Sequence[tuple[float, float, float, float]]) -> tuple[f
     """Smallest box containing every ``(xmin, ymin, xmax, ymax)``."""
     b = np.asarray(bounds, dtype=np.float64)
     return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
-
-
-def to_db(linear: Any) -> Any:
-    """10·log10 of linear power; non-positive values become NaN (lazy for dask input)."""
-    return 10.0 * np.log10(linear.where(linear > 0))

@@ -67,6 +67,15 @@ def _textural() -> None:
     textural_noise_block(sigma0, np.full((8, 8), 0.001, np.float32))
 
 
+def _nersc() -> None:
+    """The NERSC noise scaling's block sums and the denoising of every σ0 block."""
+    from seaice_dask.preprocess.nersc import _sums_kernel, denoised_power
+
+    dn, ones = np.ones((2, 2), np.uint16), np.ones((2, 2))
+    _sums_kernel(dn, ones, ones, np.zeros((2, 2), np.int8), 0, 1, np.zeros((4, 1)))
+    denoised_power(dn, ones, ones, None, (), np.arange(2), np.arange(2))
+
+
 def _incidence() -> None:
     """The per-cell sums of the class-aware incidence correction."""
     from seaice_dask.preprocess.incidence import _cell_mean
@@ -91,6 +100,7 @@ def _simulator() -> None:
 KERNELS: dict[str, Callable[[], None]] = {
     **{f"glcm {v}": functools.partial(_glcm, v) for v in GLCM_VARIANTS},
     "textural": _textural,
+    "nersc": _nersc,
     "incidence": _incidence,
     "simulator": _simulator,
 }

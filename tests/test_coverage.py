@@ -232,10 +232,10 @@ def test_blocks_without_data_are_not_computed_read_or_written(large):
     # ingest samples the radar only on blocks the footprint reaches: not its bounding box
     reached = sum(int(coverage.footprint_blocks(*TiePoints.from_product(open_safe(scene)).projected(grid.crs), grid, chunk).sum())
                   for scene in sorted((large / "scenes").glob("*.zip")))
-    sampled = _count(tasks["ingest"], "_sample_windows")
+    sampled = _count(tasks["ingest"], "resample-") - _count(tasks["ingest"], "resample-inverse")
     assert n_covered <= sampled <= reached < in_windows
     # one texture task and one read per covered block and polarisation; one prediction per covered block
-    assert _count(tasks["features"], "overlap") == 2 * n_covered
+    assert _count(tasks["features"], "halo") == 2 * n_covered  # the halo, fused with the kernel
     assert _count(tasks["features"], "open_dataset", "keep-blocks") == 2 * n_covered
     assert _count(tasks["predict"], "predict_block") == n_covered
     assert _count(tasks["predict"], "stack") == n_covered  # every input of a block in one read

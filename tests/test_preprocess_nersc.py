@@ -107,3 +107,35 @@ def test_power_balancing_ignores_a_coast_along_the_boundary():
     coast = np.where(np.arange(blocks) % 5 == 0, 0.1, 0.0)  # land just after the boundary
     near, far = cells(ice, 0.0), cells(ice + step + coast, bins * BIN_SAMPLES)
     assert abs(_boundary_step(near, far, 1.0, 1.0) - step) < 2e-5
+
+
+def test_compiled_kernels_equal_their_numpy_references(product):
+    """The block sums and the per-pixel denoising (ESA and NERSC) are compiled; pinned bit for bit
+    to their NumPy references on real-layout windows, no-data (DN = 0) pixels included."""
+    from seaice_dask.preprocess.nersc import (_block_sums, block_sums_reference, denoised_power,
+                                              nersc_power_reference)
+
+    scaling = noise_scaling(product, "HV", chunks=(512, 512)).compute(scheduler="sync")
+    cal, noise = product.calibration("HV"), product.noise("HV")
+    dn_all = product.dn("HV", chunks=(512, 512)).data.compute(scheduler="sync")
+    r0, c0 = 64, product.shape[1] // 3  # a window across a subswath boundary, not chunk-aligned
+    dn = dn_all[r0 : r0 + 300, c0 : c0 + 700].copy()
+    dn[:40, :50] = 0
+    lines, samples = np.arange(r0, r0 + dn.shape[0]), np.arange(c0, c0 + dn.shape[1])
+    assert len(set(swath_labels(product.swaths, lines, samples).ravel())) >= 2
+    info = {0: {"array-location": [(r0, r0 + dn.shape[0]), (c0, c0 + dn.shape[1])]}}
+    sums = _block_sums(dn, cal, noise, product.swaths, block_info=info)
+    assert sums.any() and np.array_equal(sums, block_sums_reference(dn, cal, noise, product.swaths, block_info=info))
+
+    a2 = calibration_window(cal, "sigma_nought", lines, samples) ** 2
+    eta = noise_window(noise, lines, samples)
+    value, subtracted = denoised_power(dn, eta, a2, scaling, product.swaths, lines, samples)
+    power, scaled = nersc_power_reference(dn, eta, a2, scaling, product.swaths, lines, samples)
+    power[dn == 0] = np.nan
+    np.testing.assert_array_equal(value, power)
+    np.testing.assert_array_equal(subtracted, (scaled / a2).astype(np.float32))
+    value, subtracted = denoised_power(dn, eta, a2, None, product.swaths, lines, samples)
+    esa = (np.square(dn, dtype=np.float64) - eta) / a2
+    esa[dn == 0] = np.nan
+    np.testing.assert_array_equal(value, esa)
+    np.testing.assert_array_equal(subtracted, (eta / a2).astype(np.float32))

@@ -21,6 +21,7 @@ from seaice_dask.coverage import keep_blocks
 from seaice_dask.errors import ConfigError
 from seaice_dask.features.kernels import glcm_levels, max_pairs_per_group
 from seaice_dask.features.reference import ALL_FEATURES, FEATURE_CODES, MODES, Layout, make_layout
+from seaice_dask.halo import overlap
 
 #: Bins of the global histogram behind ``quantizer="equalprob"``.
 EQUALPROB_BINS = 4096
@@ -214,10 +215,10 @@ def glcm(
     lead = (len(features), layout.n_slots)
     if isinstance(q, da.Array):
         q = keep_blocks(q, blocks, np.int16(-1))
-        if min(min(c) for c in q.chunks) < half:  # map_overlap needs chunks at least the halo
+        if min(min(c) for c in q.chunks) < half:  # the halo comes from the next block only
             q = q.rechunk(tuple(_merge_small_chunks(c, half) for c in q.chunks))
-        values = da.map_overlap(
-            _block_kernel, q, depth={0: half, 1: half}, boundary=-1, trim=False,
+        values = da.map_blocks(
+            _block_kernel, overlap(q, {0: half, 1: half}, np.int16(-1)),
             new_axis=[0, 1], chunks=(*((n,) for n in lead), *q.chunks),
             dtype=np.float32, meta=np.empty((0, 0, 0, 0), dtype=np.float32), **kwargs,
         )  # fmt: skip

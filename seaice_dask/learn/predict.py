@@ -35,6 +35,7 @@ from seaice_dask.cube import (
     compute_in_order, cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, slice_writes,
 )
 from seaice_dask.errors import ModelError
+from seaice_dask.halo import overlap
 from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model, radiometry_of
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
@@ -142,6 +143,18 @@ def smoothing_pixels(smoothing_m: float, resolution_m: float) -> int:
     return max(1, n + 1 - n % 2)
 
 
+def _smooth_block(both: np.ndarray, size: int, classes: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+    """:func:`smooth_probabilities` of a block with a halo of ``size // 2`` towards its
+    neighbours (none beyond the array's edges: the window there is normalised by what it holds),
+    the halo trimmed."""
+    out = smooth_probabilities(both, size, classes)
+    half = size // 2
+    index = [slice(None)] * 2
+    for i, n, extent in zip(block_info[None]["chunk-location"][2:], block_info[None]["num-chunks"][2:], out.shape[2:]):
+        index.append(slice(half if i > 0 else 0, extent - (half if i < n - 1 else 0)))
+    return out[tuple(index)]
+
+
 def predict_dataset(
     ds: xr.Dataset, model: Any, inputs: list[str], classes: list[int], *, smooth_px: int = 1,
     blocks: np.ndarray | None = None,
@@ -149,7 +162,7 @@ def predict_dataset(
     """Lazy ``class`` and ``proba`` for every date of ``ds`` (dask in, dask out).
 
     ``smooth_px`` > 1 averages the probabilities over that window before the argmax
-    (:func:`smooth_probabilities`, through ``map_overlap``: results do not depend on chunking).
+    (:func:`smooth_probabilities` on blocks with halos: results do not depend on chunking).
     ``blocks`` (bool per spatial dask block, :mod:`seaice_dask.coverage`): blocks flagged False
     hold no data; their inputs are not read (taken as unusable).
     """
@@ -185,11 +198,10 @@ def predict_inputs(
     )
     if smooth_px > 1:
         half = smooth_px // 2
-        both = da.map_overlap(
-            smooth_probabilities,
-            both,
-            depth={0: 0, 1: 0, 2: half, 3: half},
-            boundary="none",
+        both = da.map_blocks(
+            _smooth_block,
+            overlap(both, {2: half, 3: half}),
+            chunks=both.chunks,
             size=smooth_px,
             classes=classes_arr,
             dtype=np.float32,

@@ -28,8 +28,9 @@ import numpy as np
 import xarray as xr
 
 from seaice_dask.errors import ConfigError
+from seaice_dask.halo import overlap
 from seaice_dask.preprocess.luts import calibration_window, interp_vectors, noise_window
-from seaice_dask.preprocess.nersc import NoiseScaling, nersc_power, noise_scaling
+from seaice_dask.preprocess.nersc import NoiseScaling, denoised_power, noise_scaling
 from seaice_dask.preprocess.textural import WINDOW, textural_noise_block
 from seaice_dask.safe import CalibrationLUT, NoiseLUT, Product
 
@@ -58,13 +59,6 @@ def _window(block_info: dict, index=0) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(r0, r1), np.arange(c0, c1)
 
 
-def _noise_subtracted_power(dn: np.ndarray, noise: NoiseLUT | None, lines, samples) -> np.ndarray:
-    power = np.square(dn, dtype=np.float64)
-    if noise is not None:
-        power -= noise_window(noise, lines, samples)
-    return power
-
-
 def _backscatter_block(
     dn: np.ndarray,
     cal: CalibrationLUT,
@@ -78,12 +72,12 @@ def _backscatter_block(
 ) -> np.ndarray:
     lines, samples = _window(block_info)
     a2 = np.square(calibration_window(cal, name, lines, samples))
-    if scaling is not None:
-        value = nersc_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)[0]
+    if noise is not None:
+        value = denoised_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)[0]
     else:
-        value = _noise_subtracted_power(dn, noise, lines, samples) / a2
+        value = np.square(dn, dtype=np.float64) / a2
+        value[dn == 0] = np.nan
     value[value <= 0] = floor
-    value[dn == 0] = np.nan
     if db:
         value = 10.0 * np.log10(value)
     return value.astype(np.float32)
@@ -91,7 +85,7 @@ def _backscatter_block(
 
 def _negative_block(dn: np.ndarray, noise: NoiseLUT, block_info=None) -> np.ndarray:
     lines, samples = _window(block_info)
-    power = _noise_subtracted_power(dn, noise, lines, samples)
+    power = np.square(dn, dtype=np.float64) - noise_window(noise, lines, samples)
     return np.array([[np.count_nonzero((power <= 0) & (dn != 0))]], dtype=np.int64)
 
 
@@ -196,18 +190,9 @@ def _denoised(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, scaling: Noi
               lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Noise-subtracted σ0 (linear float64, NaN where DN = 0, not floored) of a window and the
     noise it subtracted (η/A² or k_s·η/A², float32)."""
-    # in place where possible: fresh full-size float64 temporaries cost as much as the arithmetic
     a2 = calibration_window(cal, "sigma_nought", lines, samples)
     np.square(a2, out=a2)
-    eta = noise_window(noise, lines, samples)
-    if scaling is not None:
-        value, eta = nersc_power(dn, eta, a2, scaling, swaths, lines, samples)
-    else:
-        value = np.square(dn, dtype=np.float64)
-        value -= eta
-        value /= a2
-    value[dn == 0] = np.nan
-    return value, np.divide(eta, a2, out=np.empty(eta.shape, np.float32), casting="same_kind")
+    return denoised_power(dn, noise_window(noise, lines, samples), a2, scaling, swaths, lines, samples)
 
 
 def _edge_block(dn: np.ndarray, cal: CalibrationLUT, noise: NoiseLUT, first: int, n_lines: int, depth: int, width: int,
@@ -283,7 +268,7 @@ def sigma0_textural(product: Product, pol: str, denoise: str = "esa", chunks: tu
     if method is None:
         raise ConfigError("the textural noise correction needs denoising ('esa' or 'nersc')")
     depth = window // 2
-    dn = da.overlap.overlap(product.dn(pol, chunks=chunks).data, depth={0: depth, 1: depth}, boundary={0: 0, 1: 0})
+    dn = overlap(product.dn(pol, chunks=chunks).data, {0: depth, 1: depth}, 0)
     nersc = _nersc(product, pol, method, chunks, scaling)
     above, below = (_edge(n, pol, method, chunks, depth, product.shape[1], scaling) for n in neighbours)
     edges = {k: v for k, v in (("above", above), ("below", below)) if v is not None}

@@ -81,6 +81,7 @@ import numba
 import numpy as np
 
 from seaice_dask.errors import CubeError
+from seaice_dask.halo import overlap, trim
 
 #: Default reference incidence angle (degrees), mid-swath of EW.
 REFERENCE_DEG = 35.0
@@ -320,7 +321,8 @@ def _aligned_chunks(n: int, size: int, cell: int = CELL) -> tuple[int, ...]:
 
 def _class_correct_stacked(values: np.ndarray, angles: np.ndarray, classes: ClassModel, reference_deg: float,
                            cell: int) -> np.ndarray:
-    return class_correct_block(values, angles[0], classes, reference_deg, cell)
+    """:func:`class_correct_block` of a block with a halo of one ``cell``, the halo trimmed."""
+    return trim(class_correct_block(values, angles[0], classes, reference_deg, cell), (0, cell, cell))
 
 
 def correct_multilooked(sigma0: Mapping[str, Any], incidence_deg: Any, correction: IncidenceCorrection,
@@ -329,7 +331,7 @@ def correct_multilooked(sigma0: Mapping[str, Any], incidence_deg: Any, correctio
     chunks as ``incidence_deg``), lazily: ``linear`` pixel by pixel, ``class`` by
     :func:`class_correct_block` over blocks aligned to ``cell`` pixels (:func:`cell_pixels` of the
     multilooked pixel size; :data:`CELL` at 80 m) with one cell of overlap
-    (``map_overlap``, NaN beyond the image), so no pixel depends on the chunking. Applied after
+    (:func:`~seaice_dask.halo.overlap`, NaN beyond the image), so no pixel depends on the chunking. Applied after
     multilooking (θ is smooth over a multilook cell, and a quarter of the pixels are left).
     """
     import dask.array as da
@@ -344,10 +346,10 @@ def correct_multilooked(sigma0: Mapping[str, Any], incidence_deg: Any, correctio
         raise ValueError(f"class model for {classes and classes.pols}, σ0 given for {pols}")
     theta = incidence_deg.rechunk(tuple(_aligned_chunks(n, c[0], cell) for n, c in zip(incidence_deg.shape, incidence_deg.chunks)))
     stacked = da.stack([sigma0[p].rechunk(theta.chunks) for p in pols]).rechunk({0: len(pols)})
-    corrected = da.map_overlap(
-        _class_correct_stacked, stacked, theta[None],
-        depth={0: 0, 1: cell, 2: cell}, boundary=np.nan, trim=True, align_arrays=False,
-        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+    halo = {1: cell, 2: cell}
+    corrected = da.map_blocks(
+        _class_correct_stacked, overlap(stacked, halo, np.nan), overlap(theta[None], halo, np.nan),
+        chunks=stacked.chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
         classes=classes, reference_deg=correction.reference_deg, cell=cell,
     )
     return {p: corrected[i] for i, p in enumerate(pols)}

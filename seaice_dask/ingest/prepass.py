@@ -145,5 +145,9 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
         parts = [p if "labels" in p else {**p, "labels": np.full(p["incidence"].shape, -1)} for p in parts]
     inc = cfg.preprocess.incidence
     correction = estimate_slopes(concat_samples(parts), pols, inc.reference_deg, inc.correction)
-    log.info("incidence slopes (dB/deg) from %d scenes: %s", len(products), correction.to_attrs())
+    attrs = correction.to_attrs()
+    log.info("incidence correction %s from %d scenes (%s): common slopes %s dB/deg, %d components",
+             attrs.get("method"), len(products), attrs.get("source"), attrs.get("slopes_db_per_deg"),
+             len(attrs.get("components", [])))
+    log.debug("incidence correction: %s", attrs)
     return correction

@@ -122,6 +122,9 @@ class InverseMap:
         x, y = tie_points.projected(self.crs)
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ProductError(f"tie points cannot be projected into {self.crs}")
+        # what makes two maps the same, for dask's graph keys: the tie points and the CRS
+        self._token = dask.base.tokenize(tie_points.line, tie_points.sample, tie_points.latitude,
+                                         tie_points.longitude, tie_points.shape, self.crs)
         self._offset = np.array([x.mean(), y.mean()])
         self._scale = float(max(x.std(), y.std(), 1.0))
         self._spline = RBFInterpolator(
@@ -131,6 +134,9 @@ class InverseMap:
             smoothing=0.0,
             degree=1,
         )
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
 
     def _normalise(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (np.column_stack([np.ravel(x), np.ravel(y)]) - self._offset) / self._scale
@@ -424,8 +430,7 @@ def resample_multilooked(
     rows_in, cols_in = window or (slice(0, ny), slice(0, nx))
     row_chunks = chunk_sizes(rows_in.stop - rows_in.start, chunk)
     col_chunks = chunk_sizes(cols_in.stop - cols_in.start, chunk)
-    token = dask.base.tokenize(arrays, inverse.crs, inverse.radar_shape, grid, looks, k, chunk, rows_in, cols_in,
-                               blocks, convert)
+    token = dask.base.tokenize(arrays, inverse, grid, looks, k, chunk, rows_in, cols_in, blocks, convert)
     name, shared = f"resample-{token}", f"resample-inverse-{token}"
     dsk: dict[Any, Any] = {shared: DataNode(shared, (inverse, grid))}
     r0 = rows_in.start

@@ -120,6 +120,24 @@ def test_geocode_ramp_matches_gdal_positions(ew):
         assert np.isnan(values[outside]).all()
 
 
+def test_other_tie_points_make_other_graph_keys(ew):
+    """The same radar array mapped with two sets of tie points (a slice's own and its pass's) in
+    one computation: two graphs, two results, not one key for both."""
+    from dataclasses import replace
+
+    tp, grid, inverse, _ = ew
+    shifted = gc.InverseMap(replace(tp, line=tp.line + 40.0), grid.crs)
+    radar = _ramp(tp.shape, 0)
+    own, other = gc.geocode(radar, inverse, grid, chunk=64), gc.geocode(radar, shifted, grid, chunk=64)
+    assert own.data.name != other.data.name
+    with dask.config.set(scheduler="sync"):
+        own, other = dask.compute(own, other)
+    away_from_ends = np.abs(own.values - tp.shape[0] / 2) < tp.shape[0] / 2 - 50  # positions clamped there
+    inside = np.isfinite(own.values) & np.isfinite(other.values) & away_from_ends
+    # lines numbered 40 higher at the tie points: each pixel samples the ramp 40 lines further on
+    np.testing.assert_allclose((other.values - own.values)[inside], 40.0, atol=0.5)
+
+
 def test_geocode_reads_only_each_chunks_window(ew, monkeypatch):
     tp, grid, inverse, _ = ew
     windows: list[tuple[int, int]] = []

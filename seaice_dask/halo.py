@@ -76,12 +76,11 @@ def overlap(array: da.Array, depth: Mapping[int, int], boundary: Any = None) -> 
         per_axis = [_axis_parts(i, numblocks[a], array.chunks[a][i], depth[a], pad) for a, i in enumerate(index)]
         shape = tuple(cs[i] for cs, i in zip(chunks, index))
         refs, parts = [], []
-        covered = True
         for combo in itertools.product(*per_axis):
             refs.append(TaskRef((array.name, *(i + off for i, (off, _, _) in zip(index, combo)))))
             parts.append((tuple(dest for _, dest, _ in combo), tuple(src for _, _, src in combo)))
-        if pad:
-            covered = all(len(p) == 3 for a, p in enumerate(per_axis) if depth[a])
+        # with a boundary, a block at the array's edge has halo elements no neighbour fills
+        covered = not pad or all(len(p) == 3 for a, p in enumerate(per_axis) if depth[a])
         key = (name, *index)
         dsk[key] = Task(key, _with_halo, _Placement(shape, None if covered else fill, tuple(parts)), *refs)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])

@@ -8,6 +8,7 @@ renamed, so a crash never leaves a truncated figure.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -59,6 +60,10 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+#: Largest side (pixels) of a class map as plotted (:func:`plot_class_map`).
+PLOT_MAX_PX = 2000
+
+
 def plot_class_map(
     cls: np.ndarray,
     grid: Grid,
@@ -68,9 +73,15 @@ def plot_class_map(
     class_names: Sequence[str] = SOD4_CLASS_NAMES,
     colours: Sequence[str] = SOD4_COLOURS,
 ) -> Path:
-    """A (y, x) class map on the grid (km axes); −1 (land, invalid) left blank."""
+    """A (y, x) class map on the grid (km axes); −1 (land, invalid) left blank.
+
+    Maps wider than :data:`PLOT_MAX_PX` are plotted from every n-th pixel: the figure shows
+    about 700 pixels across, so a nearest-neighbour plot looks the same, and matplotlib took 10.5 s
+    to draw a full-size 5000² map against 0.3 s for every third pixel."""
     k = len(class_names)
-    masked = np.ma.masked_less(np.asarray(cls), 0)
+    cls = np.asarray(cls)
+    step = max(1, math.ceil(max(cls.shape) / PLOT_MAX_PX))
+    masked = np.ma.masked_less(cls[::step, ::step], 0)
     xmin, ymin, xmax, ymax = (v / 1000 for v in grid.bounds)
     fig, ax = plt.subplots(figsize=(6, 5.5))
     im = ax.imshow(

@@ -27,6 +27,25 @@ def test_class_map_colours_follow_class_ids(tmp_path):
         assert (np.abs(image - rgb).max(axis=-1) < 0.02).sum() > 100, c
 
 
+def test_a_map_wider_than_the_plot_is_plotted_from_every_nth_pixel(tmp_path, monkeypatch):
+    """A 2400² map is drawn from every second pixel (matplotlib took 10.5 s for a 5000² one), and
+    the figure is the one of the whole map, pixel for pixel (the figure shows ~700 across)."""
+    import matplotlib.axes
+
+    grid = Grid.from_bounds("EPSG:32626", (400_000.0, 7_400_000.0, 592_000.0, 7_592_000.0), 80.0)
+    rng = np.random.default_rng(0)
+    cls = np.repeat(np.repeat(rng.integers(-1, 4, (240, 240)), 10, axis=0), 10, axis=1).astype(np.int8)
+    decimated = mpimg.imread(report.plot_class_map(cls, grid, tmp_path / "decimated.png"))
+    drawn, imshow = [], matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", lambda ax, data, **kw: drawn.append(data.shape) or imshow(ax, data, **kw))
+    report.plot_class_map(cls, grid, tmp_path / "again.png")
+    assert drawn == [(1200, 1200)]
+    monkeypatch.setattr(report, "PLOT_MAX_PX", 10_000)
+    whole = mpimg.imread(report.plot_class_map(cls, grid, tmp_path / "whole.png"))
+    assert drawn[-1] == (2400, 2400)
+    np.testing.assert_array_equal(decimated, whole)
+
+
 def test_confusion_scores_monthly_and_json(tmp_path):
     cm = np.array([[50, 2, 0, 0], [3, 40, 5, 0], [0, 4, 60, 1], [0, 0, 2, 30]])
     assert _is_png(report.plot_confusion(cm, tmp_path / "cm.png", title="rf"))

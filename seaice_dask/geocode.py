@@ -445,8 +445,8 @@ def resample_multilooked(
                 dsk[key] = Task(key, _empty_block, (channels, h, w), convert)
             else:
                 sources, refs = [], []
+                (lo_l, hi_l), (lo_s, hi_s) = radar_window
                 for array, (el, es) in zip(arrays, edges):
-                    (lo_l, hi_l), (lo_s, hi_s) = radar_window
                     i0, i1 = np.searchsorted(el, lo_l, "right") - 1, np.searchsorted(el, hi_l, "left")
                     j0, j1 = np.searchsorted(es, lo_s, "right") - 1, np.searchsorted(es, hi_s, "left")
                     sources.append((tuple(int(v) for v in el[i0:i1]), tuple(int(v) for v in es[j0:j1])))

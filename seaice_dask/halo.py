@@ -87,7 +87,15 @@ def overlap(array: da.Array, depth: Mapping[int, int], boundary: Any = None) -> 
     return da.Array(graph, name, chunks, meta=array._meta)
 
 
-def trim(block: np.ndarray, depth: Sequence[int]) -> np.ndarray:
-    """``block`` without ``depth[axis]`` elements on both sides of each axis (the halo that
-    :func:`overlap` with a constant boundary added)."""
-    return block[tuple(slice(d, block.shape[a] - d) for a, d in enumerate(depth))]
+def trim(block: np.ndarray, depth: Sequence[int], block_info: Mapping[str, Any] | None = None) -> np.ndarray:
+    """``block`` without the halo :func:`overlap` added: ``depth[axis]`` elements on both sides of
+    each axis. ``block_info`` (dask's for the block, ``block_info[None]`` in ``map_blocks``): the
+    array was overlapped with no boundary, so blocks at its edges have no halo on that side."""
+    index = []
+    for axis, d in enumerate(depth):
+        low = high = d
+        if block_info is not None:
+            i, n = block_info["chunk-location"][axis], block_info["num-chunks"][axis]
+            low, high = (d if i > 0 else 0), (d if i < n - 1 else 0)
+        index.append(slice(low, block.shape[axis] - high))
+    return block[tuple(index)]

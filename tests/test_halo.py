@@ -40,3 +40,6 @@ def test_overlap_refuses_chunks_smaller_than_the_depth():
 def test_trim_removes_the_halo():
     block = np.arange(7 * 9).reshape(7, 9)
     np.testing.assert_array_equal(trim(block, (2, 3)), block[2:5, 3:6])
+    # no boundary: the first row of blocks has no halo above, the last column none to the right
+    edge = {"chunk-location": (0, 2), "num-chunks": (3, 3)}
+    np.testing.assert_array_equal(trim(block, (2, 3), edge), block[:5, 3:])

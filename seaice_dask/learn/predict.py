@@ -35,7 +35,7 @@ from seaice_dask.cube import (
     compute_in_order, cube_grid, cube_store, done, ensure_variable, mark_done, open_cube, set_slice_coord, slice_writes,
 )
 from seaice_dask.errors import ModelError
-from seaice_dask.halo import overlap
+from seaice_dask.halo import overlap, trim
 from seaice_dask.learn.inference import ModelRef, resolve
 from seaice_dask.learn.persist import load_model, radiometry_of
 from seaice_dask.learn.samples import COLUMN_DIM, feature_stack, usable_mask
@@ -147,12 +147,8 @@ def _smooth_block(both: np.ndarray, size: int, classes: np.ndarray, block_info: 
     """:func:`smooth_probabilities` of a block with a halo of ``size // 2`` towards its
     neighbours (none beyond the array's edges: the window there is normalised by what it holds),
     the halo trimmed."""
-    out = smooth_probabilities(both, size, classes)
     half = size // 2
-    index = [slice(None)] * 2
-    for i, n, extent in zip(block_info[None]["chunk-location"][2:], block_info[None]["num-chunks"][2:], out.shape[2:]):
-        index.append(slice(half if i > 0 else 0, extent - (half if i < n - 1 else 0)))
-    return out[tuple(index)]
+    return trim(smooth_probabilities(both, size, classes), (0, 0, half, half), block_info[None])
 
 
 def predict_dataset(

@@ -77,10 +77,11 @@ def _nersc() -> None:
 
 
 def _incidence() -> None:
-    """The per-cell sums of the class-aware incidence correction."""
-    from seaice_dask.preprocess.incidence import _cell_mean
+    """The per-cell sums and the per-pixel factors of the class-aware incidence correction."""
+    from seaice_dask.preprocess.incidence import _cell_mean, slope_exponents
 
     _cell_mean(np.ones((2, 4, 4), np.float32), 2)
+    slope_exponents(np.ones((2, 2, 2), np.float32), np.ones((4, 4), np.float32), 2, 30.0)
 
 
 def _simulator() -> None:

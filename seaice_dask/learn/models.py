@@ -90,6 +90,17 @@ def partial_fit_blocks(estimator: BaseEstimator, X: da.Array) -> BaseEstimator:
     return dask.compute(fitted)[0]
 
 
+def epoch_block_order(n_blocks: int, epochs: int, seed: int) -> list[int]:
+    """The row blocks visited by ``epochs`` passes, each in its own seeded random order: epoch
+    ``e`` shuffles as dask-ml's ``Incremental(shuffle_blocks=True, random_state=seed + e)``."""
+    order: list[int] = []
+    for epoch in range(epochs):
+        blocks = list(range(n_blocks))
+        np.random.RandomState(seed + epoch).shuffle(blocks)
+        order += blocks
+    return order
+
+
 def fit_incremental(
     name: str,
     X: np.ndarray,
@@ -106,12 +117,12 @@ def fit_incremental(
     Xd, yd = _blocks(X, y, block_rows)
     scaler = partial_fit_blocks(StandardScaler(), Xd)
     Xs = Xd.map_blocks(scaler.transform, dtype=np.float64)
-    model = Incremental(make_estimator(name, seed), shuffle_blocks=True, random_state=seed)
-    classes = np.asarray(classes)
-    model.fit(Xs, yd, classes=classes)
-    for epoch in range(1, epochs or EPOCHS[name]):
-        model.random_state = seed + epoch  # a new block order every epoch
-        model.partial_fit(Xs, yd, classes=classes)
+    # every epoch in one graph: the blocks in each epoch's order, one after the other (a round
+    # trip to the scheduler per epoch cost more than the epoch's arithmetic on small samples)
+    order = epoch_block_order(Xd.numblocks[0], epochs or EPOCHS[name], seed)
+    model = Incremental(make_estimator(name, seed), shuffle_blocks=False)
+    model.fit(da.concatenate([Xs.blocks[i] for i in order]), da.concatenate([yd.blocks[i] for i in order]),
+              classes=np.asarray(classes))
     return Pipeline([("scale", scaler), ("clf", model.estimator_)])
 
 

@@ -251,6 +251,59 @@ def _upsample_axis(cells: np.ndarray, n: int, cell: int, axis: int) -> np.ndarra
     return lower + (np.take(cells, i1, axis=axis) - lower) * f
 
 
+def slope_exponents_reference(slopes: np.ndarray, theta: np.ndarray, cell: int, reference_deg: float) -> np.ndarray:
+    """NumPy reference of :func:`slope_exponents`: the cells' slopes (d, hc, wc) bilinear between
+    cell centres onto the pixels of ``theta`` (h, w), times (θ − θ_ref)·(−ln 10 / 10), float32."""
+    h, w = theta.shape
+    pixels = _upsample_axis(_upsample_axis(slopes, w, cell, 2), h, cell, 1)
+    return pixels * ((theta - np.float32(reference_deg)) * np.float32(-LN_PER_DB))
+
+
+@numba.njit(cache=True, nogil=True)
+def _axis_weights(n, n_cells, cell):  # pragma: no cover - compiled
+    """Per pixel of an axis: the lower and upper cell and the float32 weight of the upper one, as
+    :func:`_upsample_axis` computes them."""
+    lower, upper = np.empty(n, np.int64), np.empty(n, np.int64)
+    weight = np.empty(n, np.float32)
+    for k in range(n):
+        u = (k + 0.5) / cell - 0.5
+        fl = np.floor(u)
+        lower[k] = min(max(int(fl), 0), n_cells - 1)
+        upper[k] = min(lower[k] + 1, n_cells - 1)
+        weight[k] = np.float32(min(max(u - fl, 0.0), 1.0) if fl >= 0 else 0.0)
+    return lower, upper, weight
+
+
+@numba.njit(cache=True, nogil=True)
+def _exponents_kernel(slopes, theta, cell, reference, out):  # pragma: no cover - compiled
+    d, hc, wc = slopes.shape
+    h, w = theta.shape
+    x0, x1, fx = _axis_weights(w, wc, cell)
+    y0, y1, fy = _axis_weights(h, hc, cell)
+    ref, scale = np.float32(reference), np.float32(-LN_PER_DB)
+    for p in range(d):
+        for i in range(h):
+            r0, r1, f = y0[i], y1[i], fy[i]
+            for j in range(w):
+                a, b = slopes[p, r0, x0[j]], slopes[p, r0, x1[j]]
+                c, e = slopes[p, r1, x0[j]], slopes[p, r1, x1[j]]
+                lower = a + (b - a) * fx[j]
+                upper = c + (e - c) * fx[j]
+                out[p, i, j] = (lower + (upper - lower) * f) * ((theta[i, j] - ref) * scale)
+
+
+def slope_exponents(slopes: np.ndarray, theta: np.ndarray, cell: int, reference_deg: float) -> np.ndarray:
+    """ln of the correction factor of every pixel: the cells' slopes (d, hc, wc) interpolated
+    bilinearly between cell centres (constant beyond the outer ones), times
+    (θ − θ_ref)·(−ln 10 / 10). One compiled pass in float32, bit for bit as
+    :func:`slope_exponents_reference` (the two interpolations along x, then along y), without its
+    full-size temporaries."""
+    out = np.empty((slopes.shape[0], *theta.shape), np.float32)
+    _exponents_kernel(np.ascontiguousarray(slopes, np.float32), np.ascontiguousarray(theta, np.float32), cell,
+                      float(reference_deg), out)
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
 def _cell_sums(values, cell, total, count):  # pragma: no cover - compiled
     """total/count += the finite values of each ``cell`` × ``cell`` tile of (d, h, w), and their number."""
@@ -297,8 +350,9 @@ def class_correct_block(sigma0: np.ndarray, incidence_deg: np.ndarray, classes: 
     db = np.where(np.isnan(mean), np.nan, np.where(np.isnan(db), DB_FLOOR, db))  # no power: floor
     slopes = classes.effective_slopes(db.reshape(d, -1).T, theta_cells.ravel(), reference_deg)
     slopes = slopes.T.reshape(d, *theta_cells.shape).astype(np.float32)
-    slopes = _upsample_axis(_upsample_axis(slopes, w, cell, 2), h, cell, 1)
-    return sigma0 * np.exp(slopes * ((theta - np.float32(reference_deg)) * np.float32(-LN_PER_DB)))
+    factor = slope_exponents(slopes, theta, cell, reference_deg)
+    np.exp(factor, out=factor)
+    return np.multiply(sigma0, factor, out=factor)
 
 
 def cell_pixels(pixel_m: float) -> int:

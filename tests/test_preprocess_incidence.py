@@ -436,3 +436,23 @@ def test_slope_exponents_equal_their_numpy_reference(shape, cell):
     assert got.dtype == expected.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
     assert np.isnan(got[1, 0, 0]) and np.isfinite(got[0]).all()
+
+
+@pytest.mark.parametrize("assignable", [None, [True, False, True, True, False, True]])
+def test_most_probable_component_equals_its_numpy_reference(assignable):
+    """The compiled posterior argmax of the class model equals NumPy's argmax over the
+    log-likelihoods: ties, components that may not be assigned and NaN angles included."""
+    rng = np.random.default_rng(3)
+    k, d = 6, 2
+    model = ClassModel(("hh", "hv"), rng.dirichlet(np.ones(k)), rng.normal(-18, 5, (k, d)), rng.normal(-0.2, 0.1, (k, d)),
+                       rng.uniform(0.5, 4, (k, d)), rng.normal(-0.2, 0.1, (k, d)),
+                       None if assignable is None else np.array(assignable))
+    values = rng.normal(-18, 6, (5000, d))
+    theta = rng.uniform(-15, 15, 5000)
+    theta[:10] = np.nan
+    values[10:20] = values[20:30] = model.mean_db[0]  # repeated rows
+    got = model.most_probable(values, theta)
+    np.testing.assert_array_equal(got, model.most_probable_reference(values, theta))
+    assert len(np.unique(got)) > 2
+    if assignable is not None:
+        assert np.isin(got[10:], np.flatnonzero(assignable)).all()

@@ -162,13 +162,29 @@ class ClassModel:
         posterior of component k under the GIA likelihood N(μ_k + b_k·(θ − θ_ref), v_k).
         Values with no power (NaN) sit at :data:`DB_FLOOR`; samples without θ get the prior mean
         slope Σ_k w_k·b_k."""
-        with np.errstate(invalid="ignore"):
-            loglik = _log_likelihood(self, _clip_db(values_db), incidence_deg - reference_deg)
-        if self.assignable is not None:
-            loglik[:, ~self.assignable] = -np.inf
-        slopes = self.applied[np.argmax(np.nan_to_num(loglik, nan=-np.inf), axis=1)]
+        slopes = self.applied[self.most_probable(_clip_db(values_db), incidence_deg - reference_deg)]
         slopes[~np.isfinite(incidence_deg)] = self.weight @ self.applied
         return slopes
+
+    def most_probable(self, values_db: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Index of each sample's most probable assignable component (``theta``: θ − θ_ref; rows
+        with NaN take the first assignable one): one compiled pass over the samples, as
+        :meth:`most_probable_reference` without its (n, K, d) temporaries."""
+        n, d = values_db.shape
+        out = np.empty(n, np.int64)
+        assignable = np.ones(len(self.weight), bool) if self.assignable is None else self.assignable
+        _most_probable_kernel(np.ascontiguousarray(values_db, np.float64), np.ascontiguousarray(theta, np.float64),
+                              np.log(self.weight + 1e-300), self.mean_db, self.slope_db_per_deg, self.variance_db2,
+                              np.log(self.variance_db2), assignable, out)
+        return out
+
+    def most_probable_reference(self, values_db: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """NumPy reference of :meth:`most_probable`: argmax over the log-likelihoods."""
+        with np.errstate(invalid="ignore"):
+            loglik = _log_likelihood(self, values_db, theta)
+        if self.assignable is not None:
+            loglik[:, ~self.assignable] = -np.inf
+        return np.argmax(np.nan_to_num(loglik, nan=-np.inf), axis=1)
 
 
 @dataclass(frozen=True)
@@ -621,6 +637,34 @@ def _log_likelihood(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarr
     """log(w_k) + log N(v; μ_k + b_k·t, v_k) per sample and component, up to a constant (n, K)."""
     z = v[:, None, :] - model.mean_db - model.slope_db_per_deg * t[:, None, None]
     return np.log(model.weight + 1e-300) - 0.5 * (z**2 / model.variance_db2 + np.log(model.variance_db2)).sum(axis=2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _most_probable_kernel(v, t, log_weight, mean, slope, variance, log_variance, assignable, out):  # pragma: no cover - compiled
+    """out[i] = argmax_k log(w_k) − ½·Σ_p ((v_ip − μ_kp − b_kp·t_i)²/v_kp + log v_kp), in
+    :func:`_log_likelihood`'s order of operations; the ranks of ``most_probable_reference``:
+    NaN lowest, components not assignable just above, first maximum wins."""
+    n, d = v.shape
+    lowest = -1.7976931348623157e308  # what np.nan_to_num makes of −inf
+    for i in range(n):
+        best, best_k = -np.inf, 0
+        for k in range(mean.shape[0]):
+            if not assignable[k]:
+                ll = lowest
+            else:
+                total = 0.0
+                for p in range(d):
+                    z = (v[i, p] - mean[k, p]) - slope[k, p] * t[i]
+                    term = z * z / variance[k, p] + log_variance[k, p]
+                    total = term if p == 0 else total + term
+                ll = log_weight[k] - 0.5 * total
+                if np.isnan(ll):
+                    ll = -np.inf
+                elif np.isinf(ll):
+                    ll = lowest if ll < 0 else -lowest
+            if k == 0 or ll > best:
+                best, best_k = ll, k
+        out[i] = best_k
 
 
 def _posterior(model: ClassModel, v: np.ndarray, t: np.ndarray) -> np.ndarray:

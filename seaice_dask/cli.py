@@ -136,7 +136,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Render simulated Sentinel-1 EW GRD products, SIGRID-3 charts and the truth."""
-    from seaice_dask.simulate.series import parse_centres, simulate_series
+    from seaice_dask.simulate.series import parse_centres, render_processes, simulate_series
 
     relative = [r.strip() for r in orbits.split(",")]
     if size not in ("full", "small") or product not in ("GRDM", "GRDH") or fmt not in ("zip", "safe") or not (
@@ -149,6 +149,7 @@ def simulate(
         out, n_scenes=scenes, start=start, end=end, size=size, product=product, seed=seed, fmt=fmt,
         slices_per_pass=slices_per_pass, orbits=None if orbits == "auto" else [int(r) for r in relative],
         centres=parse_centres(centres), grid=_load(grid_config).grid.to_grid() if grid_config else None,
+        processes=render_processes(scenes),
     )
     typer.echo(f"{len(series.passes)} passes as {len(series.scenes)} products in {out / 'scenes'}, "
                f"{len(series.charts)} charts in {out / 'charts'}, truth in {series.truth}")
@@ -226,11 +227,12 @@ def run(
     from seaice_dask.cube import cube_store
     from seaice_dask.lock import store_lock
     from seaice_dask.pipeline import STAGES, run_pipeline, simulate_inputs
+    from seaice_dask.simulate.series import render_processes
 
     cfg = _load(config)
     with store_lock(cube_store(cfg), force=force_unlock):
         if cfg.simulate.enabled:
-            simulate_inputs(cfg)
+            simulate_inputs(cfg, processes=render_processes(cfg.simulate.n_scenes))
         with _cluster(cfg, scheduler) as client:
             run_pipeline(cfg, client, stages=stages.split(",") if stages else STAGES)
     typer.echo(f"outputs: cube {cfg.paths.store}, models {cfg.paths.models}, reports {cfg.paths.reports}")
@@ -288,11 +290,12 @@ def demo(
 ) -> None:
     """Offline end-to-end example: simulated scenes on a LocalCluster, every stage."""
     from seaice_dask.pipeline import demo_config, run_pipeline, simulate_inputs
+    from seaice_dask.simulate.series import render_processes
     from seaice_dask.warmup import in_background
 
     cfg = demo_config(out, scenes)
     with in_background(cfg.features.features):
-        simulate_inputs(cfg)
+        simulate_inputs(cfg, processes=render_processes(scenes))
     with _cluster(cfg, None) as client:
         reports = run_pipeline(cfg, client)
     typer.echo(f"\nDemo finished. Config: {out / 'pipeline.yaml'} (re-run with `seaice-dask run` on it)")

@@ -19,6 +19,7 @@ from seaice_dask.cube import done, open_cube
 from seaice_dask.export import stac_validator
 from seaice_dask.ingest import validate_ingest
 from seaice_dask.pipeline import STAGES, demo_config, run_pipeline, simulate_inputs
+from seaice_dask.simulate.series import render_processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -28,7 +29,7 @@ def season(tmp_path_factory):
     """12 small simulated scenes (Oct 2020 – Mar 2021) through every stage on a LocalCluster."""
     out = tmp_path_factory.mktemp("demo")
     cfg = demo_config(out, n_scenes=12)
-    simulate_inputs(cfg)
+    simulate_inputs(cfg, processes=render_processes(12))  # as `seaice-dask demo`
     with open_client(cfg.cluster) as client:
         reports = run_pipeline(cfg, client, progress=False)
     return cfg, reports

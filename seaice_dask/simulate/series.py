@@ -23,10 +23,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import multiprocessing
+import os
 import shutil
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -266,14 +271,24 @@ def _write_truth(path: Path, grid: Grid, times: list[dt.datetime], seed: int, pr
 
 
 def _progress_factory(enabled: bool):
-    def wrap(items, description: str):
+    def wrap(items, description: str, total: int | None = None):
         if not enabled:
             return items
         from rich.progress import track
 
-        return track(items, description=description, transient=False)
+        return track(items, description=description, total=total, transient=False)
 
     return wrap
+
+
+#: Passes per rendering process, at least: starting one (spawn, imports) costs about two passes.
+PASSES_PER_PROCESS = 4
+
+
+def render_processes(n_passes: int) -> int:
+    """Processes that render ``n_passes`` by default: one per :data:`PASSES_PER_PROCESS` passes,
+    at most one per CPU."""
+    return max(1, min(os.cpu_count() or 1, n_passes // PASSES_PER_PROCESS))
 
 
 def simulate_series(
@@ -292,6 +307,7 @@ def simulate_series(
     slices_per_pass: int = 1,
     orbits: Sequence[int] | None = (24,),
     centres: Sequence[tuple[float, float]] | str | None = None,
+    processes: int = 1,
 ) -> SimulatedSeries:
     """Simulate a season: ``out/scenes/*.zip|.SAFE``, ``out/charts/``, ``out/truth.zarr``, ``out/simulation.json``.
 
@@ -312,6 +328,11 @@ def simulate_series(
     per pass when ``orbits`` is None); each orbit's passes are centred (± 25 km along track) on
     its own centre instead of the grid's. ``orbits=None`` flies each centre by the track passing
     nearest it, a different track for each (:func:`nearest_tracks`).
+
+    ``processes`` > 1 render the passes side by side (spawned processes: a script calling this
+    needs the usual ``if __name__ == "__main__":`` guard; :func:`render_processes` suggests a
+    number) while this one draws the truth and the charts; every file is the same whatever
+    their number.
     """
     out = Path(out)
     grid = grid or default_grid()
@@ -361,24 +382,29 @@ def simulate_series(
                 ascending=up,
             )
         )
-    passes, info = [], []
     label = f"simulating {len(specs)} {product} passes" + (f" × {slices_per_pass} slices" if slices_per_pass > 1 else "")
-    for spec in track(specs, label):
-        paths = write_pass(out / "scenes", spec, grid=grid, fmt="zip" if fmt == "zip" else "safe")
-        passes.append(paths)
-        info += [_product_info(out, path, spec, k) for k, path in enumerate(paths, start=1)]
+    render = partial(write_pass, out / "scenes", grid=grid, fmt="zip" if fmt == "zip" else "safe")
+    with ExitStack() as stack:
+        if processes > 1:  # spawned: a forked child would inherit the caller's threads and locks
+            pool = stack.enter_context(ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")))
+            rendering = pool.map(render, specs)
+        else:
+            rendering = None
+            passes = [render(spec) for spec in track(specs, label)]
+        truth_path = _write_truth(out / "truth.zarr", grid, [s.acquisition_start for s in specs], seed, track)
+        chart_paths: list[Path] = []
+        if charts:
+            from seaice_dask.simulate.charts import write_weekly_charts
+
+            chart_grid = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, 500.0))
+            weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
+            weekly = weekly_truth(chart_grid, list(weeks), seed, domain=grid)
+            chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
+        if rendering is not None:
+            passes = list(track(rendering, label, total=len(specs)))
+    info = [_product_info(out, path, spec, k) for spec, paths in zip(specs, passes, strict=True)
+            for k, path in enumerate(paths, start=1)]
     scenes = [path for paths in passes for path in paths]
-
-    truth_path = _write_truth(out / "truth.zarr", grid, [s.acquisition_start for s in specs], seed, track)
-
-    chart_paths: list[Path] = []
-    if charts:
-        from seaice_dask.simulate.charts import write_weekly_charts
-
-        chart_grid = Grid.from_bounds(grid.crs, grid.bounds, max(grid.resolution, 500.0))
-        weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
-        weekly = weekly_truth(chart_grid, list(weeks), seed, domain=grid)
-        chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
 
     from seaice_dask import __version__
 

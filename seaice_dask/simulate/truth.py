@@ -250,8 +250,9 @@ def _floes(seed: int, n: int = 24000) -> dict[str, np.ndarray]:
     }
 
 
-def _floe_polygons(grid: Grid, seed: int, days: float, domain: Grid | None = None):
-    """GeoJSON polygons of the floes inside the grid on season day ``days``, drifted south-west."""
+def _floe_rings(grid: Grid, seed: int, days: float, domain: Grid | None = None):
+    """Closed rings (n, 17, 2) of the floes inside the grid on season day ``days``, drifted
+    south-west, with their centres and how far from the coast each may drift."""
     f = _floes(seed)
     cx, cy = _static_fields(grid, seed, domain)["lattice"].centre
     down = np.array([-1.0, -1.0]) / np.sqrt(2)  # south-west, along the East Greenland Current
@@ -270,8 +271,7 @@ def _floe_polygons(grid: Grid, seed: int, days: float, domain: Grid | None = Non
         [px[idx, None] + radius * np.cos(angles), py[idx, None] + radius * np.sin(angles)], axis=-1
     )
     closed = np.concatenate([ring, ring[:, :1]], axis=1)
-    polygons = [{"type": "Polygon", "coordinates": [r]} for r in closed.tolist()]
-    return polygons, px[idx], py[idx], f["max_coast_km"][idx]
+    return closed, px[idx], py[idx], f["max_coast_km"][idx]
 
 
 def _wind_speed(grid: Grid, seed: int, date, domain: Grid | None = None) -> np.ndarray:
@@ -320,14 +320,15 @@ def truth_fields(
     surface[young] = Surface.YOUNG_ICE
     surface[young & nilas] = Surface.NILAS
 
-    polygons, px, py, max_coast = _floe_polygons(grid, seed, days, domain)
-    if len(polygons):
+    rings, px, py, max_coast = _floe_rings(grid, seed, days, domain)
+    if len(rings):
         from rasterio.features import rasterize
 
         keep = _coast_distance_at(grid, static, px, py) < max_coast
-        if keep.any():
+        if keep.any():  # GeoJSON of the kept floes only: listing every vertex is the slow part
+            polygons = ({"type": "Polygon", "coordinates": [r]} for r in rings[keep].tolist())
             floes = rasterize(
-                ((p, 1) for p, k in zip(polygons, keep) if k), out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
+                ((p, 1) for p in polygons), out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8"
             ).astype(bool)
             surface[floes & ice] = Surface.MULTIYEAR_ICE
 

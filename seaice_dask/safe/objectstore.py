@@ -48,6 +48,16 @@ def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+#: GDAL's reading of ``/vsis3/`` objects: range requests of 1 MiB (GDAL's default, 16 KiB, read a
+#: window of a stored TIFF in a zip by hundreds of requests per MB: measured 357 requests per small
+#: simulated scene) in a 64 MiB cache per process, and no listing of the bucket at each open.
+REMOTE_READ_OPTIONS = {
+    "CPL_VSIL_CURL_CHUNK_SIZE": str(2**20),
+    "CPL_VSIL_CURL_CACHE_SIZE": str(64 * 2**20),
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+}
+
+
 @contextlib.contextmanager
 def vsi_env(path: str) -> Iterator[None]:
     """GDAL configuration for ``/vsis3/`` paths from the AWS environment; nothing for others."""
@@ -58,11 +68,11 @@ def vsi_env(path: str) -> Iterator[None]:
     from rasterio.session import AWSSession
 
     endpoint = _endpoint()
-    options = {}
+    options = dict(REMOTE_READ_OPTIONS)
     if endpoint:
         url = urlsplit(endpoint)
         # custom endpoints (MinIO, CDSE eodata, test servers) use path-style addressing
-        options = {"AWS_HTTPS": "YES" if url.scheme == "https" else "NO", "AWS_VIRTUAL_HOSTING": "FALSE"}
+        options |= {"AWS_HTTPS": "YES" if url.scheme == "https" else "NO", "AWS_VIRTUAL_HOSTING": "FALSE"}
         session = AWSSession(endpoint_url=url.netloc, region_name=os.environ.get("AWS_REGION"))
     else:
         session = AWSSession(region_name=os.environ.get("AWS_REGION"))

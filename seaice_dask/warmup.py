@@ -97,13 +97,14 @@ def _simulator() -> None:
     lattice.to_grid(np.zeros(lattice.shape), grid)
 
 
-#: The kernels to compile by name, the GLCM sweeps first, as they take longest.
+#: The kernels to compile by name, the GLCM sweeps first, as they take longest; then in the order
+#: a first run needs them (``seaice-dask demo`` simulates, then ingests).
 KERNELS: dict[str, Callable[[], None]] = {
     **{f"glcm {v}": functools.partial(_glcm, v) for v in GLCM_VARIANTS},
-    "textural": _textural,
-    "nersc": _nersc,
-    "incidence": _incidence,
     "simulator": _simulator,
+    "nersc": _nersc,
+    "textural": _textural,
+    "incidence": _incidence,
 }
 
 
@@ -126,9 +127,10 @@ def warmup(processes: int | None = None, features: Sequence[str] | None = None) 
 
 @contextlib.contextmanager
 def in_background(features: Sequence[str]) -> Iterator[None]:
-    """Compile the kernels a run of GLCM ``features`` needs in another process while the body runs
-    (a first run's simulation, which uses one core), and wait for them when it ends: compiling
-    then costs a first run little time."""
+    """Compile the kernels a run of GLCM ``features`` needs in other processes while the body runs
+    (a first run's simulation and ingest), and wait for them when it ends: compiling then costs a
+    first run little time. The GLCM sweep compiles alone in one process; the small kernels, which
+    simulation and ingest need, in the other, done within seconds."""
     logging.getLogger(__name__).info("compiling the Numba kernels (first run only) in the background")
     compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup", "--features", ",".join(features)])
     try:

@@ -351,3 +351,30 @@ def test_twelve_scenes_temporal_split_best_model_reaches_085_against_truth(tmp_p
     assert all((cfg.paths.reports / name).is_file() for name in ("scores.png", "accuracy_per_month.png",
                                                                  "radiometry_copol_incidence.png", "radiometry_crosspol_texture.png"))
     assert len(result.radiometry) >= 2 and all(np.isfinite(r["hh_slope_db_per_deg"]) for r in result.radiometry.values())
+
+
+def test_every_epoch_in_one_graph_fits_as_dask_ml_epoch_by_epoch():
+    """The incremental learners' one chain over all epochs visits the blocks as dask-ml's
+    ``Incremental`` does when called once per epoch (seeded shuffles ``seed + epoch``): the same
+    model, coefficient for coefficient."""
+    from dask_ml.wrappers import Incremental
+
+    from seaice_dask.learn.models import epoch_block_order, fit_incremental, make_estimator
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+    classes = np.array([0, 1, 2])
+    with dask.config.set(scheduler="synchronous"):
+        got = fit_incremental("sgd", X, y, classes, seed=3, epochs=4, block_rows=500)
+        Xs = da.from_array(X, chunks=(500, -1)).map_blocks(got.named_steps["scale"].transform, dtype=np.float64)
+        yd = da.from_array(y, chunks=500)
+        model = Incremental(make_estimator("sgd", 3), shuffle_blocks=True, random_state=3).fit(Xs, yd, classes=classes)
+        for epoch in range(1, 4):
+            model.random_state = 3 + epoch
+            model.partial_fit(Xs, yd, classes=classes)
+    np.testing.assert_array_equal(got.named_steps["clf"].coef_, model.estimator_.coef_)
+    np.testing.assert_array_equal(got.named_steps["clf"].intercept_, model.estimator_.intercept_)
+    order = epoch_block_order(6, 4, 3)
+    assert len(order) == 24 and all(sorted(order[e * 6:(e + 1) * 6]) == list(range(6)) for e in range(4))
+    assert order[:6] != order[6:12]  # each epoch its own order

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -412,6 +413,14 @@ def test_simulate_series_small(tmp_path):
     assert meta["grid"] == grid.to_attrs() and meta["seed"] == 0
     again = simulate_series(tmp_path, n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid, charts=False, progress=False)
     assert again.scenes == series.scenes
+    # rendered by two processes while this one draws truth and charts: the same files
+    side = simulate_series(tmp_path / "side", n_scenes=3, start="2021-01-01", end="2021-01-28", grid=grid,
+                           progress=False, processes=2)
+    for a, b in zip(series.scenes + series.charts, side.scenes + side.charts, strict=True):
+        with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
+            assert za.namelist() == zb.namelist() and all(za.read(n) == zb.read(n) for n in za.namelist()), a.name
+    xr.testing.assert_identical(xr.open_zarr(side.truth).load(), store.load())
+    assert json.loads(side.metadata.read_text()) == meta
 
 
 # --------------------------------------------------------------------------- slices of a pass

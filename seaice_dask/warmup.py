@@ -77,10 +77,12 @@ def _nersc() -> None:
 
 
 def _incidence() -> None:
-    """The per-cell sums and the per-pixel factors of the class-aware incidence correction."""
-    from seaice_dask.preprocess.incidence import _cell_mean, slope_exponents
+    """The class-aware incidence correction: per-cell sums, each cell's component, per-pixel factors."""
+    from seaice_dask.preprocess.incidence import ClassModel, _cell_mean, slope_exponents
 
     _cell_mean(np.ones((2, 4, 4), np.float32), 2)
+    ones = np.ones((1, 2))
+    ClassModel(("hh", "hv"), np.ones(1), ones, ones, ones).most_probable(np.ones((3, 2)), np.ones(3))
     slope_exponents(np.ones((2, 2, 2), np.float32), np.ones((4, 4), np.float32), 2, 30.0)
 
 

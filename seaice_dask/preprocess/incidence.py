@@ -167,9 +167,9 @@ class ClassModel:
         return slopes
 
     def most_probable(self, values_db: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """Index of each sample's most probable assignable component (``theta``: θ − θ_ref; rows
-        with NaN take the first assignable one): one compiled pass over the samples, as
-        :meth:`most_probable_reference` without its (n, K, d) temporaries."""
+        """Index of each sample's most probable assignable component (``theta``: θ − θ_ref): one
+        compiled pass over the samples, ranked as :meth:`most_probable_reference` ranks them (NaN
+        included) without its (n, K, d) temporaries."""
         n, d = values_db.shape
         out = np.empty(n, np.int64)
         assignable = np.ones(len(self.weight), bool) if self.assignable is None else self.assignable

@@ -385,12 +385,10 @@ def simulate_series(
     label = f"simulating {len(specs)} {product} passes" + (f" × {slices_per_pass} slices" if slices_per_pass > 1 else "")
     render = partial(write_pass, out / "scenes", grid=grid, fmt="zip" if fmt == "zip" else "safe")
     with ExitStack() as stack:
+        mapper = map  # lazy: one process renders the passes after the truth and charts
         if processes > 1:  # spawned: a forked child would inherit the caller's threads and locks
-            pool = stack.enter_context(ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")))
-            rendering = pool.map(render, specs)
-        else:
-            rendering = None
-            passes = [render(spec) for spec in track(specs, label)]
+            mapper = stack.enter_context(ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))).map
+        rendering = mapper(render, specs)
         truth_path = _write_truth(out / "truth.zarr", grid, [s.acquisition_start for s in specs], seed, track)
         chart_paths: list[Path] = []
         if charts:
@@ -400,8 +398,7 @@ def simulate_series(
             weeks = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="7D")
             weekly = weekly_truth(chart_grid, list(weeks), seed, domain=grid)
             chart_paths = list(write_weekly_charts(weekly, out / "charts", seed=seed))
-        if rendering is not None:
-            passes = list(track(rendering, label, total=len(specs)))
+        passes = list(track(rendering, label, total=len(specs)))
     info = [_product_info(out, path, spec, k) for spec, paths in zip(specs, passes, strict=True)
             for k, path in enumerate(paths, start=1)]
     scenes = [path for paths in passes for path in paths]

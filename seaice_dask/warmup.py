@@ -8,9 +8,9 @@ worker, behind a progress bar that does not say so. ``make test`` and ``make ben
 (:func:`in_background`); on a warm cache it takes seconds.
 
 Each kernel is reached through the wrapper the pipeline calls, which fixes the argument types,
-so the signatures compiled here are the ones a run loads. The GLCM sweep has one compilation per
-kind of feature (sums only, counts, maximum: :func:`~seaice_dask.features.kernels.sweep_variant`);
-``make`` compiles all three, the demo only the one its features need. The kernels compile in
+so the signatures compiled here are the ones a run loads. The GLCM sweep has two compilations,
+with and without the maximum probability (:func:`~seaice_dask.features.kernels.sweep_variant`);
+``make`` compiles both, the demo only the one its features need. The kernels compile in
 parallel processes: compiling is single-threaded.
 """
 
@@ -31,8 +31,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 
-#: The GLCM sweep's three compilations, each reached by one set of features.
-GLCM_VARIANTS: dict[str, tuple[str, ...]] = {"sums": ("contrast",), "counts": ("ASM",), "max": ("max_prob",)}
+#: The GLCM sweep's two compilations, each reached by one set of features (features that need no
+#: counts, such as contrast alone, run the first with its count tables off).
+GLCM_VARIANTS: dict[str, tuple[str, ...]] = {"counts": ("ASM",), "max": ("max_prob",)}
 
 
 def glcm_variant(features: Sequence[str]) -> str:
@@ -40,10 +41,10 @@ def glcm_variant(features: Sequence[str]) -> str:
     from seaice_dask.features.kernels import sweep_variant
     from seaice_dask.features.reference import FEATURE_CODES
 
-    def sweep(names: Sequence[str]) -> tuple[bool, bool]:
-        return sweep_variant(np.array([FEATURE_CODES[f] for f in names]))
+    def need_max(names: Sequence[str]) -> bool:
+        return sweep_variant(np.array([FEATURE_CODES[f] for f in names]))[1]
 
-    return next(v for v, names in GLCM_VARIANTS.items() if sweep(names) == sweep(features))
+    return next(v for v, names in GLCM_VARIANTS.items() if need_max(names) == need_max(features))
 
 
 def _glcm(variant: str) -> None:

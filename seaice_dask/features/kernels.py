@@ -384,9 +384,11 @@ def _accumulate(code, rows, snap, acc, j_first, j_last):
 
 
 def sweep_variant(feature_codes: np.ndarray) -> tuple[bool, bool]:
-    """Which counts the features need: ``(need_counts, need_max)``. Each case is its own compiled
-    sweep (the count updates and max tracking drop out where not needed), compiled on first use,
-    so a run compiles only the one its features need (about 15 s of one core each)."""
+    """Which counts the features need: ``(need_counts, need_max)``. The sweep is compiled once
+    for each ``need_max`` (:data:`_SWEEPS`; about 15 s of one core each, on first use):
+    tracking the maximum in the hot loop behind a flag known only at run time makes the whole
+    sweep several times slower. ``need_counts`` is a flag at run time: the count tables are only
+    built and swept where needed."""
     codes = set(np.asarray(feature_codes).tolist())
     need_max = _MAX in codes
     return need_max or bool(codes & {_ASM, _ENERGY, _ENTROPY}), need_max
@@ -405,32 +407,25 @@ def glcm_block(
     ``count_type``: empty arrays of the integer types for pair codes (int16 where ``2 L² + 1``
     fits) and count-table states (int16 where ``2 · max pairs + 1`` fits): less cache.
     """
-    sweep = _SWEEPS[sweep_variant(feature_codes)]
-    sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-          slogs, inc, shift, code_type, count_type, out)  # fmt: skip
+    need_counts, need_max = sweep_variant(feature_codes)
+    _SWEEPS[need_max](q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+                      slogs, inc, shift, code_type, count_type, out, need_counts)  # fmt: skip
 
 
-# One entry point per case, each its own dispatcher, so that only the case called is compiled
-# (a call with literal flags from Python would type-check again on every call).
+# One entry point per ``need_max``, each its own dispatcher, so that only the one called is
+# compiled (a call with a literal flag from Python would type-check again on every call).
 @njit(nogil=True, cache=True, error_model="numpy")
-def _sweep_sums(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-                slogs, inc, shift, code_type, count_type, out):  # fmt: skip
+def _sweep_no_max(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
+                  slogs, inc, shift, code_type, count_type, out, need_counts):  # fmt: skip
     _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-           slogs, inc, shift, code_type, count_type, out, False, False)  # fmt: skip
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _sweep_counts(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-                  slogs, inc, shift, code_type, count_type, out):  # fmt: skip
-    _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-           slogs, inc, shift, code_type, count_type, out, True, False)  # fmt: skip
+           slogs, inc, shift, code_type, count_type, out, need_counts, False)  # fmt: skip
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _sweep_max(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-               slogs, inc, shift, code_type, count_type, out):  # fmt: skip
+               slogs, inc, shift, code_type, count_type, out, need_counts):  # fmt: skip
     _sweep(q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
-           slogs, inc, shift, code_type, count_type, out, True, True)  # fmt: skip
+           slogs, inc, shift, code_type, count_type, out, need_counts, True)  # fmt: skip
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -438,8 +433,7 @@ def _sweep(
     q, half, levels, offsets, group_of_offset, slot_of_group, n_slots, feature_codes, snap,
     slogs, inc, shift, code_type, count_type, out, need_counts, need_max,
 ):  # fmt: skip
-    """The body of :func:`glcm_block`, compiled for constant ``need_counts`` and ``need_max``."""
-    literally(need_counts)
+    """The body of :func:`glcm_block`, compiled for a constant ``need_max``."""
     literally(need_max)
     height, width = q.shape
     ny = height - 2 * half
@@ -617,5 +611,5 @@ def glcm_levels(
     return out
 
 
-#: The compiled sweep of each :func:`sweep_variant` ``(need_counts, need_max)``.
-_SWEEPS = {(False, False): _sweep_sums, (True, False): _sweep_counts, (True, True): _sweep_max}
+#: The compiled sweep for each ``need_max`` of :func:`sweep_variant`.
+_SWEEPS = {False: _sweep_no_max, True: _sweep_max}

@@ -169,11 +169,12 @@ def seam_steps(sigma0_db: np.ndarray, classes: np.ndarray, boundary_row: np.ndar
 
 def _case_panels(cases: Mapping[str, Any], path: str | Path, ylabel: str, draw: Callable[[Any, str, Any], None]) -> Path:
     """One panel per case, a shared y axis: ``draw(ax, case, per_class)`` draws each; saved to ``path``."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from seaice_dask.report import save_figure
 
-    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), sharey=True, squeeze=False)
+    fig = Figure(figsize=(5 * len(cases), 4))
+    axes = fig.subplots(1, len(cases), sharey=True, squeeze=False)
     for ax, (case, per_class) in zip(axes[0], cases.items()):
         draw(ax, case, per_class)
         ax.grid(alpha=0.3)

@@ -1,8 +1,10 @@
 """Figures and tables of a run: class maps per date, confusion matrices, scores per model and month.
 
-Matplotlib with the non-interactive Agg backend (works on headless cluster nodes), unless pyplot is
-already in use (a notebook's inline backend stays). Every file is written under a temporary name and
-renamed, so a crash never leaves a truncated figure.
+Figures are :class:`matplotlib.figure.Figure` objects saved straight to files, never through
+pyplot: no backend to choose (it works on headless cluster nodes and leaves a notebook's inline
+backend alone), nothing global to close, and separate figures can be drawn in separate threads
+(``evaluate`` draws the maps while the scores are computed). Every file is written under a
+temporary name and renamed, so a crash never leaves a truncated figure.
 """
 
 from __future__ import annotations
@@ -10,21 +12,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-if "matplotlib.pyplot" not in sys.modules:
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from seaice_dask.charts.schemes import SOD4  # noqa: E402
-from seaice_dask.grid import Grid  # noqa: E402
+from seaice_dask.charts.schemes import SOD4
+from seaice_dask.grid import Grid
 
 #: Names of the built-in ``sod4`` class ids 0…3.
 SOD4_CLASS_NAMES = tuple(SOD4.classes[i] for i in sorted(SOD4.classes))
@@ -46,8 +43,8 @@ def write_json(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save and close ``fig`` (format from the suffix), atomically."""
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` (format from the suffix), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
@@ -55,7 +52,6 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
         tmp.replace(path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
 
@@ -83,7 +79,8 @@ def plot_class_map(
     step = max(1, math.ceil(max(cls.shape) / PLOT_MAX_PX))
     masked = np.ma.masked_less(cls[::step, ::step], 0)
     xmin, ymin, xmax, ymax = (v / 1000 for v in grid.bounds)
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig = Figure(figsize=(6, 5.5))
+    ax = fig.subplots()
     im = ax.imshow(
         masked, cmap=ListedColormap(list(colours[:k])), vmin=-0.5, vmax=k - 0.5,
         extent=(xmin, xmax, ymin, ymax), interpolation="nearest",
@@ -102,7 +99,8 @@ def plot_confusion(
     """Confusion matrix (rows: reference, columns: predicted), shaded by row share, counts printed."""
     cm = np.asarray(cm)
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig = Figure(figsize=(5.5, 4.8))
+    ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
@@ -122,7 +120,8 @@ def plot_scores(table: Mapping[str, Mapping[str, float]], path: str | Path, *, t
     models = list(table)
     metrics = list(next(iter(table.values()))) if models else []
     width = 0.8 / max(len(metrics), 1)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(models), 3.8))
+    fig = Figure(figsize=(1.2 + 1.1 * len(models), 3.8))
+    ax = fig.subplots()
     for i, metric in enumerate(metrics):
         values = [table[m][metric] for m in models]
         bars = ax.bar(np.arange(len(models)) + i * width, values, width, label=metric)
@@ -136,7 +135,8 @@ def plot_scores(table: Mapping[str, Mapping[str, float]], path: str | Path, *, t
 
 def plot_monthly(series: Mapping[str, Mapping[str, float]], path: str | Path, *, metric: str, title: str = "") -> Path:
     """One line per model: ``metric`` per month (keys ``YYYY-MM``)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for model, per_month in series.items():
         months = sorted(per_month)
         ax.plot(months, [per_month[m] for m in months], marker="o", label=model)

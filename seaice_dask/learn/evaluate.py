@@ -27,6 +27,7 @@ import json
 import time as clock
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,28 @@ def _radiometry_figures(ds: xr.Dataset, labels: xr.DataArray, t: int, classes: n
     return {n: {k: v for k, v in s.items() if k != "hh_profile"} for n, s in stats.items()}
 
 
+def _map_figures(ds: xr.Dataset, test: xr.Dataset, labels: xr.DataArray, test_idx: np.ndarray,
+                 stamps: pd.DatetimeIndex, windows: list[Any], classes: np.ndarray, names: list[str],
+                 out: Path) -> tuple[dict[str, Any], list[str]]:
+    """The radiometry figures of the first test date and the class maps of the first four: their
+    numbers and files."""
+    from seaice_dask import report as rep
+
+    files: list[str] = []
+    radiometry = _radiometry_figures(ds, labels, int(test_idx[0]), classes, names, out, files)
+    if CLASS_VAR in ds.data_vars:
+        grid = cube_grid(ds)
+        for i, stamp in enumerate(stamps[:4]):
+            if windows[i] is None:
+                continue
+            cls = np.asarray(crop(test[CLASS_VAR].isel(time=i), windows[i]).values)
+            files.append(str(rep.plot_class_map(
+                cls, grid.window(*windows[i]), out / f"class_{stamp.strftime('%Y%m%dT%H%M%S')}.png",
+                title=f"{stamp:%Y-%m-%d %H:%M} UTC", class_names=names,
+            )))
+    return radiometry, files
+
+
 def evaluate(
     cfg: PipelineConfig,
     *,
@@ -336,66 +359,66 @@ def evaluate(
             continue
         for ref_name, reference in references.items():
             lazy[learner, ref_name] = windowed_confusion(reference, predicted, usable, windows, k, blocks)
+    out = Path(cfg.paths.reports)
     keys = list(lazy)
     phases = {}
-    tick = clock.perf_counter()
-    (counts,) = compute([lazy[key] for key in keys], client=client, progress=progress)
-    phases["stored_maps"], tick = clock.perf_counter() - tick, clock.perf_counter()
-    per_date = {key: np.asarray(c) for key, c in zip(keys, counts, strict=True)}
-    sampled = [learner for learner in refs if learner not in method]
-    if sampled:
-        per_class = cfg.model.eval_sample_per_class
-        run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
-        refs_sampled = stratified_samples(
-            ds, inputs, test_idx, {n: r.reset_coords(drop=True) for n, r in season_refs.items()},
-            per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
-        )
-        phases["sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
-        # the references' samples share most pixels: classify each distinct pixel once
-        pixel_keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
-        _, first, where = np.unique(pixel_keys, return_index=True, return_inverse=True)
-        X_all = np.concatenate([sample.X for sample, _ in refs_sampled.values()])[first]
-        if client is not None:  # learners and row chunks in parallel on the workers, each chunk sent once
-            chunks = client.scatter(np.array_split(X_all, max(1, -(-len(X_all) // EVAL_CHUNK_ROWS))))
-            futures = [[client.submit(predict_rows, refs[m], X, classes, pure=False) for X in chunks] for m in sampled]
-            predicted = [np.concatenate(parts) for parts in client.gather(futures)]
-        else:
-            predicted = [predict_rows(refs[m], X_all, classes) for m in sampled]
-        offsets = np.cumsum([0] + [len(sample) for sample, _ in refs_sampled.values()])
-        for learner, classes_of_pixels in zip(sampled, predicted, strict=True):
-            for i, (ref_name, (sample, totals)) in enumerate(refs_sampled.items()):
-                rows = classes_of_pixels[where[offsets[i]:offsets[i + 1]]]
-                per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, test_idx, k)
-        for learner in sampled:
-            method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
-        phases["classify_sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    orbits = date_orbits(test)
-    for (learner, ref_name), matrices in sorted(per_date.items()):
-        results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names, orbits)
-    primary = "truth" if "truth" in references else "labels"
-    best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
-    report = EvalReport([s.isoformat() for s in stamps], results, best, method=method, phase_seconds=phases)
-    out = Path(cfg.paths.reports)
-    if figures:
-        report.files.append(str(rep.plot_scores(report.table(primary), out / "scores.png", title=f"test dates, against {primary}")))
-        report.files.append(str(rep.plot_confusion(
-            np.asarray(results[best][primary]["overall"]["confusion"]), out / f"confusion_{best}.png",
-            title=f"{best} against {primary}", class_names=names,
-        )))
-        monthly = {m: {mo: s["overall_accuracy"] for mo, s in r[primary]["per_month"].items()} for m, r in results.items()}
-        report.files.append(str(rep.plot_monthly(monthly, out / "accuracy_per_month.png", metric="overall accuracy")))
-        report.radiometry = _radiometry_figures(ds, season_refs["labels"], int(test_idx[0]), classes, names, out, report.files)
-        if CLASS_VAR in ds.data_vars:
-            grid = cube_grid(ds)
-            for i, stamp in enumerate(stamps[:4]):
-                if windows[i] is None:
-                    continue
-                cls = np.asarray(crop(test[CLASS_VAR].isel(time=i), windows[i]).values)
-                report.files.append(str(rep.plot_class_map(
-                    cls, grid.window(*windows[i]), out / f"class_{stamp.strftime('%Y%m%dT%H%M%S')}.png",
-                    title=f"{stamp:%Y-%m-%d %H:%M} UTC", class_names=names,
-                )))
+    # the radiometry and class-map figures need only the cube: drawn in a thread of their own while
+    # the scores are computed on the workers (this thread then only waits; the figures are
+    # separate matplotlib Figures, never pyplot)
+    drawing = ThreadPoolExecutor(1)
+    drawn = drawing.submit(_map_figures, ds, test, season_refs["labels"], test_idx, stamps, windows, classes, names,
+                           out) if figures else None  # fmt: skip
+    try:
+        tick = clock.perf_counter()
+        (counts,) = compute([lazy[key] for key in keys], client=client, progress=progress)
+        phases["stored_maps"], tick = clock.perf_counter() - tick, clock.perf_counter()
+        per_date = {key: np.asarray(c) for key, c in zip(keys, counts, strict=True)}
+        sampled = [learner for learner in refs if learner not in method]
+        if sampled:
+            per_class = cfg.model.eval_sample_per_class
+            run = lambda graph: compute(graph, client=client, progress=progress)  # noqa: E731
+            refs_sampled = stratified_samples(
+                ds, inputs, test_idx, {n: r.reset_coords(drop=True) for n, r in season_refs.items()},
+                per_class=per_class, n_classes=k, seed=cfg.model.seed, compute=run,
+            )
+            phases["sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
+            # the references' samples share most pixels: classify each distinct pixel once
+            pixel_keys = np.concatenate([sample.key for sample, _ in refs_sampled.values()])
+            _, first, where = np.unique(pixel_keys, return_index=True, return_inverse=True)
+            X_all = np.concatenate([sample.X for sample, _ in refs_sampled.values()])[first]
+            if client is not None:  # learners and row chunks in parallel on the workers, each chunk sent once
+                chunks = client.scatter(np.array_split(X_all, max(1, -(-len(X_all) // EVAL_CHUNK_ROWS))))
+                futures = [[client.submit(predict_rows, refs[m], X, classes, pure=False) for X in chunks] for m in sampled]
+                predicted = [np.concatenate(parts) for parts in client.gather(futures)]
+            else:
+                predicted = [predict_rows(refs[m], X_all, classes) for m in sampled]
+            offsets = np.cumsum([0] + [len(sample) for sample, _ in refs_sampled.values()])
+            for learner, classes_of_pixels in zip(sampled, predicted, strict=True):
+                for i, (ref_name, (sample, totals)) in enumerate(refs_sampled.items()):
+                    rows = classes_of_pixels[where[offsets[i]:offsets[i + 1]]]
+                    per_date[learner, ref_name] = sampled_confusion(sample, rows, totals, test_idx, k)
+            for learner in sampled:
+                method[learner] = f"stratified sample, ≤ {per_class} px per class, per pixel"
+            phases["classify_sample"], tick = clock.perf_counter() - tick, clock.perf_counter()
+        results: dict[str, dict[str, Any]] = {}
+        orbits = date_orbits(test)
+        for (learner, ref_name), matrices in sorted(per_date.items()):
+            results.setdefault(learner, {})[ref_name] = summarise(matrices, stamps, names, orbits)
+        primary = "truth" if "truth" in references else "labels"
+        best = max(results, key=lambda m: (results[m][primary]["overall"]["overall_accuracy"], results[m][primary]["overall"]["kappa"]))
+        report = EvalReport([s.isoformat() for s in stamps], results, best, method=method, phase_seconds=phases)
+        if figures:  # one thread draws at a time: matplotlib's artists are not thread-safe
+            report.radiometry, map_files = drawn.result()
+            report.files.append(str(rep.plot_scores(report.table(primary), out / "scores.png", title=f"test dates, against {primary}")))
+            report.files.append(str(rep.plot_confusion(
+                np.asarray(results[best][primary]["overall"]["confusion"]), out / f"confusion_{best}.png",
+                title=f"{best} against {primary}", class_names=names,
+            )))
+            monthly = {m: {mo: s["overall_accuracy"] for mo, s in r[primary]["per_month"].items()} for m, r in results.items()}
+            report.files.append(str(rep.plot_monthly(monthly, out / "accuracy_per_month.png", metric="overall accuracy")))
+            report.files += map_files
+    finally:
+        drawing.shutdown()
     phases["figures"] = clock.perf_counter() - tick
     if train_report.get("best") in results:  # the model card of the model `predict` uses
         add_monthly_scores(cfg.paths.models, train_report["best"], results[train_report["best"]][primary]["per_month"], primary)

@@ -118,6 +118,10 @@ def test_production_path_matches_reference_on_cube_inputs(learner, cube_sample, 
     production = production_model(path)
     assert isinstance(production, DenseNetwork) == (learner == "mlp")
     _assert_matches_reference(production, model, cube_sample.X)
+    # as train measures it, from the model in memory (its artefact built from it, not the file)
+    artefact_path(path, model_key(path)).unlink(missing_ok=True)
+    from_memory = production_model(path, fitted=model)
+    np.testing.assert_array_equal(from_memory.predict_proba(cube_sample.X), production.predict_proba(cube_sample.X))
     # and the class maps' block code gives the reference's classes
     np.testing.assert_array_equal(
         predict_rows(ModelRef.of(path), cube_sample.X, np.arange(4)), model.predict(cube_sample.X)

@@ -190,9 +190,12 @@ def _write_artefact(network: DenseNetwork, path: Path, key: str) -> None:
             stale.unlink(missing_ok=True)
 
 
-def production_model(path: str | Path, key: str | None = None) -> Any:
+def production_model(path: str | Path, key: str | None = None, fitted: Any = None) -> Any:
     """What prediction runs for the model file ``path``: its compiled artefact when the model
-    compiles (built and cached on first use), else the fitted scikit-learn pipeline."""
+    compiles (built and cached on first use), else the fitted scikit-learn pipeline.
+
+    ``fitted``: the model ``path`` was just written from (``train``), used instead of reading it
+    back."""
     path = Path(path)
     key = key or model_key(path)
     target = artefact_path(path, key)
@@ -202,7 +205,7 @@ def production_model(path: str | Path, key: str | None = None) -> Any:
                 return DenseNetwork.from_arrays(arrays)
         except (OSError, ValueError, KeyError):
             pass  # unreadable or foreign: rebuild below
-    model, _ = load_model(path)
+    model = fitted if fitted is not None else load_model(path)[0]
     network = compile_model(model)
     if network is None:
         return model

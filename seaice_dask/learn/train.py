@@ -136,7 +136,7 @@ def train(cfg: PipelineConfig, client: Any = None, *, progress: bool = True) -> 
                        "pipeline": pipeline},
             )
             report.models[learner] = path.name
-            report.predict_px_per_s[learner] = throughput(production_model(path), test_s.X if len(test_s) else train_s.X)
+            report.predict_px_per_s[learner] = throughput(production_model(path, fitted=model), test_s.X if len(test_s) else train_s.X)
             s = report.scores[learner]
             console.print(
                 f"{learner:4s} OA {s['overall_accuracy']:.3f}  kappa {s['kappa']:.3f}  "

@@ -126,3 +126,30 @@ def test_a_cube_of_plain_esa_processing_is_refused_by_the_defaults(season, tmp_p
         ingest(_config(season, store, **{**old, "denoise": "nersc"}), progress=False)
     again = ingest(_config(season, store, **old), progress=False)
     assert again.ok and len(again.skipped) == 3
+
+
+def test_pre_pass_skips_an_unusable_chart_naming_it(season, tmp_path, caplog):
+    """Charts are rasterised on the workers; one that cannot be read leaves its scene unlabelled
+    and is named in a warning, the estimate still comes from the other charts."""
+    import shutil
+
+    from seaice_dask.ingest.prepass import estimate_season_slopes
+    from seaice_dask.safe import open_safe
+
+    import pandas as pd
+
+    from seaice_dask.charts.read import chart_date
+
+    charts = tmp_path / "charts"
+    shutil.copytree(season / "charts", charts)
+    products = [open_safe(p) for p in sorted((season / "scenes").glob("*.zip"))]
+    first = pd.Timestamp(products[0].start_time).date()
+    broken = min(charts.glob("*.zip"), key=lambda c: abs((chart_date(c) - first).days))  # the first scene's
+    broken.write_bytes(b"not a zip")
+    cfg = _config(season, str(tmp_path / "cube.zarr"), incidence={"correction": "linear"})
+    cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"charts": [str(charts / "*.zip")]})})
+    with caplog.at_level("WARNING", logger="seaice_dask.ingest.prepass"):
+        correction = estimate_season_slopes(cfg, products, default_grid(1000.0))
+    assert correction.method == "linear" and correction.source == "charts"
+    warnings = [r.getMessage() for r in caplog.records if "chart unusable" in r.getMessage()]
+    assert len(warnings) == 1 and str(broken) in warnings[0], warnings

@@ -39,16 +39,29 @@ log = logging.getLogger(__name__)
 PREPASS_RESOLUTION_M = 1000.0
 
 
-def _scene_samples(path: Path, pols: list[str], coarse: Grid, land: np.ndarray, labels: np.ndarray | None):
+def _scene_samples(path: Path, pols: list[str], coarse: Grid, land: np.ndarray,
+                   labels: tuple[np.ndarray | None, str] | None) -> dict[str, np.ndarray]:
     from seaice_dask.safe import open_safe
 
-    return scene_samples(open_safe(path), pols, coarse, land, labels)
+    return scene_samples(open_safe(path), pols, coarse, land, None if labels is None else labels[0])
 
 
-def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> list[np.ndarray | None]:
-    """Chart labels (coarse grid) valid at each scene, None where no chart is near enough."""
+def _chart_labels(path: Path, coarse: Grid, charts_cfg: Any) -> tuple[np.ndarray | None, str]:
+    """One chart's labels on the coarse grid, or None and why the chart is unusable (the error
+    names the chart)."""
     # the charts stage runs after ingest; the pre-pass only borrows its rasteriser
     from seaice_dask.charts.labels import chart_labels
+
+    try:
+        return chart_labels(path, coarse, charts_cfg).values, ""
+    except SeaIceError as exc:
+        return None, str(exc) if exc.path else f"{path}: {exc}"
+
+
+def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> list[Any]:
+    """Per scene, a task giving the chart labels (coarse grid) valid at the scene, as
+    :func:`_chart_labels`; None where no chart is near enough. One task per chart, rasterised on
+    the workers side by side with the scenes' samples."""
     from seaice_dask.charts.rasterize import select_chart
     from seaice_dask.charts.read import chart_date
 
@@ -58,17 +71,13 @@ def _chart_maps(cfg: PipelineConfig, products: Sequence[Any], coarse: Grid) -> l
     except SeaIceError as exc:
         log.warning("incidence pre-pass without charts: %s", exc)
         return [None] * len(products)
-    cache: dict[int, np.ndarray] = {}
+    tasks: dict[int, Any] = {}
     out = []
     for product in products:
         index = select_chart(dates, pd.Timestamp(product.start_time), cfg.charts.max_days) if charts else None
-        if index is not None and index not in cache:
-            try:
-                cache[index] = chart_labels(charts[index], coarse, cfg.charts).values
-            except SeaIceError as exc:
-                log.warning("incidence pre-pass: chart %s unusable (%s)", charts[index], exc)
-                cache[index] = None
-        out.append(None if index is None else cache[index])
+        if index is not None and index not in tasks:
+            tasks[index] = dask.delayed(_chart_labels, pure=True)(charts[index], coarse, cfg.charts)
+        out.append(None if index is None else tasks[index])
     return out
 
 
@@ -140,8 +149,10 @@ def estimate_season_slopes(cfg: PipelineConfig, products: Sequence[Any], grid: G
         raise ConfigError(f"the incidence pre-pass looks land up over the scenes' whole footprints: {exc}") from exc
     charts = _chart_maps(cfg, products, coarse)
     tasks = [dask.delayed(_scene_samples, pure=True)(p.path, pols, coarse, land, c) for p, c in zip(products, charts)]
-    parts = dask.compute(*tasks)
-    if any(c is None for c in charts):  # unlabelled scenes: labels only where a chart is
+    parts, labels = dask.compute(tasks, charts)
+    for problem in dict.fromkeys(c[1] for c in labels if c is not None and c[0] is None):
+        log.warning("incidence pre-pass: chart unusable (%s)", problem)
+    if any(c is None or c[0] is None for c in labels):  # unlabelled scenes: labels only where a chart is
         parts = [p if "labels" in p else {**p, "labels": np.full(p["incidence"].shape, -1)} for p in parts]
     inc = cfg.preprocess.incidence
     correction = estimate_slopes(concat_samples(parts), pols, inc.reference_deg, inc.correction)

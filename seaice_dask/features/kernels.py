@@ -306,81 +306,55 @@ def _record(j, dq, de, inc, shift, counts, no_pair, at_least, top_off, top_diag,
     return top_off, top_diag
 
 
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _feature(code, rows, j, snap):
-    """Feature ``code`` of one group at pixel ``j`` of a row (``rows``: its sums, see ``_R_*``)."""
-    t = rows[_R_N, j]
-    inv_t = rows[_R_INV, j]
-    if snap:  # SNAP divides the symmetric counts by the number of pairs T
-        scale = 2.0 * inv_t
-        inv_n2 = inv_t * inv_t
-        half_t = inv_t
-    else:  # proper probabilities: divide by ΣS = 2T
-        scale = inv_t
-        inv_n2 = 0.25 * inv_t * inv_t
-        half_t = 0.5 * inv_t
-    if code == _CONTRAST:
-        return rows[_R_D2, j] * scale
-    if code == _DISSIMILARITY:
-        return rows[_R_AD, j] * scale
-    if code == _HOMOGENEITY:
-        return rows[_R_HOM, j] / FIXED_ONE * scale
-    if code == _ASM:
-        return rows[_R_Q, j] * inv_n2
-    if code == _ENERGY:
-        return np.sqrt(rows[_R_Q, j] * inv_n2)
-    if code == _ENTROPY:
-        return rows[_R_ENT, j] / FIXED_ONE * half_t
-    if code == _MEAN:
-        return rows[_R_SI, j] * half_t
-    if code == _MAX:
-        return rows[_R_MAX, j] * half_t
-    if snap:
-        si2 = rows[_R_SI2, j]
-        if code == _VARIANCE:
-            return si2 * inv_t
-        return (si2 - rows[_R_D2, j]) / si2 if si2 > 0 else np.nan
-    # exact integers: SI2·2T − SI² is 0 exactly when the variance is 0
-    si = rows[_R_SI, j]
-    var_num = rows[_R_SI2, j] * 2 * t - si * si
-    if code == _VARIANCE:
-        return var_num * inv_n2
-    return ((rows[_R_SI2, j] - rows[_R_D2, j]) * 2 * t - si * si) / var_num if var_num > 0 else 1.0
-
-
-@njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _accumulate_one(code, rows, snap, acc, j_first, j_last):
-    """Add feature ``code`` (a constant after inlining, so the loop is branch-free and vectorises)
-    of one group to ``acc`` along a row (pixels ``j_first … j_last``); pixels where the group has
-    no pair add nothing."""
-    for j in range(_U(j_first), _U(j_last + 1)):
-        v = _feature(code, rows, j, snap)
-        acc[j] += v if rows[_R_N, j] > 0 else 0.0
-
-
 @njit(nogil=True, cache=True, error_model="numpy")
 def _accumulate(code, rows, snap, acc, j_first, j_last):
-    """:func:`_accumulate_one` with the branch on ``code`` taken once per row."""
-    if code == _CONTRAST:
-        _accumulate_one(_CONTRAST, rows, snap, acc, j_first, j_last)
-    elif code == _DISSIMILARITY:
-        _accumulate_one(_DISSIMILARITY, rows, snap, acc, j_first, j_last)
-    elif code == _HOMOGENEITY:
-        _accumulate_one(_HOMOGENEITY, rows, snap, acc, j_first, j_last)
+    """Add feature ``code`` of one group to ``acc`` along a row (pixels ``j_first … j_last``;
+    ``rows``: the group's sums, see ``_R_*``); pixels where the group has no pair add nothing.
+
+    One branch-free loop per feature, so that each vectorises. SNAP divides the symmetric counts
+    by the number of pairs T, proper probabilities by ΣS = 2T: ``scale``, ``inv_n2`` and
+    ``half_t`` below are ``2/T, 1/T², 1/T`` (snap) or ``1/T, 1/(4T²), 1/(2T)``."""
+    s_scale, s_n2, s_half = (2.0, 1.0, 1.0) if snap else (1.0, 0.25, 0.5)
+    n = rows[_R_N]
+    inv = rows[_R_INV]
+    lo, hi = _U(j_first), _U(j_last + 1)
+    if code == _CONTRAST or code == _DISSIMILARITY or code == _HOMOGENEITY:
+        x = rows[_R_D2] if code == _CONTRAST else rows[_R_AD] if code == _DISSIMILARITY else rows[_R_HOM]
+        unit = 1.0 / FIXED_ONE if code == _HOMOGENEITY else 1.0  # HOM in fixed point
+        for j in range(lo, hi):
+            acc[j] += x[j] * unit * (s_scale * inv[j]) if n[j] > 0 else 0.0
     elif code == _ASM:
-        _accumulate_one(_ASM, rows, snap, acc, j_first, j_last)
+        q = rows[_R_Q]
+        for j in range(lo, hi):
+            acc[j] += q[j] * (s_n2 * inv[j] * inv[j]) if n[j] > 0 else 0.0
     elif code == _ENERGY:
-        _accumulate_one(_ENERGY, rows, snap, acc, j_first, j_last)
-    elif code == _ENTROPY:
-        _accumulate_one(_ENTROPY, rows, snap, acc, j_first, j_last)
-    elif code == _CORRELATION:
-        _accumulate_one(_CORRELATION, rows, snap, acc, j_first, j_last)
-    elif code == _MEAN:
-        _accumulate_one(_MEAN, rows, snap, acc, j_first, j_last)
-    elif code == _VARIANCE:
-        _accumulate_one(_VARIANCE, rows, snap, acc, j_first, j_last)
-    else:
-        _accumulate_one(_MAX, rows, snap, acc, j_first, j_last)
+        q = rows[_R_Q]
+        for j in range(lo, hi):
+            acc[j] += np.sqrt(q[j] * (s_n2 * inv[j] * inv[j])) if n[j] > 0 else 0.0
+    elif code == _ENTROPY or code == _MEAN or code == _MAX:
+        x = rows[_R_ENT] if code == _ENTROPY else rows[_R_SI] if code == _MEAN else rows[_R_MAX]
+        unit = 1.0 / FIXED_ONE if code == _ENTROPY else 1.0  # E in fixed point
+        for j in range(lo, hi):
+            acc[j] += x[j] * unit * (s_half * inv[j]) if n[j] > 0 else 0.0
+    elif snap:  # variance and correlation of SNAP's formulas
+        si2, d2 = rows[_R_SI2], rows[_R_D2]
+        if code == _VARIANCE:
+            for j in range(lo, hi):
+                acc[j] += si2[j] * inv[j] if n[j] > 0 else 0.0
+        else:
+            for j in range(lo, hi):
+                v = (si2[j] - d2[j]) / si2[j] if si2[j] > 0 else np.nan
+                acc[j] += v if n[j] > 0 else 0.0
+    else:  # exact integers: SI2·2T − SI² is 0 exactly when the variance is 0
+        si, si2, d2 = rows[_R_SI], rows[_R_SI2], rows[_R_D2]
+        if code == _VARIANCE:
+            for j in range(lo, hi):
+                acc[j] += (si2[j] * 2 * n[j] - si[j] * si[j]) * (s_n2 * inv[j] * inv[j]) if n[j] > 0 else 0.0
+        else:
+            for j in range(lo, hi):
+                var_num = si2[j] * 2 * n[j] - si[j] * si[j]
+                v = ((si2[j] - d2[j]) * 2 * n[j] - si[j] * si[j]) / var_num if var_num > 0 else 1.0
+                acc[j] += v if n[j] > 0 else 0.0
 
 
 def sweep_variant(feature_codes: np.ndarray) -> tuple[bool, bool]:
@@ -482,12 +456,16 @@ def _sweep(
     at_least0, at_least1 = at_least[0], at_least[1]
     rows = np.zeros((n_groups, 10, nx), dtype=np.float64)
     pixel = np.zeros((3, nx), dtype=np.int64)  # Q, E and the no-pair entry's pairs along the row
-    # the offsets of group g: member[first_member[g] : first_member[g + 1]]
-    member = np.argsort(group_of_offset, kind="mergesort")
+    # the offsets of group g, in order: member[first_member[g] : first_member[g + 1]]
     first_member = np.zeros(n_groups + 1, dtype=np.int64)
     for o in range(n_off):
         first_member[group_of_offset[o] + 1] += 1
     first_member = np.cumsum(first_member)
+    member = np.empty(n_off, dtype=np.int64)
+    filled = first_member[:-1].copy()
+    for o in range(n_off):
+        member[filled[group_of_offset[o]]] = o
+        filled[group_of_offset[o]] += 1
     acc = np.zeros((n_feat, n_slots, nx), dtype=np.float64)
     n_acc = np.zeros((n_slots, nx), dtype=np.float64)
 

@@ -117,11 +117,12 @@ def _timed(name: str) -> float:
     return time.perf_counter() - start
 
 
-def warmup(processes: int | None = None, features: Sequence[str] | None = None) -> dict[str, float]:
+def warmup(processes: int | None = None, features: Sequence[str] | None = None,
+           skip: Sequence[str] = ()) -> dict[str, float]:
     """Compile (or load from the cache) the kernels of :data:`KERNELS`, the GLCM sweep only for
-    ``features`` if given; returns seconds per kernel."""
+    ``features`` if given, none of ``skip``; returns seconds per kernel."""
     sweeps = list(GLCM_VARIANTS) if features is None else [glcm_variant(features)]
-    names = [f"glcm {v}" for v in sweeps] + [n for n in KERNELS if not n.startswith("glcm ")]
+    names = [f"glcm {v}" for v in sweeps] + [n for n in KERNELS if not n.startswith("glcm ") and n not in skip]
     processes = processes or min(len(names), os.cpu_count() or 1)
     # spawned: a forked child of a process that ran a parallel kernel would inherit OpenMP's threads
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -133,9 +134,11 @@ def in_background(features: Sequence[str]) -> Iterator[None]:
     """Compile the kernels a run of GLCM ``features`` needs in other processes while the body runs
     (a first run's simulation and ingest), and wait for them when it ends: compiling then costs a
     first run little time. The GLCM sweep compiles alone in one process; the small kernels, which
-    simulation and ingest need, in the other, done within seconds."""
+    ingest needs, in the other, done within seconds. Not the simulator's: the body simulates
+    first, and its processes compile those on first use before this one could."""
     logging.getLogger(__name__).info("compiling the Numba kernels (first run only) in the background")
-    compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup", "--features", ",".join(features)])
+    compiling = subprocess.Popen([sys.executable, "-m", "seaice_dask.warmup", "--features", ",".join(features),
+                                  "--skip", "simulator"])
     try:
         yield
     finally:
@@ -145,9 +148,10 @@ def in_background(features: Sequence[str]) -> Iterator[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compile the Numba kernels into their on-disk cache.")
     parser.add_argument("--features", help="GLCM features (comma-separated): only their sweep (default: all)")
-    features = parser.parse_args().features
+    parser.add_argument("--skip", default="", help=f"kernels not to compile (comma-separated, of: {', '.join(KERNELS)})")
+    args = parser.parse_args()
     start = time.perf_counter()
-    seconds = warmup(features=features.split(",") if features else None)
+    seconds = warmup(features=args.features.split(",") if args.features else None, skip=args.skip.split(","))
     detail = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
     print(f"Numba kernels compiled or loaded from the cache in {time.perf_counter() - start:.1f} s ({detail})")
 

@@ -47,3 +47,5 @@ def test_a_run_compiles_only_the_glcm_sweep_its_features_need():
     assert glcm_variant(["energy", "max_prob"]) == "max"
     seconds = warmup(processes=1, features=["contrast", "entropy"])
     assert [n for n in seconds if n.startswith("glcm")] == ["glcm counts"]
+    # the demo's: the simulation compiles the simulator's kernels itself
+    assert "simulator" not in warmup(processes=1, features=["contrast"], skip=["simulator"])
